@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import ClassVar
 
 MAX_SEQUENCE = 0x7FFFFFFF
 
@@ -164,18 +165,12 @@ class Pdu:
     sequence_number: int
     command_status: int = 0
 
-    @property
-    def command_id(self) -> CommandId:
-        raise NotImplementedError
-
-
-def _cid(value: CommandId) -> property:
-    return property(lambda self: value)
+    command_id: ClassVar[CommandId]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class GenericNack(Pdu):
-    command_id = _cid(CommandId.GENERIC_NACK)  # type: ignore[assignment]
+    command_id: ClassVar[CommandId] = CommandId.GENERIC_NACK
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,7 +182,7 @@ class BindTransceiver(Pdu):
     addr_ton: int = 0
     addr_npi: int = 0
     address_range: str = ""
-    command_id = _cid(CommandId.BIND_TRANSCEIVER)  # type: ignore[assignment]
+    command_id: ClassVar[CommandId] = CommandId.BIND_TRANSCEIVER
 
     def __repr__(self) -> str:  # the password never reaches a log line
         return (
@@ -200,27 +195,27 @@ class BindTransceiver(Pdu):
 class BindTransceiverResp(Pdu):
     system_id: str = ""
     tlvs: tuple[Tlv, ...] = ()
-    command_id = _cid(CommandId.BIND_TRANSCEIVER_RESP)  # type: ignore[assignment]
+    command_id: ClassVar[CommandId] = CommandId.BIND_TRANSCEIVER_RESP
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Unbind(Pdu):
-    command_id = _cid(CommandId.UNBIND)  # type: ignore[assignment]
+    command_id: ClassVar[CommandId] = CommandId.UNBIND
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UnbindResp(Pdu):
-    command_id = _cid(CommandId.UNBIND_RESP)  # type: ignore[assignment]
+    command_id: ClassVar[CommandId] = CommandId.UNBIND_RESP
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EnquireLink(Pdu):
-    command_id = _cid(CommandId.ENQUIRE_LINK)  # type: ignore[assignment]
+    command_id: ClassVar[CommandId] = CommandId.ENQUIRE_LINK
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EnquireLinkResp(Pdu):
-    command_id = _cid(CommandId.ENQUIRE_LINK_RESP)  # type: ignore[assignment]
+    command_id: ClassVar[CommandId] = CommandId.ENQUIRE_LINK_RESP
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,24 +250,24 @@ class _ShortMessagePdu(Pdu):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubmitSm(_ShortMessagePdu):
-    command_id = _cid(CommandId.SUBMIT_SM)  # type: ignore[assignment]
+    command_id: ClassVar[CommandId] = CommandId.SUBMIT_SM
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeliverSm(_ShortMessagePdu):
-    command_id = _cid(CommandId.DELIVER_SM)  # type: ignore[assignment]
+    command_id: ClassVar[CommandId] = CommandId.DELIVER_SM
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SubmitSmResp(Pdu):
     message_id: str = ""
-    command_id = _cid(CommandId.SUBMIT_SM_RESP)  # type: ignore[assignment]
+    command_id: ClassVar[CommandId] = CommandId.SUBMIT_SM_RESP
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DeliverSmResp(Pdu):
     message_id: str = ""
-    command_id = _cid(CommandId.DELIVER_SM_RESP)  # type: ignore[assignment]
+    command_id: ClassVar[CommandId] = CommandId.DELIVER_SM_RESP
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -288,7 +283,7 @@ class DataSm(Pdu):
     registered_delivery: int = 0
     data_coding: int = 0
     tlvs: tuple[Tlv, ...] = ()
-    command_id = _cid(CommandId.DATA_SM)  # type: ignore[assignment]
+    command_id: ClassVar[CommandId] = CommandId.DATA_SM
 
     def tlv(self, tag: int) -> TlvValue | None:
         for t in self.tlvs:
@@ -301,7 +296,7 @@ class DataSm(Pdu):
 class DataSmResp(Pdu):
     message_id: str = ""
     tlvs: tuple[Tlv, ...] = ()
-    command_id = _cid(CommandId.DATA_SM_RESP)  # type: ignore[assignment]
+    command_id: ClassVar[CommandId] = CommandId.DATA_SM_RESP
 
 
 # Requests the ESME answers, and the response class each one gets.
