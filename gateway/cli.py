@@ -1,0 +1,178 @@
+"""Command line: argument parsing only; the work is done by the package."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway.config import Config, ConfigError, load_config, summary
+from gateway.model import iso
+
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_MSISDN = re.compile(r"^\+?\d{3,20}$")
+
+
+def parse_since(value: str, now: float | None = None) -> float:
+    """ISO-8601 (naive = UTC) or a relative age like 15m, 2h, 7d -> UNIX seconds."""
+    now = time.time() if now is None else now
+    m = _AGE.match(value.strip())
+    if m:
+        return now - float(m.group(1)) * _AGE_UNITS[m.group(2)]
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--since: expected an ISO-8601 date-time or an age like 15m, 2h, 7d "
+            f"(got {value!r})"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def _msisdn(value: str) -> str:
+    if not _MSISDN.match(value):
+        raise argparse.ArgumentTypeError(f"expected a phone number of digits (got {value!r})")
+    return value.lstrip("+")
+
+
+def _vmn(value: str) -> str:
+    if not (value.isdigit() and (len(value) == 10 or 5 <= len(value) <= 6)):
+        raise argparse.ArgumentTypeError(
+            f"expected a VMN: 10 digits or a 5-6 digit short code (got {value!r})"
+        )
+    return value
+
+
+def _limit(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 (got {value!r})")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vmn-gateway", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(name: str, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("-c", "--config", required=True, metavar="FILE",
+                        help="the TOML configuration")
+        return sp
+
+    with_config("run", "run the daemon in the foreground")
+    with_config("check", "validate the configuration and print a summary")
+    s = with_config("send", "queue an MT (sent by the running daemon)")
+    s.add_argument("--from", dest="sender", required=True, type=_vmn, metavar="VMN")
+    s.add_argument("--to", dest="to", required=True, type=_msisdn, metavar="MSISDN")
+    s.add_argument("text", help="the message text")
+    lg = with_config("logs", "the message log, MO and MT, newest last")
+    lg.add_argument("--vmn")
+    lg.add_argument("--msisdn", type=_msisdn)
+    lg.add_argument("--since", type=parse_since, metavar="T",
+                    help="ISO-8601 or an age like 15m, 2h, 7d")
+    lg.add_argument("--route")
+    lg.add_argument("--limit", type=_limit, default=100, help="default 100; 0 = all")
+    lg.add_argument("--json", action="store_true", help="one JSON object per line")
+    d = sub.add_parser("demo", help="run the simulator and the gateway and show a few MOs")
+    d.add_argument("--keep", action="store_true", help="keep the demo's temporary files")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from gateway.demo import run_demo
+
+        return run_demo(keep=args.keep)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "check":
+        print(summary(cfg))
+        return 0
+    if args.command == "run":
+        from gateway import daemon, log
+
+        log.configure(cfg.gateway.log_level.value)
+        return asyncio.run(daemon.run(cfg))
+    if args.command == "send":
+        return asyncio.run(_send(cfg, args.sender, args.to, args.text))
+    if args.command == "logs":
+        return asyncio.run(_logs(cfg, args))
+    raise AssertionError(args.command)
+
+
+async def _open(cfg: Config) -> Any:
+    from gateway.storage.db import create_engine, migrate
+    from gateway.storage.repo import Store
+
+    engine = create_engine(cfg.gateway.database,
+                           synchronous=cfg.gateway.sqlite_synchronous.value)
+    await migrate(engine)
+    return Store(engine)
+
+
+async def _send(cfg: Config, sender: str, to: str, text: str) -> int:
+    if not text:
+        print("error: the message text is empty", file=sys.stderr)
+        return 2
+    store = await _open(cfg)
+    try:
+        msg_id = await store.queue_mt(sender=sender, recipient=to, text=text)
+    finally:
+        await store.engine.dispose()
+    print(msg_id)
+    return 0
+
+
+def log_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A message-log row as the JSON of `logs --json`: SPEC §4 fields + direction/status."""
+    if row["direction"] == "mo":
+        return {
+            "type": "mo", "direction": "mo", "id": row["id"], "vmn": row["vmn"],
+            "from": row["sender"], "to": row["recipient"], "text": row["text"],
+            "keyword": row["keyword"], "route": row["route"], "status": row["status"],
+            "received_at": iso(row["created_at"]), "smsc": row["smsc"],
+            "segments": row["segments"], "data_coding": row["data_coding"],
+        }
+    ids = row.get("smsc_message_ids") or []
+    return {
+        "type": "mt_status", "direction": "mt", "id": row["id"], "vmn": row["vmn"],
+        "to": row["recipient"], "from": row["sender"], "text": row["text"],
+        "status": row["status"], "smsc_message_id": ids[0] if len(ids) == 1 else (ids or None),
+        "error": row["error"], "in_reply_to": row["in_reply_to"],
+        "client_ref": row["client_ref"], "smsc": row["smsc"], "segments": row["segments"],
+        "data_coding": row["data_coding"], "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+async def _logs(cfg: Config, args: argparse.Namespace) -> int:
+    store = await _open(cfg)
+    try:
+        rows = await store.list_messages(vmn=args.vmn, msisdn=args.msisdn, since=args.since,
+                                         route=args.route, limit=args.limit)
+    finally:
+        await store.engine.dispose()
+    for row in rows:
+        rec = log_record(row)
+        if args.json:
+            print(json.dumps(rec, ensure_ascii=False))
+        else:
+            when = rec.get("received_at") or rec.get("created_at")
+            arrow = f"{rec['from']} -> {rec['to']}"
+            extra = f" route={rec['route']}" if rec["direction"] == "mo" else ""
+            print(f"{when} {rec['direction'].upper()} {arrow} [{rec['status']}{extra}] "
+                  f"{rec['text']!r}")
+    return 0

@@ -1,0 +1,1144 @@
+"""Configuration: one TOML file -> validated, frozen models.
+
+`load_config` reads the file, resolves `*_env` secrets from the environment,
+validates every key and then the cross-references (unique VMNs, keyword clashes,
+callback profiles that exist). Any problem is one `ConfigError` naming the file,
+the key path and what was expected::
+
+    gateway.toml: number[2].keyword[0].expires: not an ISO-8601 date-time
+
+Library code never exits; the CLI prints the error and decides.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import string
+import tomllib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar, get_args
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    PlainValidator,
+    SecretStr,
+    Strict,
+    StrictBool,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, core_schema
+
+__all__ = [
+    "DEFAULT_DATABASE",
+    "KEYWORD_MAX_LENGTH",
+    "TEMPLATE_PLACEHOLDERS",
+    "ActionConfig",
+    "CallbackProfile",
+    "Config",
+    "ConfigError",
+    "EmailRepliesConfig",
+    "FrozenDict",
+    "GatewayConfig",
+    "HttpMethod",
+    "KeywordConfig",
+    "LogLevel",
+    "MatchMode",
+    "MqttConfig",
+    "NumberConfig",
+    "OptoutConfig",
+    "OptoutOverride",
+    "OptoutScope",
+    "PollConfig",
+    "SmscConfig",
+    "SmtpConfig",
+    "SqliteSynchronous",
+    "Unrouted",
+    "load_config",
+    "normalize_keyword",
+    "parse_config",
+    "render_template",
+    "split_host_port",
+    "summary",
+]
+
+DEFAULT_DATABASE = "sqlite+aiosqlite:///./vmn-gateway.db"
+KEYWORD_MAX_LENGTH = 30
+TEMPLATE_PLACEHOLDERS = ("from", "vmn", "keyword", "text", "args")
+
+DEFAULT_STOP_KEYWORDS = (
+    "STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT",
+)  # fmt: skip
+DEFAULT_START_KEYWORDS = ("START", "YES", "UNSTOP")
+DEFAULT_HELP_KEYWORDS = ("HELP", "INFO")
+DEFAULT_STOP_REPLY = (
+    "You have been unsubscribed and will receive no more messages. Reply START to resubscribe."
+)
+DEFAULT_START_REPLY = (
+    "You have been resubscribed and will receive messages again. Reply STOP to unsubscribe."
+)
+DEFAULT_HELP_REPLY = "Reply STOP to unsubscribe, START to resubscribe. Msg&data rates may apply."
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ConfigError(Exception):
+    """An invalid configuration file: which file, which key, what was expected.
+
+    `str(err)` is one line: ``"{file}: {path}: {expected}"`` (``"{file}: {expected}"``
+    when the problem has no key path, e.g. a TOML syntax error).
+    """
+
+    def __init__(self, file: str, path: str, expected: str) -> None:
+        self.file = file
+        self.path = path
+        # The message must stay on one line whatever the offending value holds.
+        self.expected = " ".join(expected.split())
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        if self.path:
+            return f"{self.file}: {self.path}: {self.expected}"
+        return f"{self.file}: {self.expected}"
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def normalize_keyword(s: str) -> str:
+    """The form keywords are compared in: case-folded, whitespace collapsed, trimmed."""
+    return " ".join(s.casefold().split())
+
+
+def render_template(template: str, values: Mapping[str, str]) -> str:
+    """Fill a validated reply template; placeholders missing from `values` become ""."""
+    return template.format_map({name: values.get(name, "") for name in TEMPLATE_PLACEHOLDERS})
+
+
+def split_host_port(value: str) -> tuple[str, int]:
+    """``"host:port"`` (``"[::1]:25"`` for IPv6) -> ``(host, port)``; ValueError if malformed."""
+    host, sep, port_text = value.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or any(c.isspace() for c in host) or not port_text.isdigit():
+        raise ValueError(f'expected "host:port" (got {_q(value)})')
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"expected a port 1-65535 (got {port})")
+    return host, port
+
+
+def _q(value: object) -> str:
+    """A value quoted the way TOML would show it."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _mask_url(url: str) -> str:
+    """Hide the password of a ``scheme://user:password@host`` URL."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class FrozenDict(Mapping[K, V]):
+    """An immutable, hashable mapping (for tables inside frozen models)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[K, V] | None = None) -> None:
+        self._data: dict[K, V] = dict(data or {})
+
+    def __getitem__(self, key: K) -> V:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenDict({self._data!r})"
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        key_type, value_type = get_args(source) or (Any, Any)
+        dict_schema = handler.generate_schema(dict[key_type, value_type])  # type: ignore[valid-type]
+        return core_schema.no_info_after_validator_function(
+            cls,
+            dict_schema,
+            serialization=core_schema.plain_serializer_function_ser_schema(
+                dict, return_schema=dict_schema
+            ),
+        )
+
+
+# --------------------------------------------------------------------------- value types
+#
+# Validators raise ValueError; its text becomes the "expected" part of ConfigError.
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_ENV_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DIGITS_RE = re.compile(r"[0-9]+")
+_MSISDN_RE = re.compile(r"\+?[0-9]{5,15}")
+_EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.][^@\s]*")
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOSTNAME_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*")
+_DATETIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+_DATABASE_RE = re.compile(r"(sqlite|postgresql)(\+[A-Za-z0-9_]+)?://.*", re.DOTALL)
+_ALNUM_SENDER_RE = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 .&_-]{1,11}")
+
+
+def _check_name(value: str) -> str:
+    if not _NAME_RE.fullmatch(value):
+        raise ValueError(
+            "expected 1-64 characters of letters, digits, '_', '.', '-' "
+            f"starting with a letter or digit (got {_q(value)})"
+        )
+    return value
+
+
+def _check_env_name(value: str) -> str:
+    if not _ENV_RE.fullmatch(value):
+        raise ValueError(f"expected an environment variable name (got {_q(value)})")
+    return value
+
+
+def _check_host(value: str) -> str:
+    value = value.strip()
+    if not value or any(c.isspace() for c in value):
+        raise ValueError(f"expected a host name or address (got {_q(value)})")
+    return value
+
+
+def _check_host_port(value: str) -> str:
+    split_host_port(value)
+    return value
+
+
+def _check_http_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise ValueError(f"expected an http:// or https:// URL (got {_q(_mask_url(value))})")
+    return value
+
+
+def _check_mqtt_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+        parts = urlsplit("")
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or not port_ok:
+        raise ValueError(
+            f"expected mqtt://host[:port] or mqtts://host[:port] (got {_q(_mask_url(value))})"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("put credentials in username and password_env, not in the URL")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f"expected mqtt://host[:port] with no path (got {_q(value)})")
+    return value
+
+
+def _check_database(value: str) -> str:
+    if not _DATABASE_RE.fullmatch(value):
+        raise ValueError(
+            "expected an SQLAlchemy URL for SQLite or PostgreSQL, e.g. "
+            f"{DEFAULT_DATABASE} or postgresql+asyncpg://user@host/db "
+            f"(got {_q(_mask_url(value))})"
+        )
+    return value
+
+
+def _check_country_code(value: object) -> str:
+    if not isinstance(value, str) or not _DIGITS_RE.fullmatch(value) or len(value) > 3:
+        raise ValueError(f'expected a string of 1-3 digits, e.g. "1" (got {_q(value)})')
+    return value
+
+
+def _check_vmn(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f'expected a string of digits (write vmn = "{value}")')
+    if not _DIGITS_RE.fullmatch(value) or len(value) not in (5, 6, 10):
+        raise ValueError(
+            f"expected 10 digits (long code) or 5-6 digits (short code) (got {_q(value)})"
+        )
+    return value
+
+
+def _check_sender_id(value: str) -> str:
+    if _MSISDN_RE.fullmatch(value) or _ALNUM_SENDER_RE.fullmatch(value):
+        return value
+    raise ValueError(
+        "expected a number (5-15 digits, optional +) or an alphanumeric sender ID "
+        f"of at most 11 characters (got {_q(value)})"
+    )
+
+
+def _check_msisdn(value: str) -> str:
+    if not _MSISDN_RE.fullmatch(value):
+        raise ValueError(f"expected a phone number: 5-15 digits, optional + (got {_q(value)})")
+    return value
+
+
+def _check_email(value: str) -> str:
+    if not _EMAIL_RE.fullmatch(value):
+        raise ValueError(f"expected an email address local@domain (got {_q(value)})")
+    return value
+
+
+def _check_domain(value: str) -> str:
+    if not _HOSTNAME_RE.fullmatch(value):
+        raise ValueError(f"expected a domain name, e.g. replies.example.com (got {_q(value)})")
+    return value
+
+
+def _check_keyword(value: str) -> str:
+    # Stored trimmed and whitespace-collapsed, case kept for display.
+    collapsed = " ".join(value.split())
+    if not 1 <= len(collapsed) <= KEYWORD_MAX_LENGTH:
+        raise ValueError(
+            f"expected 1-{KEYWORD_MAX_LENGTH} characters (got {len(collapsed)}: {_q(value)})"
+        )
+    return collapsed
+
+
+def _check_optout_word(value: str) -> str:
+    word = value.strip()
+    if not word or len(word.split()) != 1 or len(word) > KEYWORD_MAX_LENGTH:
+        raise ValueError(
+            f"expected one word of 1-{KEYWORD_MAX_LENGTH} characters (got {_q(value)})"
+        )
+    return word
+
+
+def _check_template(value: str) -> str:
+    allowed = ", ".join("{" + name + "}" for name in TEMPLATE_PLACEHOLDERS)
+    try:
+        fields = list(string.Formatter().parse(value))
+    except ValueError:
+        raise ValueError(
+            f"unbalanced {{ or }} (write {{{{ and }}}} for literal braces; placeholders: {allowed})"
+        ) from None
+    for _literal, name, spec, conversion in fields:
+        if name is None:
+            continue
+        if name not in TEMPLATE_PLACEHOLDERS or spec or conversion:
+            shown = name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            raise ValueError(f"unknown placeholder {{{shown}}} (expected one of {allowed})")
+    return value
+
+
+def _parse_datetime(value: object) -> datetime:
+    """ISO-8601 date-time (TOML datetime or string); naive means UTC; result in UTC."""
+    dt: datetime | None = None
+    if isinstance(value, datetime):
+        dt = value
+    elif isinstance(value, str) and _DATETIME_RE.match(value.strip()):
+        try:
+            dt = datetime.fromisoformat(value.strip())
+        except ValueError:
+            dt = None
+    if dt is None:
+        raise ValueError(f"not an ISO-8601 date-time (got {_q(value)}; e.g. 2025-12-31T23:59:59Z)")
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
+Seconds = Annotated[float, Strict(), Field(gt=0)]
+NonNegative = Annotated[float, Strict(), Field(ge=0)]
+Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
+Octet = Annotated[int, Strict(), Field(ge=0, le=255)]
+Name = Annotated[str, AfterValidator(_check_name)]
+EnvName = Annotated[str, AfterValidator(_check_env_name)]
+Host = Annotated[str, AfterValidator(_check_host)]
+HostPort = Annotated[str, AfterValidator(_check_host_port)]
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+MqttUrl = Annotated[str, AfterValidator(_check_mqtt_url)]
+DatabaseUrl = Annotated[str, AfterValidator(_check_database)]
+CountryCode = Annotated[str, PlainValidator(_check_country_code)]
+Vmn = Annotated[str, PlainValidator(_check_vmn)]
+SenderId = Annotated[str, AfterValidator(_check_sender_id)]
+Msisdn = Annotated[str, AfterValidator(_check_msisdn)]
+Email = Annotated[str, AfterValidator(_check_email)]
+Domain = Annotated[str, AfterValidator(_check_domain)]
+Keyword = Annotated[str, AfterValidator(_check_keyword)]
+OptoutWord = Annotated[str, AfterValidator(_check_optout_word)]
+Template = Annotated[str, AfterValidator(_check_template)]
+Timestamp = Annotated[datetime, PlainValidator(_parse_datetime)]
+
+
+class Unrouted(StrEnum):
+    ACCEPT = "accept"  # log + event, answer ESME_ROK
+    REJECT = "reject"  # answer ESME_RINVDSTADR
+
+
+class SqliteSynchronous(StrEnum):
+    FULL = "FULL"
+    NORMAL = "NORMAL"
+
+
+class LogLevel(StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class MatchMode(StrEnum):
+    FIRST_WORD = "first_word"  # keyword followed by end of text, whitespace or punctuation
+    EXACT = "exact"  # the whole message
+
+
+class OptoutScope(StrEnum):
+    SENDER = "sender"  # the VMN / sender ID that received it
+    ALL = "all"  # every sender ID
+
+
+class HttpMethod(StrEnum):
+    POST = "POST"
+    GET = "GET"
+
+
+# --------------------------------------------------------------------------- models
+
+
+class _Model(BaseModel):
+    # Fields are read from TOML by alias (`number`, `keyword`, `from`); Python code
+    # may construct models by attribute name as well.
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        validate_by_alias=True,
+        validate_by_name=True,
+        allow_inf_nan=False,
+    )
+
+
+class GatewayConfig(_Model):
+    """``[gateway]``."""
+
+    name: Name = "vmn-gateway"
+    database: DatabaseUrl = DEFAULT_DATABASE
+    database_env: EnvName | None = None
+    country_code: CountryCode = "1"
+    unrouted: Unrouted = Unrouted.ACCEPT
+    admin_listen: HostPort | None = None
+    dedup_window: NonNegative = 600.0
+    reassembly_timeout: Seconds = 120.0
+    sqlite_synchronous: Annotated[SqliteSynchronous, BeforeValidator(_upper)] = (
+        SqliteSynchronous.FULL
+    )
+    shutdown_timeout: Seconds = 10.0
+    log_level: Annotated[LogLevel, BeforeValidator(_lower)] = LogLevel.INFO
+    mt_poll_interval: Seconds = 0.5
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for key, value in super().__repr_args__():
+            yield key, (_mask_url(value) if key == "database" else value)
+
+
+class SmscConfig(_Model):
+    """One ``[[smsc]]`` entry: one transceiver bind."""
+
+    name: Name
+    host: Host = "127.0.0.1"
+    port: Port = 2775
+    system_id: Annotated[str, Field(min_length=1, max_length=15)]
+    password: SecretStr | None = None
+    password_env: EnvName | None = None
+    system_type: Annotated[str, Field(max_length=12)] = ""
+    enquire_link_interval: Seconds = 30.0
+    window: Annotated[int, Strict(), Field(ge=1)] = 10
+    throughput: NonNegative = 0.0
+    reconnect_min: Seconds = 1.0
+    reconnect_max: Seconds = 60.0
+    bind_timeout: Seconds = 10.0
+    response_timeout: Seconds = 10.0
+    throttle_backoff: Seconds = 1.0
+    source_ton: Octet = 1
+    source_npi: Octet = 1
+    dest_ton: Octet = 1
+    dest_npi: Octet = 1
+    registered_delivery: StrictBool = True
+
+    def password_value(self) -> str:
+        """The bind password ("" when none is configured)."""
+        return "" if self.password is None else self.password.get_secret_value()
+
+    @field_validator("password")
+    @classmethod
+    def _password_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) > 8:
+            raise ValueError("expected at most 8 characters (SMPP limit)")
+        return value
+
+    @field_validator("reconnect_max")
+    @classmethod
+    def _reconnect_order(cls, value: float, info: ValidationInfo) -> float:
+        low = info.data.get("reconnect_min")
+        if low is not None and value < low:
+            raise ValueError(f"must be >= reconnect_min ({low:g}) (got {value:g})")
+        return value
+
+
+class MqttConfig(_Model):
+    """``[mqtt]``: where events are published and commands received."""
+
+    url: MqttUrl
+    username: str | None = None
+    password: SecretStr | None = None
+    password_env: EnvName | None = None
+    topic_prefix: str = "vmn"
+    qos: Annotated[int, Strict(), Field(ge=0, le=2)] = 1
+    client_id: str | None = None
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        if not value or value.startswith("/") or value.endswith("/") or set(value) & set("+#"):
+            raise ValueError(
+                f"expected a topic without wildcards or leading/trailing / (got {_q(value)})"
+            )
+        return value
+
+    def password_value(self) -> str | None:
+        return None if self.password is None else self.password.get_secret_value()
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def tls(self) -> bool:
+        return self.url.startswith("mqtts:")
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or (8883 if self.tls else 1883)
+
+
+class SmtpConfig(_Model):
+    """``[smtp]``: outbound mail for `forward_email`."""
+
+    host: Host
+    port: Port = 25
+    username: str | None = None
+    password: SecretStr | None = None
+    password_env: EnvName | None = None
+    starttls: StrictBool = False
+    tls: StrictBool = False
+    from_: Email = Field(alias="from")
+    timeout: Seconds = 30.0
+
+    def password_value(self) -> str | None:
+        return None if self.password is None else self.password.get_secret_value()
+
+    @field_validator("tls")
+    @classmethod
+    def _one_tls_mode(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("starttls"):
+            raise ValueError("give either tls (implicit TLS) or starttls, not both")
+        return value
+
+
+class EmailRepliesConfig(_Model):
+    """``[email_replies]``: inbound SMTP so a reply to a forwarded email becomes an SMS."""
+
+    listen: HostPort = "127.0.0.1:2525"
+    domain: Domain
+    token_ttl: Annotated[int, Strict(), Field(ge=1)] = 30  # days
+
+
+class CallbackProfile(_Model):
+    """``[callback_profiles.NAME]``: a reusable webhook target."""
+
+    url: HttpUrl
+    method: Annotated[HttpMethod, BeforeValidator(_upper)] = HttpMethod.POST
+    headers: FrozenDict[str, str] = Field(default_factory=FrozenDict)
+    secret: SecretStr | None = None
+    secret_env: EnvName | None = None
+    timeout: Seconds = 10.0
+    max_attempts: Annotated[int, Strict(), Field(ge=1)] = 8
+    retry_on_4xx: StrictBool = False
+
+    def secret_value(self) -> str | None:
+        """The HMAC-SHA256 key, or None when requests are not signed."""
+        return None if self.secret is None else self.secret.get_secret_value()
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, value: FrozenDict[str, str]) -> FrozenDict[str, str]:
+        for name in value:
+            if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+                raise ValueError(f"not a valid HTTP header name: {_q(name)}")
+        return value
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # Header values often carry credentials (Authorization): show names only.
+        for key, value in super().__repr_args__():
+            if key == "headers":
+                yield key, tuple(value)
+            elif key == "url":
+                yield key, _mask_url(value)
+            else:
+                yield key, value
+
+
+class OptoutConfig(_Model):
+    """``[optout]``: STOP / START / HELP handling (matched on the whole message)."""
+
+    stop_keywords: tuple[OptoutWord, ...] = DEFAULT_STOP_KEYWORDS
+    start_keywords: tuple[OptoutWord, ...] = DEFAULT_START_KEYWORDS
+    help_keywords: tuple[OptoutWord, ...] = DEFAULT_HELP_KEYWORDS
+    scope: OptoutScope = OptoutScope.SENDER
+    stop_reply: Template = DEFAULT_STOP_REPLY
+    start_reply: Template = DEFAULT_START_REPLY
+    help_reply: Template = DEFAULT_HELP_REPLY
+    callback_profile: str | None = None
+
+
+class OptoutOverride(_Model):
+    """``[number.optout]``: any `OptoutConfig` field, overriding ``[optout]`` for one VMN."""
+
+    stop_keywords: tuple[OptoutWord, ...] | None = None
+    start_keywords: tuple[OptoutWord, ...] | None = None
+    help_keywords: tuple[OptoutWord, ...] | None = None
+    scope: OptoutScope | None = None
+    stop_reply: Template | None = None
+    start_reply: Template | None = None
+    help_reply: Template | None = None
+    callback_profile: str | None = None
+
+
+def _check_poll_options(options: tuple[str, ...]) -> tuple[str, ...]:
+    if len(options) < 2:
+        raise ValueError(f"a poll needs at least 2 options (got {len(options)})")
+    seen: set[str] = set()
+    for option in options:
+        key = normalize_keyword(option)
+        if key in seen:
+            raise ValueError(
+                f"{_q(option)} appears twice (options are compared case-insensitively)"
+            )
+        seen.add(key)
+    return options
+
+
+class PollConfig(_Model):
+    """``poll = { name, options, invalid_reply }``: the text after the keyword is a vote."""
+
+    name: Name
+    options: Annotated[tuple[Keyword, ...], AfterValidator(_check_poll_options)]
+    invalid_reply: Template | None = None
+
+
+class ActionConfig(_Model):
+    """A configuration: the VMN's ``default`` or a keyword's settings and actions."""
+
+    aliases: tuple[Keyword, ...] = ()
+    match: MatchMode = MatchMode.FIRST_WORD
+    starts: Timestamp | None = None
+    expires: Timestamp | None = None
+    expiry_reply: Template | None = None
+    webhook: HttpUrl | None = None
+    callback_profile: str | None = None
+    reply: Template | None = None
+    forward_sms: tuple[Msisdn, ...] = ()
+    forward_email: tuple[Email, ...] = ()
+    opt_in: StrictBool = False
+    opt_out: StrictBool = False
+    poll: PollConfig | None = None
+    lead: StrictBool = False
+
+    @field_validator("expires")
+    @classmethod
+    def _after_starts(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
+        starts = info.data.get("starts")
+        if value is not None and starts is not None and value <= starts:
+            raise ValueError(
+                f"must be later than starts ({starts.isoformat()}) (got {value.isoformat()})"
+            )
+        return value
+
+    @field_validator("callback_profile")
+    @classmethod
+    def _one_webhook(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("webhook") is not None:
+            raise ValueError("give either webhook or callback_profile, not both")
+        return value
+
+    @field_validator("opt_out")
+    @classmethod
+    def _not_in_and_out(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("opt_in"):
+            raise ValueError("opt_in and opt_out cannot both be true")
+        return value
+
+    def in_window(self, now: datetime) -> bool:
+        """True when `now` is within [starts, expires) (open ends when unset)."""
+        if self.starts is not None and now < self.starts:
+            return False
+        return self.expires is None or now < self.expires
+
+    def action_names(self) -> tuple[str, ...]:
+        """The actions this configuration runs, in a stable order (registry keys)."""
+        names: list[str] = []
+        if self.webhook is not None or self.callback_profile is not None:
+            names.append("webhook")
+        if self.reply is not None:
+            names.append("reply")
+        if self.forward_sms:
+            names.append("forward_sms")
+        if self.forward_email:
+            names.append("forward_email")
+        if self.opt_in:
+            names.append("opt_in")
+        if self.opt_out:
+            names.append("opt_out")
+        if self.poll is not None:
+            names.append("poll")
+        if self.lead:
+            names.append("lead")
+        return tuple(names)
+
+
+class KeywordConfig(ActionConfig):
+    """One ``[[number.keyword]]``."""
+
+    keyword: Keyword
+
+
+class NumberConfig(_Model):
+    """One ``[[number]]``: a VMN, its default configuration and its keywords."""
+
+    vmn: Vmn
+    sender_id: SenderId  # defaults to the VMN
+    optout: OptoutOverride | None = None
+    default: ActionConfig
+    keywords: tuple[KeywordConfig, ...] = Field(default=(), alias="keyword")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sender_defaults_to_vmn(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "sender_id" not in data and isinstance(data.get("vmn"), str):
+            return {**data, "sender_id": data["vmn"]}
+        return data
+
+    @property
+    def is_short_code(self) -> bool:
+        return len(self.vmn) != 10
+
+
+class Config(_Model):
+    """The whole file."""
+
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    smsc: Annotated[tuple[SmscConfig, ...], Field(min_length=1)]
+    mqtt: MqttConfig | None = None
+    smtp: SmtpConfig | None = None
+    email_replies: EmailRepliesConfig | None = None
+    callback_profiles: FrozenDict[str, CallbackProfile] = Field(default_factory=FrozenDict)
+    optout: OptoutConfig = Field(default_factory=OptoutConfig)
+    numbers: tuple[NumberConfig, ...] = Field(default=(), alias="number")
+    source_file: str = ""
+
+    def number(self, vmn: str) -> NumberConfig | None:
+        """The configured number for `vmn`, or None."""
+        for number in self.numbers:
+            if number.vmn == vmn:
+                return number
+        return None
+
+    def optout_for(self, number: NumberConfig) -> OptoutConfig:
+        """``[optout]`` with the number's ``[number.optout]`` overrides applied."""
+        if number.optout is None:
+            return self.optout
+        override = number.optout
+        update = {
+            key: getattr(override, key)
+            for key in type(override).model_fields
+            if getattr(override, key) is not None
+        }
+        return self.optout.model_copy(update=update)
+
+
+# --------------------------------------------------------------------------- loading
+
+# Secrets that may come from the environment as `<key>_env = "VAR"`.
+_SECRET_KEYS = frozenset({"password", "secret", "database"})
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, parse and validate a TOML configuration file."""
+    file = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(file, "", f"cannot read file ({e.strerror or e})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(file, "", "invalid TOML (not UTF-8 text)") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(file, "", _toml_error_text(str(e))) from None
+    return parse_config(data, file=file, env=os.environ if env is None else env)
+
+
+def _toml_error_text(message: str) -> str:
+    m = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message, re.DOTALL)
+    if m:
+        return f"line {m[2]} column {m[3]}: invalid TOML ({m[1]})"
+    m = re.fullmatch(r"(.*) \(at end of document\)", message, re.DOTALL)
+    if m:
+        return f"end of file: invalid TOML ({m[1]})"
+    return f"invalid TOML ({message})"
+
+
+def parse_config(data: Mapping[str, Any], *, file: str, env: Mapping[str, str]) -> Config:
+    """Validate already-parsed TOML `data`; `file` is only used in error messages."""
+    if "source_file" in data:
+        raise ConfigError(file, "source_file", "unknown key")
+    resolved = _resolve_env_secrets(data, file, env)
+    resolved["source_file"] = file
+    try:
+        config = Config.model_validate(resolved, by_alias=True, by_name=False)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        raise ConfigError(file, _format_loc(first["loc"]), _describe(first)) from None
+    _check_cross_references(config, file)
+    return config
+
+
+def _resolve_env_secrets(
+    data: Mapping[str, Any], file: str, env: Mapping[str, str]
+) -> dict[str, Any]:
+    """Copy `data`, filling ``password`` from ``password_env`` etc.; the *_env key stays."""
+
+    def resolve(table: Any, path: str, key: str) -> Any:
+        if not isinstance(table, dict) or not isinstance(table.get(f"{key}_env"), str):
+            return table  # absent or mistyped: model validation reports it
+        var = table[f"{key}_env"]
+        if key in table:
+            raise ConfigError(
+                file, f"{path}.{key}_env", f"give either {key} or {key}_env, not both"
+            )
+        if var not in env:
+            raise ConfigError(file, f"{path}.{key}_env", f"environment variable {var} is not set")
+        return {**table, key: env[var]}
+
+    out = dict(data)
+    if "gateway" in out:
+        out["gateway"] = resolve(out["gateway"], "gateway", "database")
+    for section in ("mqtt", "smtp"):
+        if section in out:
+            out[section] = resolve(out[section], section, "password")
+    if isinstance(out.get("smsc"), list):
+        out["smsc"] = [
+            resolve(entry, f"smsc[{i}]", "password") for i, entry in enumerate(out["smsc"])
+        ]
+    if isinstance(out.get("callback_profiles"), dict):
+        out["callback_profiles"] = {
+            name: resolve(profile, _format_loc(("callback_profiles", name)), "secret")
+            for name, profile in out["callback_profiles"].items()
+        }
+    return out
+
+
+def _format_loc(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part == "[key]":
+            path += " (key)"
+        else:
+            text = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else json.dumps(part)
+            path += f".{text}" if path else text
+    return path
+
+
+_MISSING_HINTS = {
+    "default": "missing (exactly one default configuration per VMN)",
+    "smsc": "missing (at least one [[smsc]] entry)",
+}
+
+_TYPE_NAMES = {
+    "string_type": "expected a string",
+    "int_type": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "bool_type": "expected true or false",
+    "model_type": "expected a table",
+    "model_attributes_type": "expected a table",
+    "dict_type": "expected a table",
+    "tuple_type": "expected an array",
+    "list_type": "expected an array",
+    "finite_number": "expected a finite number",
+}
+
+
+def _describe(error: ErrorDetails) -> str:
+    """Turn one pydantic error into the `expected` text of a ConfigError."""
+    kind = error["type"]
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
+    loc = error["loc"]
+    last = loc[-1] if loc else ""
+    if kind == "missing":
+        return _MISSING_HINTS.get(str(last), "missing")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "value_error":
+        return str(ctx["error"])
+    bounds: dict[str, Callable[[Any], str]] = {
+        "greater_than": lambda b: f"expected a value > {b}",
+        "greater_than_equal": lambda b: f"expected a value >= {b}",
+        "less_than": lambda b: f"expected a value < {b}",
+        "less_than_equal": lambda b: f"expected a value <= {b}",
+    }
+    if kind in _TYPE_NAMES:
+        text = _TYPE_NAMES[kind]
+    elif kind in bounds:
+        text = bounds[kind](next(iter(ctx.values())))
+    elif kind in ("enum", "literal_error"):
+        text = "expected " + str(ctx["expected"]).replace("'", '"')
+    elif kind == "string_too_short":
+        text = "expected a non-empty string"
+    elif kind == "string_too_long":
+        text = f"expected at most {ctx['max_length']} characters"
+    elif kind == "too_short":
+        n = ctx["min_length"]
+        text = f"expected at least {n} {'entry' if n == 1 else 'entries'}"
+    elif kind == "too_long":
+        text = f"expected at most {ctx['max_length']} entries"
+    else:
+        text = error["msg"]
+    secret = any(str(part) in _SECRET_KEYS for part in loc)
+    value = error.get("input")
+    if not secret and isinstance(value, str | int | float | bool) and len(_q(value)) <= 60:
+        text += f" (got {_q(value)})"
+    return text
+
+
+def _check_cross_references(config: Config, file: str) -> None:
+    """Rules that span several keys; each failure names the later of the places."""
+
+    def fail(path: str, expected: str) -> None:
+        raise ConfigError(file, path, expected)
+
+    smsc_names: dict[str, int] = {}
+    for i, smsc in enumerate(config.smsc):
+        if smsc.name in smsc_names:
+            other = smsc_names[smsc.name]
+            fail(f"smsc[{i}].name", f"duplicate name {_q(smsc.name)} (also smsc[{other}].name)")
+        smsc_names[smsc.name] = i
+
+    profiles = config.callback_profiles
+
+    def check_profile(name: str | None, path: str) -> None:
+        if name is not None and name not in profiles:
+            defined = ", ".join(profiles) or "none"
+            fail(path, f"unknown callback profile {_q(name)} (defined: {defined})")
+
+    check_profile(config.optout.callback_profile, "optout.callback_profile")
+    _check_optout_lists(config.optout, None, "optout", "optout", fail)
+
+    vmns: dict[str, int] = {}
+    polls: dict[str, tuple[tuple[str, ...], str]] = {}
+    cc = config.gateway.country_code
+    for i, number in enumerate(config.numbers):
+        base = f"number[{i}]"
+        if number.vmn in vmns:
+            other = vmns[number.vmn]
+            fail(f"{base}.vmn", f"duplicate VMN {_q(number.vmn)} (also number[{other}].vmn)")
+        vmns[number.vmn] = i
+        if number.optout is not None:
+            check_profile(number.optout.callback_profile, f"{base}.optout.callback_profile")
+            _check_optout_lists(
+                config.optout_for(number), number.optout, "optout", f"{base}.optout", fail
+            )
+
+        default = number.default
+        if default.aliases:
+            fail(f"{base}.default.aliases", "not allowed in the default configuration")
+        if "match" in default.model_fields_set:
+            fail(f"{base}.default.match", "not allowed in the default configuration")
+
+        seen: dict[str, str] = {}
+        configurations: list[tuple[str, ActionConfig]] = [(f"{base}.default", default)]
+        for j, keyword in enumerate(number.keywords):
+            kbase = f"{base}.keyword[{j}]"
+            configurations.append((kbase, keyword))
+            names = [(f"{kbase}.keyword", keyword.keyword)]
+            names += [(f"{kbase}.aliases[{k}]", a) for k, a in enumerate(keyword.aliases)]
+            for path, text in names:
+                key = normalize_keyword(text)
+                if key in seen:
+                    fail(path, f"{_q(text)} clashes with {seen[key]}")
+                seen[key] = path
+
+        for cpath, action in configurations:
+            check_profile(action.callback_profile, f"{cpath}.callback_profile")
+            if action.forward_email and config.smtp is None:
+                fail(f"{cpath}.forward_email", "needs an [smtp] section to send mail")
+            if action.poll is not None:
+                options = tuple(normalize_keyword(o) for o in action.poll.options)
+                earlier = polls.setdefault(action.poll.name, (options, f"{cpath}.poll"))
+                if earlier[0] != options:
+                    fail(
+                        f"{cpath}.poll.options",
+                        f"poll {_q(action.poll.name)} has other options at {earlier[1]}",
+                    )
+
+    # An incoming destination_addr of country_code + vmn matches vmn: it must not be
+    # another configured VMN.
+    for i, number in enumerate(config.numbers):
+        if cc + number.vmn in vmns:
+            other = vmns[cc + number.vmn]
+            fail(
+                f"number[{other}].vmn",
+                f"ambiguous: equals number[{i}].vmn with country code {cc} prepended",
+            )
+
+
+def _check_optout_lists(
+    effective: OptoutConfig,
+    override: OptoutOverride | None,
+    global_base: str,
+    override_base: str,
+    fail: Callable[[str, str], None],
+) -> None:
+    """A word may be in only one of stop/start/help keywords."""
+    owner: dict[str, str] = {}
+    for field in ("stop_keywords", "start_keywords", "help_keywords"):
+        base = override_base if override is not None and getattr(override, field) else global_base
+        for k, word in enumerate(getattr(effective, field)):
+            key = normalize_keyword(word)
+            path = f"{base}.{field}[{k}]"
+            if key in owner:
+                fail(path, f"{_q(word)} is also in {owner[key]}")
+            owner[key] = path
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summary(config: Config, *, now: datetime | None = None) -> str:
+    """A human summary for ``vmn-gateway check``; never shows a secret."""
+    now = now or datetime.now(UTC)
+    g = config.gateway
+    lines = [
+        f"configuration: {config.source_file or '<memory>'}",
+        f"gateway: {g.name}",
+        f"  database: {_mask_url(g.database)}",
+        f"  country code: {g.country_code}, unrouted: {g.unrouted.value}"
+        + (f", admin: {g.admin_listen}" if g.admin_listen else ""),
+        f"smsc binds: {len(config.smsc)}",
+    ]
+    for s in config.smsc:
+        cap = f"{s.throughput:g}/s" if s.throughput else "no cap"
+        lines.append(
+            f"  {s.name} {s.host}:{s.port} system_id={s.system_id} window={s.window} "
+            f"throughput={cap}"
+        )
+    if config.mqtt is not None:
+        m = config.mqtt
+        lines.append(f"mqtt: {m.url} topic_prefix={m.topic_prefix} qos={m.qos}")
+    if config.smtp is not None:
+        mode = "tls" if config.smtp.tls else "starttls" if config.smtp.starttls else "plain"
+        lines.append(
+            f"smtp: {config.smtp.host}:{config.smtp.port} ({mode}) from={config.smtp.from_}"
+        )
+    if config.email_replies is not None:
+        e = config.email_replies
+        lines.append(f"email replies: listen {e.listen}, reply+<token>@{e.domain}")
+    for name, profile in config.callback_profiles.items():
+        lines.append(f"callback profile {name}: {profile.method.value} {_mask_url(profile.url)}")
+    o = config.optout
+    lines.append(
+        f"opt-out: stop={','.join(o.stop_keywords)} start={','.join(o.start_keywords)} "
+        f"help={','.join(o.help_keywords)} scope={o.scope.value}"
+    )
+
+    keyword_count = alias_count = 0
+    lines.append(f"numbers: {len(config.numbers)}")
+    for number in config.numbers:
+        kind = "short code" if number.is_short_code else "long code"
+        extra = f", sender {number.sender_id}" if number.sender_id != number.vmn else ""
+        extra += ", opt-out overrides" if number.optout is not None else ""
+        lines.append(f"  {number.vmn} ({kind}{extra}, {len(number.keywords)} keywords)")
+        for keyword in number.keywords:
+            keyword_count += 1
+            alias_count += len(keyword.aliases)
+            details = [f"+{len(keyword.aliases)} aliases"] if keyword.aliases else []
+            details.append(keyword.match.value)
+            actions = _describe_actions(keyword, now)
+            lines.append(f"    {keyword.keyword} ({', '.join(details)}): {actions}")
+        lines.append(f"    <default>: {_describe_actions(number.default, now)}")
+    lines.append(
+        f"totals: {len(config.smsc)} smsc, {len(config.numbers)} numbers, "
+        f"{keyword_count} keywords, {alias_count} aliases, "
+        f"{len(config.callback_profiles)} callback profiles"
+    )
+    return "\n".join(lines)
+
+
+def _describe_actions(action: ActionConfig, now: datetime) -> str:
+    parts: list[str] = []
+    for name in action.action_names():
+        if name == "webhook" and action.callback_profile is not None:
+            parts.append(f"webhook({action.callback_profile})")
+        elif name == "forward_sms":
+            parts.append(f"forward_sms({len(action.forward_sms)})")
+        elif name == "forward_email":
+            parts.append(f"forward_email({len(action.forward_email)})")
+        elif name == "poll" and action.poll is not None:
+            parts.append(f"poll({action.poll.name})")
+        else:
+            parts.append(name)
+    text = ", ".join(parts) or "no action (event only)"
+    if action.starts is not None and now < action.starts:
+        text += f" [starts {action.starts.isoformat()}]"
+    if action.expires is not None:
+        state = "expired" if now >= action.expires else "expires"
+        text += f" [{state} {action.expires.isoformat()}]"
+    return text

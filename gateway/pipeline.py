@@ -1,0 +1,236 @@
+"""MO intake: classify -> reassemble -> persist (group commit) -> acknowledge.
+
+`on_mo` runs in the session's `data_received` and only appends to the open batch.
+The writer loop commits whatever accumulated while the previous commit ran (natural
+group commit: no timer), then writes every deliver_sm_resp of the batch. A failed
+commit answers the whole batch with ESME_RX_T_APPN so the SMSC redelivers it, and the
+in-memory state (reassembly groups, recent dedup keys) is rebuilt from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from gateway.mo import Receipt, dedup_key, is_receipt, parse_receipt, split_part
+from gateway.model import MoStatus, new_id
+from gateway.reassembly import Group, Reassembler
+from gateway.smpp.connection import encode_empty_resp
+from gateway.smpp.pdu import CommandStatus, DataSm, DeliverSm
+from gateway.smpp.session import Link
+from gateway.smpp.text import decode_text, join_parts
+from gateway.storage.repo import MessageRow, PartRow, ReceiptRow, Store
+
+log = structlog.get_logger("gateway.intake")
+
+
+@dataclass(slots=True)
+class Batch:
+    messages: list[MessageRow] = field(default_factory=list)
+    parts: list[PartRow] = field(default_factory=list)
+    # (message_id, concat_key) of groups that completed or timed out in this batch
+    closed_groups: list[tuple[str, str]] = field(default_factory=list)
+    receipts: list[tuple[ReceiptRow, Receipt]] = field(default_factory=list)
+    # (link, command_id, sequence_number) to answer once the batch is durable
+    acks: list[tuple[Link, int, int]] = field(default_factory=list)
+    duplicates: int = 0
+
+    def __len__(self) -> int:
+        return len(self.acks)
+
+
+class Intake:
+    """The MoHandler of every session: durable intake with group commit."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        dedup_window: float,
+        reassembly_timeout: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.dedup_window = dedup_window
+        self.reassembly_timeout = reassembly_timeout
+        self.clock = clock
+        self.reassembler = Reassembler()
+        self.recent: dict[str, float] = {}
+        self._recent_order: deque[tuple[float, str]] = deque()
+        self._batch = Batch()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._dirty = False
+        self.on_committed: list[Callable[[Batch], None]] = []
+        self.stats = {"mo": 0, "parts": 0, "receipts": 0, "duplicates": 0, "commits": 0,
+                      "failed_commits": 0}
+
+    # -- start-up ---------------------------------------------------------------------
+    async def load_state(self) -> None:
+        """Reload open reassembly groups and recent dedup keys from the database."""
+        now = self.clock()
+        self.reassembler = Reassembler()
+        for p in await self.store.open_parts():
+            self.reassembler.add(p.concat_key, p.total, p.seq, p.body, p.data_coding,
+                                 p.received_at)
+        self.recent.clear()
+        self._recent_order.clear()
+        if self.dedup_window > 0:
+            for key, at in await self.store.recent_dedup_keys(now - self.dedup_window):
+                self._remember(key, at)
+        self._dirty = False
+
+    def _remember(self, key: str, at: float) -> None:
+        self.recent[key] = at
+        self._recent_order.append((at, key))
+
+    def _prune_recent(self, now: float) -> None:
+        order, recent, horizon = self._recent_order, self.recent, now - self.dedup_window
+        while order and order[0][0] < horizon:
+            at, key = order.popleft()
+            if recent.get(key) == at:
+                del recent[key]
+
+    # -- hot path ---------------------------------------------------------------------
+    def on_mo(self, link: Link, pdu: DeliverSm | DataSm, raw: bytes) -> None:
+        batch = self._batch
+        now = self.clock()
+        smsc = link.name
+        batch.acks.append((link, pdu.command_id, pdu.sequence_number))
+        if is_receipt(pdu):
+            receipt = parse_receipt(pdu)
+            if receipt is not None:
+                batch.receipts.append(
+                    ((smsc, receipt.smsc_message_id, receipt.state, receipt.error, raw, now),
+                     receipt)
+                )
+            else:
+                log.warning("intake.unparsable_receipt", smsc=smsc, raw=raw.hex())
+            self._wake.set()
+            return
+        key: str | None = None
+        if self.dedup_window > 0:
+            key = dedup_key(smsc, pdu)
+            seen = self.recent.get(key)
+            if seen is not None and now - seen <= self.dedup_window:
+                batch.duplicates += 1
+                self._wake.set()
+                return
+            self._remember(key, now)
+        part, body = split_part(pdu, smsc)
+        dc = pdu.data_coding
+        if part is None:
+            batch.messages.append((
+                new_id(), "mo", smsc, pdu.destination_addr, pdu.source_addr,
+                pdu.source_addr, pdu.destination_addr, decode_text(body, dc), dc, 1,
+                MoStatus.RECEIVED.value, now, now, raw, key,
+            ))
+        else:
+            batch.parts.append(
+                (smsc, part.concat_key, part.seq, part.total, dc, part.body, raw, now, key)
+            )
+            group, _new = self.reassembler.add(part.concat_key, part.total, part.seq,
+                                               part.body, dc, now)
+            if group is not None:
+                self._close_group(batch, group, smsc, pdu.source_addr, pdu.destination_addr,
+                                  MoStatus.RECEIVED, raw, now)
+        self._wake.set()
+
+    def _close_group(self, batch: Batch, group: Group, smsc: str, source: str, dest: str,
+                     status: MoStatus, raw: bytes | None, now: float) -> None:
+        text = join_parts(group.bodies(), group.data_coding)
+        if status is MoStatus.INCOMPLETE:
+            log.warning("intake.incomplete_mo", smsc=smsc, source=source, destination=dest,
+                        received=sorted(group.parts), missing=group.missing(),
+                        total=group.total)
+        msg_id = new_id()
+        batch.messages.append((
+            msg_id, "mo", smsc, dest, source, source, dest, text, group.data_coding,
+            group.total, status.value, group.first_at, now, None, None,
+        ))
+        batch.closed_groups.append((msg_id, group.key))
+
+    def expire_groups(self) -> int:
+        """Deliver the parts of groups past `reassembly_timeout` as incomplete MOs."""
+        now = self.clock()
+        groups = self.reassembler.expired(now, self.reassembly_timeout)
+        for g in groups:
+            smsc, source, dest = g.key.split("|", 3)[:3]
+            self._close_group(self._batch, g, smsc, source, dest, MoStatus.INCOMPLETE,
+                              None, now)
+        if groups:
+            self._wake.set()
+        return len(groups)
+
+    # -- writer -----------------------------------------------------------------------
+    async def run(self) -> None:
+        """The single writer: commit, ack, repeat while work accumulated meanwhile."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch = self._batch
+            if not batch.acks and not batch.messages:
+                continue
+            self._idle.clear()
+            self._batch = Batch()
+            try:
+                await self._commit(batch)
+            finally:
+                if not self._batch.acks and not self._batch.messages:
+                    self._idle.set()
+
+    async def _commit(self, batch: Batch) -> None:
+        status = CommandStatus.ESME_ROK
+        try:
+            if self._dirty:
+                await self.load_state()
+            await self.store.write_intake(
+                batch.messages, batch.parts, batch.closed_groups,
+                [row for row, _ in batch.receipts], [r for _, r in batch.receipts],
+            )
+        except Exception as exc:  # the DB failed: let the SMSC redeliver
+            status = CommandStatus.ESME_RX_T_APPN
+            self._dirty = True
+            self.stats["failed_commits"] += 1
+            log.error("intake.commit_failed", error=str(exc), pdus=len(batch.acks))
+        else:
+            stats = self.stats
+            stats["commits"] += 1
+            stats["mo"] += len(batch.messages)
+            stats["parts"] += len(batch.parts)
+            stats["receipts"] += len(batch.receipts)
+            stats["duplicates"] += batch.duplicates
+            if self.dedup_window > 0:
+                self._prune_recent(self.clock())
+        self._ack(batch, status)
+        if status == CommandStatus.ESME_ROK:
+            for hook in self.on_committed:
+                hook(batch)
+
+    @staticmethod
+    def _ack(batch: Batch, status: int) -> None:
+        by_link: dict[Link, list[bytes]] = {}
+        for link, cid, seq in batch.acks:
+            out = by_link.get(link)
+            if out is None:
+                out = by_link[link] = []
+            out.append(encode_empty_resp(cid, seq, status))
+        for link, chunks in by_link.items():
+            link.write_responses(b"".join(chunks))
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until everything received so far is committed and answered."""
+        if self._batch.acks or self._batch.messages:
+            self._idle.clear()
+            self._wake.set()
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True

@@ -1,0 +1,362 @@
+"""asyncio shell over the sans-IO connection: socket, timers, window, reconnect.
+
+One `SmppSession` per `[[smsc]]` entry. It keeps one TCP connection (`Link`) bound as a
+transceiver, re-binding with capped exponential backoff and jitter when it is lost.
+MOs go to an `MoHandler` that answers them later, after a durable commit, through
+`Link.write_responses`; MTs go out through `submit`, which keeps at most `window`
+outstanding, honours the `throughput` cap and backs off when the SMSC throttles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import structlog
+
+from gateway.config import SmscConfig
+from gateway.smpp.codec import FrameError, PduDecodeError, SmppError
+from gateway.smpp.connection import Connection, encode_empty_resp
+from gateway.smpp.pdu import (
+    BindTransceiver,
+    CommandId,
+    CommandStatus,
+    DataSm,
+    DeliverSm,
+    EnquireLink,
+    EnquireLinkResp,
+    GenericNack,
+    Pdu,
+    SubmitSm,
+    SubmitSmResp,
+    Unbind,
+    UnbindResp,
+    status_name,
+)
+from gateway.smpp.state import BindState
+
+log = structlog.get_logger("gateway.smpp")
+
+THROTTLE_STATUSES = frozenset({CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL})
+MAX_THROTTLE_PAUSE = 30.0
+
+
+class MoHandler(Protocol):
+    """Receives every deliver_sm / data_sm; answers it later via `link.write_responses`."""
+
+    def on_mo(self, link: Link, pdu: DeliverSm | DataSm, raw: bytes) -> None: ...
+
+
+class SubmitError(Exception):
+    """A submit_sm that failed for good (non-throttle error status, or no bind)."""
+
+    def __init__(self, message: str, *, command_status: int | None = None) -> None:
+        super().__init__(message)
+        self.command_status = command_status
+
+
+class LinkClosed(SubmitError):
+    pass
+
+
+class Link(asyncio.Protocol):
+    """One TCP connection to the SMSC, owned by a session."""
+
+    def __init__(self, session: SmppSession) -> None:
+        self.session = session
+        self.conn = Connection()
+        self.transport: asyncio.Transport | None = None
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters: dict[int, asyncio.Future[Pdu]] = {}
+        self.name = session.name
+
+    # -- asyncio.Protocol -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.conn.connection_lost()
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(LinkClosed("connection lost"))
+        self._waiters.clear()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        conn.receive_data(data)
+        while True:
+            try:
+                event = conn.next_event()
+            except PduDecodeError as exc:
+                log.warning(
+                    "smpp.bad_pdu", smsc=self.name, error=str(exc),
+                    status=status_name(exc.command_status), sequence=exc.sequence_number,
+                )
+                self.write(encode_empty_nack(exc.sequence_number or 0, exc.command_status))
+                continue
+            except FrameError as exc:
+                log.error("smpp.framing_error", smsc=self.name, error=str(exc))
+                self.abort()
+                return
+            if event is None:
+                return
+            self._dispatch(*event)
+
+    # -- dispatch ---------------------------------------------------------------------
+    def _dispatch(self, pdu: Pdu, raw: bytes) -> None:
+        cid = pdu.command_id
+        if cid == CommandId.DELIVER_SM or cid == CommandId.DATA_SM:
+            if not self.conn.may_exchange_messages():
+                self.write(
+                    encode_empty_resp(cid, pdu.sequence_number, CommandStatus.ESME_RINVBNDSTS)
+                )
+                return
+            self.session.handler.on_mo(self, pdu, raw)  # type: ignore[arg-type]
+        elif cid & 0x80000000 or cid == CommandId.GENERIC_NACK:
+            fut = self._waiters.pop(pdu.sequence_number, None)
+            if fut is not None and not fut.done():
+                fut.set_result(pdu)
+            elif cid == CommandId.GENERIC_NACK:
+                log.warning(
+                    "smpp.generic_nack", smsc=self.name,
+                    status=status_name(pdu.command_status), sequence=pdu.sequence_number,
+                )
+        elif cid == CommandId.ENQUIRE_LINK:
+            self.send(EnquireLinkResp(sequence_number=pdu.sequence_number))
+        elif cid == CommandId.UNBIND:
+            log.info("smpp.unbind_received", smsc=self.name)
+            self.send(UnbindResp(sequence_number=pdu.sequence_number))
+            self.session.on_peer_unbind()
+            if self.transport is not None:
+                self.transport.close()
+        else:
+            self.send(
+                GenericNack(
+                    sequence_number=pdu.sequence_number,
+                    command_status=CommandStatus.ESME_RINVCMDID,
+                )
+            )
+
+    # -- output -----------------------------------------------------------------------
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None and not self.closed.done()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def write_responses(self, data: bytes) -> None:
+        """Already-encoded deliver_sm_resp/data_sm_resp bytes, in one write. Dropped
+        when this connection is gone: the SMSC redelivers unanswered MOs."""
+        self.write(data)
+
+    def send(self, pdu: Pdu) -> None:
+        self.write(self.conn.send(pdu))
+
+    async def request(self, make: Callable[[int], Pdu], timeout: float) -> Pdu:
+        """Send the request `make(seq)` and wait for its response (or generic_nack)."""
+        if not self.is_open:
+            raise LinkClosed("not connected")
+        seq = self.conn.next_sequence()
+        pdu = make(seq)
+        fut: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
+        self._waiters[seq] = fut
+        try:
+            self.send(pdu)
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self._waiters.pop(seq, None)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+def encode_empty_nack(sequence_number: int, status: int) -> bytes:
+    from gateway.smpp.codec import encode
+
+    return encode(GenericNack(sequence_number=sequence_number, command_status=status))
+
+
+class TokenBucket:
+    """`rate` tokens a second, bursts of at most `rate` (or 1)."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def delay(self) -> float:
+        """Take a token; return how long to wait before using it (0 if none)."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
+
+
+class SmppSession:
+    """Keeps one transceiver bind to one SMSC alive, and sends MTs over it."""
+
+    def __init__(self, cfg: SmscConfig, handler: MoHandler) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.handler = handler
+        self.link: Link | None = None
+        self.bound = asyncio.Event()
+        self._stopping = False
+        self._window = asyncio.Semaphore(cfg.window)
+        self._bucket = TokenBucket(cfg.throughput)
+        self._paused_until = 0.0
+        self._throttle_pause = cfg.throttle_backoff
+        self.reconnects = 0
+        self.bind_failures = 0
+
+    @property
+    def is_bound(self) -> bool:
+        return self.bound.is_set() and self.link is not None and self.link.is_open
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, bind and stay bound until `stop()`; reconnect on any loss."""
+        attempt = 0
+        while not self._stopping:
+            ok = await self._connect_and_serve()
+            if self._stopping:
+                break
+            attempt = 0 if ok else attempt + 1
+            delay = self._backoff(attempt)
+            self.reconnects += 1
+            log.info("smpp.reconnect_scheduled", smsc=self.name, delay=round(delay, 3),
+                     attempt=attempt)
+            await asyncio.sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        lo, hi = self.cfg.reconnect_min, self.cfg.reconnect_max
+        cap = min(hi, lo * (2 ** min(attempt, 30)))
+        return min(hi, cap / 2 + random.uniform(0, cap / 2)) if attempt else lo
+
+    async def _connect_and_serve(self) -> bool:
+        """One connection's life. True when it had been bound (reset the backoff)."""
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        try:
+            _, link = await asyncio.wait_for(
+                loop.create_connection(lambda: Link(self), cfg.host, cfg.port),
+                cfg.bind_timeout,
+            )
+        except (OSError, TimeoutError) as exc:
+            log.warning("smpp.connect_failed", smsc=self.name, host=cfg.host, port=cfg.port,
+                        error=str(exc) or type(exc).__name__)
+            return False
+        self.link = link
+        try:
+            resp = await link.request(
+                lambda seq: BindTransceiver(
+                    sequence_number=seq,
+                    system_id=cfg.system_id,
+                    password=cfg.password.get_secret_value() if cfg.password else "",
+                    system_type=cfg.system_type,
+                ),
+                cfg.bind_timeout,
+            )
+        except (TimeoutError, SmppError, LinkClosed) as exc:
+            log.warning("smpp.bind_failed", smsc=self.name, error=str(exc) or type(exc).__name__)
+            self.bind_failures += 1
+            link.abort()
+            return False
+        if resp.command_status != 0 or link.conn.state is not BindState.BOUND_TRX:
+            self.bind_failures += 1
+            log.error("smpp.bind_rejected", smsc=self.name, system_id=cfg.system_id,
+                      status=status_name(resp.command_status))
+            link.abort()
+            return False
+        log.info("smpp.bound", smsc=self.name, host=cfg.host, port=cfg.port,
+                 system_id=cfg.system_id)
+        self.bound.set()
+        self._throttle_pause = cfg.throttle_backoff
+        try:
+            async with asyncio.TaskGroup() as tg:
+                keepalive = tg.create_task(self._enquire_link_loop(link), name=f"enquire:{self.name}")
+                await link.closed
+                keepalive.cancel()
+        finally:
+            self.bound.clear()
+            if not self._stopping:
+                log.warning("smpp.connection_lost", smsc=self.name)
+        return True
+
+    async def _enquire_link_loop(self, link: Link) -> None:
+        cfg = self.cfg
+        while link.is_open:
+            await asyncio.sleep(cfg.enquire_link_interval)
+            try:
+                await link.request(lambda seq: EnquireLink(sequence_number=seq),
+                                   cfg.response_timeout)
+            except TimeoutError:
+                log.warning("smpp.enquire_link_timeout", smsc=self.name)
+                link.abort()
+                return
+            except LinkClosed:
+                return
+
+    def on_peer_unbind(self) -> None:
+        self.bound.clear()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Unbind cleanly (wait for unbind_resp up to `timeout`) and close."""
+        self._stopping = True
+        link = self.link
+        if link is None or not link.is_open:
+            return
+        if link.conn.state is BindState.BOUND_TRX:
+            try:
+                await link.request(lambda seq: Unbind(sequence_number=seq), timeout)
+                log.info("smpp.unbound", smsc=self.name)
+            except (TimeoutError, SmppError, LinkClosed) as exc:
+                log.warning("smpp.unbind_failed", smsc=self.name,
+                            error=str(exc) or type(exc).__name__)
+        if link.transport is not None:
+            link.transport.close()
+        await asyncio.wait({link.closed}, timeout=timeout)
+
+    # -- MT ---------------------------------------------------------------------------
+    async def submit(self, make: Callable[[int], SubmitSm]) -> SubmitSmResp:
+        """Send one submit_sm; retry while the SMSC throttles. Raises SubmitError."""
+        cfg = self.cfg
+        async with self._window:
+            while True:
+                pause = self._paused_until - time.monotonic()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                wait = self._bucket.delay()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                link = self.link
+                if link is None or not self.is_bound:
+                    raise LinkClosed(f"{self.name} not bound")
+                resp = await link.request(make, cfg.response_timeout)
+                status = resp.command_status
+                if status in THROTTLE_STATUSES:
+                    pause = self._throttle_pause
+                    self._throttle_pause = min(MAX_THROTTLE_PAUSE, pause * 2)
+                    self._paused_until = time.monotonic() + pause
+                    log.warning("smpp.throttled", smsc=self.name, status=status_name(status),
+                                pause=round(pause, 3))
+                    continue
+                self._throttle_pause = cfg.throttle_backoff
+                if status != 0 or not isinstance(resp, SubmitSmResp):
+                    raise SubmitError(
+                        f"submit_sm refused: {status_name(status)}", command_status=status
+                    )
+                return resp

@@ -1,0 +1,1 @@
+"""SQL storage: schema, engine set-up, migrations, the group-commit writer, queries."""

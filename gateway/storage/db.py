@@ -1,0 +1,77 @@
+"""Engine set-up (SQLite WAL + BEGIN IMMEDIATE, or PostgreSQL) and migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_PG_MIGRATION_LOCK = 0x766D6E67  # "vmng": one migrator at a time across instances
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def create_engine(url: str, *, synchronous: str = "FULL") -> AsyncEngine:
+    """An async engine. On SQLite every connection uses WAL, `synchronous` (FULL: a
+    commit is on disk when it returns) and BEGIN IMMEDIATE, so a writer never fails
+    half-way through a transaction on a lock upgrade."""
+    if not is_sqlite(url):
+        return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+    engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _alembic_config(conn: Connection) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = conn
+    return cfg
+
+
+def _upgrade(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+    command.upgrade(_alembic_config(conn), "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Apply every pending migration (idempotent; safe with several instances)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade)
+
+
+def placeholders(engine: AsyncEngine, n: int) -> str:
+    """`?, ?, ?` or `$1, $2, $3`: positional markers in the driver's paramstyle, for the
+    hot-path statements that bypass SQLAlchemy's per-row parameter processing."""
+    style = engine.dialect.paramstyle
+    if style == "qmark":
+        return ", ".join("?" * n)
+    if style == "numeric_dollar":
+        return ", ".join(f"${i}" for i in range(1, n + 1))
+    if style == "format":
+        return ", ".join(["%s"] * n)
+    raise ValueError(f"unsupported paramstyle {style}")

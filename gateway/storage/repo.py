@@ -1,0 +1,316 @@
+"""Queries. The intake's inserts use positional driver SQL (executemany over tuples):
+SQLAlchemy's per-row parameter processing would cost more than the commit itself.
+Everything else uses SQLAlchemy Core."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.mo import TEXT_STATES, Receipt
+from gateway.model import MtStatus, new_id
+from gateway.storage.db import placeholders
+from gateway.storage.schema import messages, mo_parts, mt_segments, receipts, status_history
+
+# Column order of the intake tuples (see pipeline.Intake.on_mo).
+MessageRow = tuple[Any, ...]
+PartRow = tuple[Any, ...]
+ReceiptRow = tuple[Any, ...]
+
+_MSG_COLS = ("id", "direction", "smsc", "vmn", "msisdn", "sender", "recipient", "text",
+             "data_coding", "segments", "status", "created_at", "updated_at", "raw_pdu",
+             "dedup_key")
+_PART_COLS = ("smsc", "concat_key", "seq", "total", "data_coding", "body", "raw_pdu",
+              "received_at", "dedup_key")
+_RECEIPT_COLS = ("smsc", "smsc_message_id", "state", "error", "raw_pdu", "received_at")
+
+FINAL_MT = (MtStatus.DELIVERED.value, MtStatus.FAILED.value, MtStatus.BLOCKED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPart:
+    concat_key: str
+    seq: int
+    total: int
+    data_coding: int
+    body: bytes
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMt:
+    id: str
+    sender: str
+    recipient: str
+    text: str
+    smsc: str | None
+    attempts: int
+
+
+class Store:
+    """All database access of the daemon and the CLI."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._writer: AsyncConnection | None = None
+        n = placeholders
+        self._ins_msg = (
+            f"INSERT INTO messages ({', '.join(_MSG_COLS)}, attempts) "
+            f"VALUES ({n(engine, len(_MSG_COLS))}, 0)"
+        )
+        self._ins_part = (
+            f"INSERT INTO mo_parts ({', '.join(_PART_COLS)}) "
+            f"VALUES ({n(engine, len(_PART_COLS))})"
+        )
+        self._ins_receipt = (
+            f"INSERT INTO receipts ({', '.join(_RECEIPT_COLS)}, matched) "
+            f"VALUES ({n(engine, len(_RECEIPT_COLS))}, 0)"
+        )
+        p = n(engine, 2).split(", ")
+        self._close_group = (
+            f"UPDATE mo_parts SET message_id = {p[0]} "
+            f"WHERE concat_key = {p[1]} AND message_id IS NULL"
+        )
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
+
+    async def _writer_conn(self) -> AsyncConnection:
+        conn = self._writer
+        if conn is None or conn.closed or conn.invalidated:
+            conn = self._writer = await self.engine.connect()
+        return conn
+
+    # -- intake (the single writer) ---------------------------------------------------
+    async def write_intake(
+        self,
+        msgs: Sequence[MessageRow],
+        parts: Sequence[PartRow],
+        closed_groups: Sequence[tuple[str, str]],
+        receipt_rows: Sequence[ReceiptRow],
+        receipt_list: Sequence[Receipt] = (),
+    ) -> None:
+        """One transaction for a whole batch of inbound PDUs."""
+        try:
+            conn = await self._writer_conn()
+            async with conn.begin():
+                if parts:
+                    await conn.exec_driver_sql(self._ins_part, list(parts))
+                if msgs:
+                    await conn.exec_driver_sql(self._ins_msg, list(msgs))
+                if closed_groups:
+                    await conn.exec_driver_sql(self._close_group, list(closed_groups))
+                if receipt_rows:
+                    await conn.exec_driver_sql(self._ins_receipt, list(receipt_rows))
+                    await _apply_receipts(conn, receipt_list, time.time())
+        except Exception:
+            await self.close()
+            raise
+
+    async def open_parts(self) -> list[OpenPart]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(mo_parts.c.concat_key, mo_parts.c.seq, mo_parts.c.total,
+                       mo_parts.c.data_coding, mo_parts.c.body, mo_parts.c.received_at)
+                .where(mo_parts.c.message_id.is_(None))
+                .order_by(mo_parts.c.id)
+            )
+            return [OpenPart(*r) for r in rows]
+
+    async def recent_dedup_keys(self, since: float) -> list[tuple[str, float]]:
+        async with self.engine.connect() as conn:
+            a = await conn.execute(
+                select(messages.c.dedup_key, messages.c.created_at).where(
+                    messages.c.dedup_key.is_not(None), messages.c.created_at >= since)
+            )
+            b = await conn.execute(
+                select(mo_parts.c.dedup_key, mo_parts.c.received_at).where(
+                    mo_parts.c.dedup_key.is_not(None), mo_parts.c.received_at >= since)
+            )
+            out = [(k, t) for k, t in a] + [(k, t) for k, t in b]
+        out.sort(key=lambda kt: kt[1])
+        return out
+
+    # -- MT ---------------------------------------------------------------------------
+    async def queue_mt(self, *, sender: str, recipient: str, text: str,
+                       in_reply_to: str | None = None, client_ref: str | None = None,
+                       smsc: str | None = None) -> str:
+        now = time.time()
+        msg_id = new_id()
+        async with self.engine.begin() as conn:
+            await conn.execute(messages.insert().values(
+                id=msg_id, direction="mt", smsc=smsc, vmn=sender, msisdn=recipient,
+                sender=sender, recipient=recipient, text=text, data_coding=0, segments=0,
+                status=MtStatus.QUEUED.value, in_reply_to=in_reply_to, client_ref=client_ref,
+                created_at=now, updated_at=now, attempts=0, next_attempt_at=now,
+            ))
+            await _history(conn, msg_id, MtStatus.QUEUED.value, now, None)
+        return msg_id
+
+    async def claim_mts(self, limit: int, lease: float) -> list[QueuedMt]:
+        """Take up to `limit` due MTs for sending, leased for `lease` seconds (an
+        instance that dies mid-send gives them back when the lease runs out)."""
+        now = time.time()
+        due = and_(
+            messages.c.direction == "mt",
+            or_(
+                and_(messages.c.status == MtStatus.QUEUED.value,
+                     messages.c.next_attempt_at <= now),
+                and_(messages.c.status == MtStatus.SENDING.value,
+                     messages.c.lease_until < now),
+            ),
+        )
+        async with self.engine.begin() as conn:
+            q = (select(messages.c.id, messages.c.sender, messages.c.recipient,
+                        messages.c.text, messages.c.smsc, messages.c.attempts)
+                 .where(due).order_by(messages.c.created_at).limit(limit))
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            rows = [QueuedMt(*r) for r in await conn.execute(q)]
+            if rows:
+                await conn.execute(
+                    update(messages)
+                    .where(messages.c.id.in_([r.id for r in rows]))
+                    .values(status=MtStatus.SENDING.value, lease_until=now + lease,
+                            attempts=messages.c.attempts + 1)
+                )
+        return rows
+
+    async def mt_submitted(self, msg_id: str, *, smsc: str, data_coding: int,
+                           segment_ids: Sequence[str]) -> None:
+        now = time.time()
+        total = len(segment_ids)
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                update(messages).where(messages.c.id == msg_id).values(
+                    status=MtStatus.SUBMITTED.value, smsc=smsc, data_coding=data_coding,
+                    segments=total, updated_at=now, lease_until=None, error=None)
+            )
+            await conn.execute(mt_segments.delete().where(mt_segments.c.message_id == msg_id))
+            await conn.execute(mt_segments.insert(), [
+                {"message_id": msg_id, "seq": i + 1, "total": total, "smsc": smsc,
+                 "smsc_message_id": sid, "status": MtStatus.SUBMITTED.value, "updated_at": now}
+                for i, sid in enumerate(segment_ids)
+            ])
+            await _history(conn, msg_id, MtStatus.SUBMITTED.value, now,
+                           ",".join(segment_ids))
+            # A receipt may have overtaken us: apply the ones waiting for these ids.
+            late = await conn.execute(
+                select(receipts.c.smsc_message_id, receipts.c.state, receipts.c.error)
+                .where(receipts.c.smsc_message_id.in_(list(segment_ids)),
+                       receipts.c.matched == 0)
+                .order_by(receipts.c.id)
+            )
+            pending = [Receipt(i, s, e) for i, s, e in late]
+            if pending:
+                await _apply_receipts(conn, pending, now)
+
+    async def mt_retry(self, msg_id: str, *, error: str, delay: float) -> None:
+        now = time.time()
+        async with self.engine.begin() as conn:
+            await conn.execute(update(messages).where(messages.c.id == msg_id).values(
+                status=MtStatus.QUEUED.value, error=error, next_attempt_at=now + delay,
+                lease_until=None, updated_at=now))
+
+    async def mt_failed(self, msg_id: str, *, error: str) -> None:
+        now = time.time()
+        async with self.engine.begin() as conn:
+            await conn.execute(update(messages).where(messages.c.id == msg_id).values(
+                status=MtStatus.FAILED.value, error=error, lease_until=None, updated_at=now))
+            await _history(conn, msg_id, MtStatus.FAILED.value, now, error)
+
+    # -- reading ----------------------------------------------------------------------
+    async def list_messages(
+        self, *, vmn: str | None = None, msisdn: str | None = None,
+        since: float | None = None, route: str | None = None, limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Newest `limit` rows matching the filters, returned oldest first."""
+        m = messages.c
+        q = select(m.id, m.direction, m.smsc, m.vmn, m.msisdn, m.sender, m.recipient,
+                   m.text, m.data_coding, m.segments, m.keyword, m.route, m.status, m.error,
+                   m.in_reply_to, m.client_ref, m.created_at, m.updated_at)
+        if vmn:
+            q = q.where(m.vmn == vmn)
+        if msisdn:
+            q = q.where(m.msisdn == msisdn)
+        if since is not None:
+            q = q.where(m.created_at >= since)
+        if route:
+            q = q.where(m.route == route)
+        q = q.order_by(m.created_at.desc(), m.id.desc())
+        if limit:
+            q = q.limit(limit)
+        async with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in await conn.execute(q)]
+            ids = [r["id"] for r in rows if r["direction"] == "mt"]
+            smsc_ids: dict[str, list[str]] = {}
+            if ids:
+                for mid, sid in await conn.execute(
+                    select(mt_segments.c.message_id, mt_segments.c.smsc_message_id)
+                    .where(mt_segments.c.message_id.in_(ids)).order_by(mt_segments.c.seq)
+                ):
+                    smsc_ids.setdefault(mid, []).append(sid)
+        for r in rows:
+            r["smsc_message_ids"] = smsc_ids.get(r["id"], [])
+        rows.reverse()
+        return rows
+
+    async def count(self, table: str) -> int:
+        t = {"messages": messages, "mo_parts": mo_parts, "receipts": receipts,
+             "mt_segments": mt_segments}[table]
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
+
+    async def history(self, msg_id: str) -> list[tuple[str, float, str | None]]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                select(status_history.c.status, status_history.c.at, status_history.c.detail)
+                .where(status_history.c.message_id == msg_id).order_by(status_history.c.id))
+            return [(s, a, d) for s, a, d in rows]
+
+
+async def _history(conn: AsyncConnection, msg_id: str, status: str, at: float,
+                   detail: str | None) -> None:
+    await conn.execute(status_history.insert().values(
+        message_id=msg_id, status=status, at=at, detail=detail))
+
+
+async def _apply_receipts(conn: AsyncConnection, items: Sequence[Receipt], now: float) -> None:
+    """Move MT segments (and their messages) to the receipts' states."""
+    touched: set[str] = set()
+    for r in items:
+        status = TEXT_STATES.get(r.state, MtStatus.SUBMITTED.value)
+        res = await conn.execute(
+            update(mt_segments)
+            .where(mt_segments.c.smsc_message_id == r.smsc_message_id,
+                   mt_segments.c.status.not_in(FINAL_MT))
+            .values(status=status, error=None if status != "failed" else r.state,
+                    updated_at=now)
+            .returning(mt_segments.c.message_id)
+        )
+        ids = [row[0] for row in res]
+        if ids:
+            touched.update(ids)
+            await conn.execute(update(receipts).where(
+                receipts.c.smsc_message_id == r.smsc_message_id).values(matched=1))
+    for msg_id in touched:
+        states = [s for (s,) in await conn.execute(
+            select(mt_segments.c.status).where(mt_segments.c.message_id == msg_id))]
+        if any(s == MtStatus.FAILED.value for s in states):
+            new = MtStatus.FAILED.value
+        elif states and all(s == MtStatus.DELIVERED.value for s in states):
+            new = MtStatus.DELIVERED.value
+        else:
+            continue
+        res = await conn.execute(
+            update(messages).where(messages.c.id == msg_id, messages.c.status != new)
+            .values(status=new, updated_at=now).returning(messages.c.id))
+        if res.first() is not None:
+            await _history(conn, msg_id, new, now, None)

@@ -1,0 +1,116 @@
+"""Tables. Times are UNIX seconds (float): cheap to write on the MO hot path and the
+same on SQLite and PostgreSQL; the CLI and events render them as ISO-8601 UTC."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+# One row per logical message, MO (reassembled) or MT (before splitting).
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("direction", String(2), nullable=False),  # mo | mt
+    Column("smsc", String(64)),  # bind that received the MO / sent the MT
+    Column("vmn", String(21), nullable=False),
+    Column("msisdn", String(21), nullable=False),  # the customer's number
+    Column("sender", String(21), nullable=False),  # from
+    Column("recipient", String(21), nullable=False),  # to
+    Column("text", Text, nullable=False),
+    Column("data_coding", Integer, nullable=False, default=0),
+    Column("segments", Integer, nullable=False, default=1),
+    Column("keyword", String(64)),
+    Column("route", String(16)),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("in_reply_to", String(32)),
+    Column("client_ref", String(64)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("raw_pdu", LargeBinary),
+    Column("dedup_key", String(32)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float),
+    Column("lease_until", Float),
+)
+Index("ix_messages_created", messages.c.created_at)
+Index("ix_messages_vmn", messages.c.vmn, messages.c.created_at)
+Index("ix_messages_msisdn", messages.c.msisdn, messages.c.created_at)
+Index("ix_messages_dedup", messages.c.dedup_key)
+Index("ix_messages_queue", messages.c.direction, messages.c.status, messages.c.next_attempt_at)
+
+# Every part of a concatenated MO, durable before it is acknowledged.
+mo_parts = Table(
+    "mo_parts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("smsc", String(64), nullable=False),
+    Column("concat_key", String(128), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("data_coding", Integer, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("raw_pdu", LargeBinary, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("dedup_key", String(32)),
+    Column("message_id", String(32)),  # set once reassembled (or timed out)
+)
+Index("ix_mo_parts_key", mo_parts.c.concat_key)
+Index("ix_mo_parts_open", mo_parts.c.message_id)
+Index("ix_mo_parts_dedup", mo_parts.c.dedup_key)
+
+# One row per submit_sm of an MT.
+mt_segments = Table(
+    "mt_segments",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(32), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("smsc", String(64)),
+    Column("smsc_message_id", String(65)),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("updated_at", Float, nullable=False),
+)
+Index("ix_mt_segments_msg", mt_segments.c.message_id)
+Index("ix_mt_segments_smsc_id", mt_segments.c.smsc_message_id)
+
+# Delivery receipts as received (durable before the ack, matched to an MT later if the
+# receipt overtakes our record of the submit_sm_resp).
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("smsc", String(64), nullable=False),
+    Column("smsc_message_id", String(65), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("error", String(16)),
+    Column("raw_pdu", LargeBinary, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("matched", Integer, nullable=False, default=0),
+)
+Index("ix_receipts_smsc_id", receipts.c.smsc_message_id)
+
+status_history = Table(
+    "status_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("detail", Text),
+)
+Index("ix_status_history_msg", status_history.c.message_id)
