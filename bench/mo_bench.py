@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loadgen import LoadServer  # bench/ is on sys.path when run as a script
+from loadgen import LoadServer, PushError  # bench/ is on sys.path when run as a script
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -306,8 +306,10 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
             result.ok = True
             if errors:
                 result.extra["warning"] = f"{errors} error responses"
-    except TargetError as exc:
+    except (TargetError, PushError) as exc:
         result.error = str(exc)
+    except OSError as exc:
+        result.error = f"{type(exc).__name__}: {exc}"
     finally:
         if proc is not None:
             if result.rss_kib is None and proc.returncode is None:

@@ -108,7 +108,7 @@ class ConfigError(Exception):
         self.path = path
         # The message must stay on one line whatever the offending value holds.
         self.expected = " ".join(expected.split())
-        super().__init__(str(self))
+        super().__init__(file, path, self.expected)
 
     def __str__(self) -> str:
         if self.path:

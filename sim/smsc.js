@@ -86,7 +86,9 @@ function log(event, fields) {
 		for (const k of Object.keys(fields)) {
 			let v = fields[k];
 			if (v === undefined) continue;
-			if (typeof v === 'object') v = JSON.stringify(v);
+			if (typeof v === 'object' || (typeof v === 'string' && !/^[\x21-\x7e]*$/.test(v))) {
+				v = JSON.stringify(v); // keeps one event on one line
+			}
 			line += ' ' + k + '=' + v;
 		}
 	}
@@ -340,28 +342,26 @@ function parseSubmitSm(raw) {
 
 	const esm = f.esm_class || 0;
 	let body = sm;
-	f.udh = null;
-	f.udh_ies = null;
-	f.concat = null;
-	if (esm & 0x40) {
+	f.udh = null; // {hex, ies, ref, total, seq, ref_bits} when esm_class & 0x40
+	f.concat = null; // {ref, total, seq, ref_bits, via: "udh" | "sar"}
+	const udhView = (u) => ({
+		hex: u.udh.toString('hex'),
+		ies: u.ies,
+		ref: u.concat ? u.concat.ref : null,
+		total: u.concat ? u.concat.total : null,
+		seq: u.concat ? u.concat.seq : null,
+		ref_bits: u.concat ? u.concat.ref_bits : null,
+	});
+	let udhBad = false;
+	if ((esm & 0x40) && sm.length) {
 		const u = parseUdh(sm);
 		if (u) {
-			f.udh = u.udh.toString('hex');
-			f.udh_ies = u.ies;
+			f.udh = udhView(u);
 			f.concat = u.concat;
 			body = u.body;
 		} else {
-			f.malformed = true;
+			udhBad = true;
 		}
-	}
-	if (!f.concat && 'sar_msg_ref_num' in tl.map) {
-		f.concat = {
-			ref: tl.map.sar_msg_ref_num,
-			total: tl.map.sar_total_segments === undefined ? null : tl.map.sar_total_segments,
-			seq: tl.map.sar_segment_seqnum === undefined ? null : tl.map.sar_segment_seqnum,
-			ref_bits: 16,
-			via: 'sar',
-		};
 	}
 	let payload = null;
 	for (const t of tl.list) {
@@ -374,12 +374,25 @@ function parseSubmitSm(raw) {
 		if (esm & 0x40) {
 			const u = parseUdh(payload);
 			if (u) {
-				f.udh = u.udh.toString('hex');
-				f.udh_ies = u.ies;
-				f.concat = f.concat || u.concat;
+				f.udh = udhView(u);
+				f.concat = u.concat;
 				textBytes = u.body;
+			} else {
+				udhBad = true;
 			}
 		}
+	} else if ((esm & 0x40) && !sm.length) {
+		udhBad = true;
+	}
+	f.malformed = f.malformed || udhBad;
+	if (!f.concat && 'sar_msg_ref_num' in tl.map) {
+		f.concat = {
+			ref: tl.map.sar_msg_ref_num,
+			total: tl.map.sar_total_segments === undefined ? null : tl.map.sar_total_segments,
+			seq: tl.map.sar_segment_seqnum === undefined ? null : tl.map.sar_segment_seqnum,
+			ref_bits: 16,
+			via: 'sar',
+		};
 	}
 	f.body_hex = textBytes.toString('hex');
 	f.text = decodeText(textBytes, f.data_coding || 0);
@@ -496,6 +509,7 @@ function resetState() {
 resetState();
 
 let sessionCounter = 0;
+let bindSeq = 0; // orders bound sessions; unlike bind_count it survives /reset
 const sessions = new Set(); // all connected sessions (our view)
 
 function isBound(s) {
@@ -618,6 +632,7 @@ const server = smpp.createServer(function (session) {
 		log('malformed_pdu', { session: sim.id, reason: info.reason, length: info.length });
 		// cannot resynchronise the stream: nack and close, like most SMSCs
 		session.pause();
+		sim.bound = false;
 		sendGenericNack(session, 0, ST.ESME_RINVCMDLEN);
 		session.socket.end();
 		setTimeout(() => { if (!session.socket.destroyed) session.socket.destroy(); }, 500);
@@ -739,7 +754,8 @@ function handleBind(s, pdu) {
 		return;
 	}
 	sim.bound = true;
-	sim.bound_seq = ++counters.bind_count;
+	counters.bind_count++;
+	sim.bound_seq = ++bindSeq;
 	sim.system_id = systemId;
 	sim.bind_type = pdu.command;
 	sim.bound_at = new Date().toISOString();

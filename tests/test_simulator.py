@@ -249,6 +249,9 @@ def test_submit_recorded_and_throttle(fresh: Simulator, esme: Esme) -> None:
     assert first["message_id"] == message_id
     assert first["text"] == "Hello €"
     assert first["concat"] == {"ref": 9, "total": 2, "seq": 1, "ref_bits": 8, "via": "udh"}
+    assert (first["udh"]["ref"], first["udh"]["total"], first["udh"]["seq"]) == (9, 2, 1)
+    assert first["udh"]["hex"] == "050003090201"
+    assert first["body_hex"] == "48656c6c6f201b65"
     assert first["short_message"] == "0500030902014865" + "6c6c6f201b65"
     assert first["system_id"] == "test"
     assert (first["source_addr"], first["destination_addr"]) == ("5551000100", "15551234567")

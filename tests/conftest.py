@@ -1,0 +1,189 @@
+"""Shared fixtures: the SMSC simulator, a database per test (SQLite file or a fresh
+PostgreSQL database), and the gateway daemon as a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from simctl import Simulator  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+PG_URL = os.environ.get("VMN_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    with Simulator.start() as s:
+        yield s
+
+
+def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    async def go() -> None:
+        dsn = PG_URL.replace("postgresql+asyncpg", "postgresql")
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL with nothing in it: a SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
+        return
+    name = f"vmn_t_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f"CREATE DATABASE {name}")
+    base = PG_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
+
+
+def gateway_config(*, db: str, sim: Simulator, extra_gateway: str = "", smsc_extra: str = "",
+                   numbers: str = "", name: str = "test") -> str:
+    return f"""
+[gateway]
+name = "{name}"
+database = "{db}"
+mt_poll_interval = 0.1
+{extra_gateway}
+
+[[smsc]]
+name = "sim"
+host = "127.0.0.1"
+port = {sim.smpp_port}
+system_id = "{sim.system_id}"
+password = "{sim.password}"
+reconnect_min = 0.2
+reconnect_max = 2.0
+enquire_link_interval = 5
+{smsc_extra}
+
+{numbers or DEFAULT_NUMBERS}
+"""
+
+
+DEFAULT_NUMBERS = """
+[[number]]
+vmn = "5551000100"
+[number.default]
+"""
+
+
+class Gateway:
+    """`vmn-gateway run` in a subprocess, plus the CLI against the same config."""
+
+    def __init__(self, config_path: Path, log_path: Path) -> None:
+        self.config_path = config_path
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Gateway:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "run", "-c", str(self.config_path)],
+            cwd=REPO, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
+        )
+        return self
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            [sys.executable, "-m", "gateway", *args, "-c", str(self.config_path)]
+            if args[0] not in ("send",) else
+            [sys.executable, "-m", "gateway", args[0], "-c", str(self.config_path), *args[1:]],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(f"cli {args} failed: {res.stderr}")
+        return res
+
+    def logs(self, *filters: str) -> list[dict[str, Any]]:
+        out = self.cli("logs", "--json", "--limit", "0", *filters).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def mos(self) -> list[dict[str, Any]]:
+        return [r for r in self.logs() if r["direction"] == "mo"]
+
+    def send(self, sender: str, to: str, text: str) -> str:
+        return self.cli("send", "--from", sender, "--to", to, text).stdout.strip()
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def log_events(self, event: str) -> list[dict[str, Any]]:
+        return [e for e in self.log_lines() if e.get("event") == event]
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@pytest.fixture
+def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
+    started: list[Gateway] = []
+
+    def make(config: str, *, start: bool = True) -> Gateway:
+        path = tmp_path / f"gateway{len(started)}.toml"
+        path.write_text(config)
+        gw = Gateway(path, tmp_path / f"gateway{len(started)}.log")
+        started.append(gw)
+        return gw.start() if start else gw
+
+    yield make
+    for gw in started:
+        if gw.running:
+            gw.kill()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05,
+             what: str = "condition") -> Any:
+    """Poll a test-side predicate (never used inside the product)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what}; last value: {last!r}")
