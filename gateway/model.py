@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -40,7 +40,7 @@ def new_id() -> str:
         _counter = (_counter + 1) & 0xFFFF
     else:
         _last_ms, _counter = ms, 0
-    return f"{ms:012x}{_counter:04x}{os.urandom(4).hex()}"
+    return f"{ms:012x}{_counter:04x}{random.getrandbits(32):08x}"
 
 
 def iso(ts: float | None) -> str | None:

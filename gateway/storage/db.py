@@ -10,7 +10,6 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x766D6E67  # "vmng": one migrator at a time across instances
@@ -26,7 +25,9 @@ def create_engine(url: str, *, synchronous: str = "FULL") -> AsyncEngine:
     half-way through a transaction on a lock upgrade."""
     if not is_sqlite(url):
         return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
-    engine = create_async_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
+    # A small pool: opening a SQLite connection (and its pragmas) per query would cost
+    # more than most queries. The intake writer keeps one connection of its own.
+    engine = create_async_engine(url, pool_size=4, max_overflow=4, connect_args={"timeout": 30})
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -40,9 +41,19 @@ def create_engine(url: str, *, synchronous: str = "FULL") -> AsyncEngine:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front; readers (see `reader`) do not take it.
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine for read-only work: on SQLite a deferred transaction, which never
+    waits for (nor blocks) the writer under WAL."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    return engine.execution_options(sqlite_begin="DEFERRED")
 
 
 def _alembic_config(conn: Connection) -> AlembicConfig:

@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.mo import TEXT_STATES, Receipt
 from gateway.model import MtStatus, new_id
-from gateway.storage.db import placeholders
+from gateway.storage.db import placeholders, reader
 from gateway.storage.schema import messages, mo_parts, mt_segments, receipts, status_history
 
 # Column order of the intake tuples (see pipeline.Intake.on_mo).
@@ -29,6 +29,7 @@ _PART_COLS = ("smsc", "concat_key", "seq", "total", "data_coding", "body", "raw_
               "received_at", "dedup_key")
 _RECEIPT_COLS = ("smsc", "smsc_message_id", "state", "error", "raw_pdu", "received_at")
 
+QUEUED_MTS = text("direction = 'mt' AND status IN ('queued', 'sending')")
 FINAL_MT = (MtStatus.DELIVERED.value, MtStatus.FAILED.value, MtStatus.BLOCKED.value)
 
 
@@ -57,6 +58,7 @@ class Store:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.reader = reader(engine)
         self._writer: AsyncConnection | None = None
         n = placeholders
         self._ins_msg = (
@@ -115,7 +117,7 @@ class Store:
             raise
 
     async def open_parts(self) -> list[OpenPart]:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = await conn.execute(
                 select(mo_parts.c.concat_key, mo_parts.c.seq, mo_parts.c.total,
                        mo_parts.c.data_coding, mo_parts.c.body, mo_parts.c.received_at)
@@ -125,7 +127,7 @@ class Store:
             return [OpenPart(*r) for r in rows]
 
     async def recent_dedup_keys(self, since: float) -> list[tuple[str, float]]:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             a = await conn.execute(
                 select(messages.c.dedup_key, messages.c.created_at).where(
                     messages.c.dedup_key.is_not(None), messages.c.created_at >= since)
@@ -158,19 +160,16 @@ class Store:
         """Take up to `limit` due MTs for sending, leased for `lease` seconds (an
         instance that dies mid-send gives them back when the lease runs out)."""
         now = time.time()
-        due = and_(
-            messages.c.direction == "mt",
-            or_(
-                and_(messages.c.status == MtStatus.QUEUED.value,
-                     messages.c.next_attempt_at <= now),
-                and_(messages.c.status == MtStatus.SENDING.value,
-                     messages.c.lease_until < now),
-            ),
-        )
+        # The literal terms match the partial index's WHERE, so SQLite can use it.
+        due = and_(QUEUED_MTS, messages.c.next_attempt_at <= now)
+        async with self.reader.connect() as conn:
+            first = await conn.execute(select(messages.c.id).where(due).limit(1))
+            if first.first() is None:
+                return []
         async with self.engine.begin() as conn:
             q = (select(messages.c.id, messages.c.sender, messages.c.recipient,
                         messages.c.text, messages.c.smsc, messages.c.attempts)
-                 .where(due).order_by(messages.c.created_at).limit(limit))
+                 .where(due).order_by(messages.c.next_attempt_at).limit(limit))
             if conn.dialect.name == "postgresql":
                 q = q.with_for_update(skip_locked=True)
             rows = [QueuedMt(*r) for r in await conn.execute(q)]
@@ -178,7 +177,7 @@ class Store:
                 await conn.execute(
                     update(messages)
                     .where(messages.c.id.in_([r.id for r in rows]))
-                    .values(status=MtStatus.SENDING.value, lease_until=now + lease,
+                    .values(status=MtStatus.SENDING.value, next_attempt_at=now + lease,
                             attempts=messages.c.attempts + 1)
                 )
         return rows
@@ -191,7 +190,7 @@ class Store:
             await conn.execute(
                 update(messages).where(messages.c.id == msg_id).values(
                     status=MtStatus.SUBMITTED.value, smsc=smsc, data_coding=data_coding,
-                    segments=total, updated_at=now, lease_until=None, error=None)
+                    segments=total, updated_at=now, error=None)
             )
             await conn.execute(mt_segments.delete().where(mt_segments.c.message_id == msg_id))
             await conn.execute(mt_segments.insert(), [
@@ -217,13 +216,13 @@ class Store:
         async with self.engine.begin() as conn:
             await conn.execute(update(messages).where(messages.c.id == msg_id).values(
                 status=MtStatus.QUEUED.value, error=error, next_attempt_at=now + delay,
-                lease_until=None, updated_at=now))
+                updated_at=now))
 
     async def mt_failed(self, msg_id: str, *, error: str) -> None:
         now = time.time()
         async with self.engine.begin() as conn:
             await conn.execute(update(messages).where(messages.c.id == msg_id).values(
-                status=MtStatus.FAILED.value, error=error, lease_until=None, updated_at=now))
+                status=MtStatus.FAILED.value, error=error, updated_at=now))
             await _history(conn, msg_id, MtStatus.FAILED.value, now, error)
 
     # -- reading ----------------------------------------------------------------------
@@ -247,7 +246,7 @@ class Store:
         q = q.order_by(m.created_at.desc(), m.id.desc())
         if limit:
             q = q.limit(limit)
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = [dict(r._mapping) for r in await conn.execute(q)]
             ids = [r["id"] for r in rows if r["direction"] == "mt"]
             smsc_ids: dict[str, list[str]] = {}
@@ -265,11 +264,11 @@ class Store:
     async def count(self, table: str) -> int:
         t = {"messages": messages, "mo_parts": mo_parts, "receipts": receipts,
              "mt_segments": mt_segments}[table]
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
 
     async def history(self, msg_id: str) -> list[tuple[str, float, str | None]]:
-        async with self.engine.connect() as conn:
+        async with self.reader.connect() as conn:
             rows = await conn.execute(
                 select(status_history.c.status, status_history.c.at, status_history.c.detail)
                 .where(status_history.c.message_id == msg_id).order_by(status_history.c.id))

@@ -13,6 +13,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -40,16 +41,17 @@ messages = Table(
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("raw_pdu", LargeBinary),
-    Column("dedup_key", String(32)),
+    Column("dedup_key", String(32)),  # not indexed: only read at start-up, by time
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float),
-    Column("lease_until", Float),
 )
 Index("ix_messages_created", messages.c.created_at)
 Index("ix_messages_vmn", messages.c.vmn, messages.c.created_at)
 Index("ix_messages_msisdn", messages.c.msisdn, messages.c.created_at)
-Index("ix_messages_dedup", messages.c.dedup_key)
-Index("ix_messages_queue", messages.c.direction, messages.c.status, messages.c.next_attempt_at)
+# Only MTs waiting to be sent are in the queue index: MOs never pay for it.
+_QUEUED = text("direction = 'mt' AND status IN ('queued', 'sending')")
+Index("ix_messages_queue", messages.c.next_attempt_at, sqlite_where=_QUEUED,
+      postgresql_where=_QUEUED)
 
 # Every part of a concatenated MO, durable before it is acknowledged.
 mo_parts = Table(
@@ -69,7 +71,6 @@ mo_parts = Table(
 )
 Index("ix_mo_parts_key", mo_parts.c.concat_key)
 Index("ix_mo_parts_open", mo_parts.c.message_id)
-Index("ix_mo_parts_dedup", mo_parts.c.dedup_key)
 
 # One row per submit_sm of an MT.
 mt_segments = Table(

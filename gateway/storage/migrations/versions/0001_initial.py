@@ -38,13 +38,13 @@ def upgrade() -> None:
         sa.Column("dedup_key", sa.String(32)),
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("next_attempt_at", sa.Float),
-        sa.Column("lease_until", sa.Float),
     )
     op.create_index("ix_messages_created", "messages", ["created_at"])
     op.create_index("ix_messages_vmn", "messages", ["vmn", "created_at"])
     op.create_index("ix_messages_msisdn", "messages", ["msisdn", "created_at"])
-    op.create_index("ix_messages_dedup", "messages", ["dedup_key"])
-    op.create_index("ix_messages_queue", "messages", ["direction", "status", "next_attempt_at"])
+    queued = sa.text("direction = 'mt' AND status IN ('queued', 'sending')")
+    op.create_index("ix_messages_queue", "messages", ["next_attempt_at"],
+                    sqlite_where=queued, postgresql_where=queued)
     op.create_table(
         "mo_parts",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -61,7 +61,6 @@ def upgrade() -> None:
     )
     op.create_index("ix_mo_parts_key", "mo_parts", ["concat_key"])
     op.create_index("ix_mo_parts_open", "mo_parts", ["message_id"])
-    op.create_index("ix_mo_parts_dedup", "mo_parts", ["dedup_key"])
     op.create_table(
         "mt_segments",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
