@@ -4,6 +4,7 @@ bound session, and record the SMSC's message ids (durable queue with retries).""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Sequence
 from functools import partial
@@ -77,10 +78,8 @@ class MtSender:
                 if len(batch) == free and free > 0:
                     continue
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                except TimeoutError:
-                    pass
 
     async def stop(self, timeout: float) -> None:
         """Stop claiming; let in-flight sends finish up to `timeout` (a cut-off one is
@@ -88,7 +87,7 @@ class MtSender:
         self._stopping = True
         self._wake.set()
         if self._inflight:
-            done, pending = await asyncio.wait(set(self._inflight), timeout=timeout)
+            _done, pending = await asyncio.wait(set(self._inflight), timeout=timeout)
             if pending:
                 log.warning("mt.shutdown_cut_off", inflight=len(pending))
 

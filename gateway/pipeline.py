@@ -3,8 +3,10 @@
 `on_mo` runs in the session's `data_received` and only appends to the open batch.
 The writer loop commits whatever accumulated while the previous commit ran (natural
 group commit: no timer), then writes every deliver_sm_resp of the batch. A failed
-commit answers the whole batch with ESME_RX_T_APPN so the SMSC redelivers it, and the
-in-memory state (reassembly groups, recent dedup keys) is rebuilt from the database.
+commit answers the whole batch with ESME_RX_T_APPN so the SMSC redelivers it, and undoes
+what the batch did to the in-memory state (recent dedup keys, reassembly groups). A
+redelivery that arrives while its original is still being committed is answered with
+the original's fate, never acknowledged ahead of it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,19 @@ from gateway.storage.repo import MessageRow, PartRow, ReceiptRow, Store
 log = structlog.get_logger("gateway.intake")
 
 
+class Fate:
+    """Whether a batch's commit succeeded: None until it finished. Small on purpose: the
+    dedup map keeps one per key for the whole window, never the batch's rows."""
+
+    __slots__ = ("ok",)
+
+    def __init__(self, ok: bool | None = None) -> None:
+        self.ok = ok
+
+
+COMMITTED = Fate(True)
+
+
 @dataclass(slots=True)
 class Batch:
     messages: list[MessageRow] = field(default_factory=list)
@@ -36,9 +51,14 @@ class Batch:
     # (message_id, concat_key) of groups that completed or timed out in this batch
     closed_groups: list[tuple[str, str]] = field(default_factory=list)
     receipts: list[tuple[ReceiptRow, Receipt]] = field(default_factory=list)
-    # (link, command_id, sequence_number) to answer once the batch is durable
-    acks: list[tuple[Link, int, int]] = field(default_factory=list)
+    # (link, command_id, sequence_number, fate of the original for a duplicate)
+    acks: list[tuple[Link, int, int, Fate | None]] = field(default_factory=list)
     duplicates: int = 0
+    # what to undo in memory if the commit fails
+    keys: list[str] = field(default_factory=list)
+    part_adds: list[tuple[str, int]] = field(default_factory=list)
+    closed: list[Group] = field(default_factory=list)
+    fate: Fate = field(default_factory=Fate)
 
     def __len__(self) -> int:
         return len(self.acks)
@@ -60,13 +80,12 @@ class Intake:
         self.reassembly_timeout = reassembly_timeout
         self.clock = clock
         self.reassembler = Reassembler()
-        self.recent: dict[str, float] = {}
+        self.recent: dict[str, tuple[float, Fate]] = {}
         self._recent_order: deque[tuple[float, str]] = deque()
         self._batch = Batch()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._dirty = False
         self.on_committed: list[Callable[[Batch], None]] = []
         self.stats = {"mo": 0, "parts": 0, "receipts": 0, "duplicates": 0, "commits": 0,
                       "failed_commits": 0}
@@ -83,18 +102,18 @@ class Intake:
         self._recent_order.clear()
         if self.dedup_window > 0:
             for key, at in await self.store.recent_dedup_keys(now - self.dedup_window):
-                self._remember(key, at)
-        self._dirty = False
+                self._remember(key, at, COMMITTED)
 
-    def _remember(self, key: str, at: float) -> None:
-        self.recent[key] = at
+    def _remember(self, key: str, at: float, fate: Fate) -> None:
+        self.recent[key] = (at, fate)
         self._recent_order.append((at, key))
 
     def _prune_recent(self, now: float) -> None:
         order, recent, horizon = self._recent_order, self.recent, now - self.dedup_window
         while order and order[0][0] < horizon:
             at, key = order.popleft()
-            if recent.get(key) == at:
+            entry = recent.get(key)
+            if entry is not None and entry[0] == at:
                 del recent[key]
 
     # -- hot path ---------------------------------------------------------------------
@@ -102,8 +121,9 @@ class Intake:
         batch = self._batch
         now = self.clock()
         smsc = link.name
-        batch.acks.append((link, pdu.command_id, pdu.sequence_number))
+        ack = (link, pdu.command_id, pdu.sequence_number, None)
         if is_receipt(pdu):
+            batch.acks.append(ack)
             receipt = parse_receipt(pdu)
             if receipt is not None:
                 batch.receipts.append(
@@ -118,11 +138,15 @@ class Intake:
         if self.dedup_window > 0:
             key = dedup_key(smsc, pdu)
             seen = self.recent.get(key)
-            if seen is not None and now - seen <= self.dedup_window:
+            if seen is not None and now - seen[0] <= self.dedup_window:
+                # Answered with the original's fate (see `_ack`).
+                batch.acks.append((link, pdu.command_id, pdu.sequence_number, seen[1]))
                 batch.duplicates += 1
                 self._wake.set()
                 return
-            self._remember(key, now)
+            self._remember(key, now, batch.fate)
+            batch.keys.append(key)
+        batch.acks.append(ack)
         part, body = split_part(pdu, smsc)
         dc = pdu.data_coding
         if part is None:
@@ -135,8 +159,10 @@ class Intake:
             batch.parts.append(
                 (smsc, part.concat_key, part.seq, part.total, dc, part.body, raw, now, key)
             )
-            group, _new = self.reassembler.add(part.concat_key, part.total, part.seq,
-                                               part.body, dc, now)
+            group, new = self.reassembler.add(part.concat_key, part.total, part.seq,
+                                              part.body, dc, now)
+            if new:
+                batch.part_adds.append((part.concat_key, part.seq))
             if group is not None:
                 self._close_group(batch, group, smsc, pdu.source_addr, pdu.destination_addr,
                                   MoStatus.RECEIVED, raw, now)
@@ -155,6 +181,7 @@ class Intake:
             group.total, status.value, group.first_at, now, None, None,
         ))
         batch.closed_groups.append((msg_id, group.key))
+        batch.closed.append(group)
 
     def expire_groups(self) -> int:
         """Deliver the parts of groups past `reassembly_timeout` as incomplete MOs."""
@@ -188,18 +215,18 @@ class Intake:
     async def _commit(self, batch: Batch) -> None:
         status = CommandStatus.ESME_ROK
         try:
-            if self._dirty:
-                await self.load_state()
             await self.store.write_intake(
                 batch.messages, batch.parts, batch.closed_groups,
                 [row for row, _ in batch.receipts], [r for _, r in batch.receipts],
             )
         except Exception as exc:  # the DB failed: let the SMSC redeliver
             status = CommandStatus.ESME_RX_T_APPN
-            self._dirty = True
+            batch.fate.ok = False
+            self._undo(batch)
             self.stats["failed_commits"] += 1
             log.error("intake.commit_failed", error=str(exc), pdus=len(batch.acks))
         else:
+            batch.fate.ok = True
             stats = self.stats
             stats["commits"] += 1
             stats["mo"] += len(batch.messages)
@@ -213,14 +240,33 @@ class Intake:
             for hook in self.on_committed:
                 hook(batch)
 
+    def _undo(self, batch: Batch) -> None:
+        """Forget what a failed batch did in memory, so its redelivery is taken afresh."""
+        recent = self.recent
+        for key in batch.keys:
+            entry = recent.get(key)
+            if entry is not None and entry[1] is batch.fate:
+                del recent[key]
+        groups = self.reassembler.groups
+        for group in batch.closed:
+            groups.setdefault(group.key, group)
+        for key, seq in batch.part_adds:
+            g = groups.get(key)
+            if g is not None:
+                g.parts.pop(seq, None)
+                if not g.parts:
+                    del groups[key]
+
     @staticmethod
     def _ack(batch: Batch, status: int) -> None:
         by_link: dict[Link, list[bytes]] = {}
-        for link, cid, seq in batch.acks:
+        failed = CommandStatus.ESME_RX_T_APPN
+        for link, cid, seq, origin in batch.acks:
             out = by_link.get(link)
             if out is None:
                 out = by_link[link] = []
-            out.append(encode_empty_resp(cid, seq, status))
+            st = status if origin is None or origin.ok else failed
+            out.append(encode_empty_resp(cid, seq, st))
         for link, chunks in by_link.items():
             link.write_responses(b"".join(chunks))
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from simctl import Simulator  # noqa: E402
+from simctl import Simulator
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("VMN_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -64,8 +64,15 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
 
 
+SMSC_DEFAULTS: dict[str, float] = {
+    "reconnect_min": 0.2, "reconnect_max": 2.0, "enquire_link_interval": 5,
+}
+
+
 def gateway_config(*, db: str, sim: Simulator, extra_gateway: str = "", smsc_extra: str = "",
-                   numbers: str = "", name: str = "test") -> str:
+                   numbers: str = "", name: str = "test", **smsc: float) -> str:
+    """A config for one bind to the simulator; keyword arguments override [[smsc]] keys."""
+    options = "\n".join(f"{k} = {v}" for k, v in {**SMSC_DEFAULTS, **smsc}.items())
     return f"""
 [gateway]
 name = "{name}"
@@ -79,9 +86,7 @@ host = "127.0.0.1"
 port = {sim.smpp_port}
 system_id = "{sim.system_id}"
 password = "{sim.password}"
-reconnect_min = 0.2
-reconnect_max = 2.0
-enquire_link_interval = 5
+{options}
 {smsc_extra}
 
 {numbers or DEFAULT_NUMBERS}
@@ -104,10 +109,11 @@ class Gateway:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Gateway:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "-c", str(self.config_path)],
-            cwd=REPO, stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
-        )
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "run", "-c", str(self.config_path)],
+                cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+            )
         return self
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

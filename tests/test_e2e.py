@@ -263,5 +263,5 @@ def test_incomplete_mo_is_kept_after_timeout(sim: Simulator, db_url: str,
     mos = wait_for(lambda: gw.mos(), what="the incomplete MO")
     assert mos[0]["status"] == "incomplete"
     assert mos[0]["text"].startswith(LONG_GSM[:100])
-    assert gw.log_events("intake.incomplete_mo")[0]["missing"] == [2] + list(
-        range(4, res["parts"] + 1))
+    missing = gw.log_events("intake.incomplete_mo")[0]["missing"]
+    assert missing == [2, *range(4, res["parts"] + 1)]

@@ -57,13 +57,10 @@ MAX_SHORT_MESSAGE: Final = 254
 _HEADER = struct.Struct(">IIII")
 _U32 = struct.Struct(">I")
 _TLV_HEADER = struct.Struct(">HH")
-_U16 = struct.Struct(">H")
 _B2 = struct.Struct(">BB")
 _B3 = struct.Struct(">BBB")
-_B4 = struct.Struct(">BBBB")
 _B5 = struct.Struct(">BBBBB")
 
-_ROK = CommandStatus.ESME_ROK
 _RINVCMDLEN = CommandStatus.ESME_RINVCMDLEN
 _RINVCMDID = CommandStatus.ESME_RINVCMDID
 _RINVMSGLEN = CommandStatus.ESME_RINVMSGLEN
@@ -133,7 +130,8 @@ class _BodyError(Exception):
 # --------------------------------------------------------------------------- TLV types
 
 # Integer TLVs and their size in octets (SMPP 3.4 §5.3.2). source_telematics_id is
-# taken as 2 octets like dest_telematics_id (as SMPP 5.0, Kannel, jSMPP, smpplib do).
+# taken as 2 octets like dest_telematics_id, and ussd_service_op (a 1-octet code) as an
+# integer, as smpplib does. A value of another length is kept raw, so nothing is lost.
 TLV_INTEGER_SIZE: Final[Mapping[int, int]] = MappingProxyType(
     {
         TlvTag.DEST_ADDR_SUBUNIT: 1,
@@ -203,7 +201,7 @@ del _tag
 
 # --------------------------------------------------------------------------- encoding
 
-# C-octet string fields: max octets (NUL included), and the status describing a bad one.
+# The status that describes a bad value in each C-octet string field.
 _CSTR_STATUS: dict[str, int] = {
     "system_id": CommandStatus.ESME_RINVSYSID,
     "password": CommandStatus.ESME_RINVPASWD,
@@ -283,22 +281,36 @@ def _enc_tlv_value(tag: int, value: TlvValue) -> bytes:
     )
 
 
+# Integer TLVs packed whole, header included: tag -> (struct for tag/length/value, size).
+_INT_TLV_STRUCT: dict[int, tuple[struct.Struct, int]] = {
+    tag: (struct.Struct(">HH" + {1: "B", 2: "H", 4: "I"}[size]), size)
+    for tag, size in TLV_INTEGER_SIZE.items()
+}
+
+
 def _enc_tlvs(tlvs: tuple[Tlv, ...]) -> bytes:
     if not tlvs:
         return b""
     parts: list[bytes] = []
     append = parts.append
-    pack = _TLV_HEADER.pack
+    pack_header = _TLV_HEADER.pack
+    int_structs = _INT_TLV_STRUCT
     for tlv in tlvs:
         tag = tlv.tag
-        raw = _enc_tlv_value(tag, tlv.value)
+        value = tlv.value
+        if type(value) is int and tag in int_structs:  # fast path: sar_*, message_state...
+            packer, size = int_structs[tag]
+            if 0 <= value < 1 << (8 * size):
+                append(packer.pack(tag, size, value))
+                continue
+        raw = _enc_tlv_value(tag, value)
         if len(raw) > 0xFFFF:
             raise LocalProtocolError(
                 f"TLV 0x{tag:04X}: value of {len(raw)} octets", command_status=_RINVPARLEN
             )
         if not 0 <= tag <= 0xFFFF:
             raise LocalProtocolError(f"TLV tag {tag} out of range", command_status=_RINVOPTPARAMVAL)
-        append(pack(tag, len(raw)))
+        append(pack_header(tag, len(raw)))
         append(raw)
     return b"".join(parts)
 
@@ -334,16 +346,20 @@ def _enc_sm(pdu: Pdu) -> bytes:
             "use the message_payload TLV or segment it",
             command_status=_RINVMSGLEN,
         )
+    # Empty C-strings (service_type, schedule/validity nearly always) skip the call.
+    service_type = pdu.service_type
+    schedule = pdu.schedule_delivery_time
+    validity = pdu.validity_period
     return b"".join(
         (
-            _enc_cstr(pdu.service_type, 6, "service_type"),
+            b"\0" if service_type == "" else _enc_cstr(service_type, 6, "service_type"),
             _B2.pack(pdu.source_addr_ton, pdu.source_addr_npi),
             _enc_cstr(pdu.source_addr, 21, "source_addr"),
             _B2.pack(pdu.dest_addr_ton, pdu.dest_addr_npi),
             _enc_cstr(pdu.destination_addr, 21, "destination_addr"),
             _B3.pack(pdu.esm_class, pdu.protocol_id, pdu.priority_flag),
-            _enc_cstr(pdu.schedule_delivery_time, 17, "schedule_delivery_time"),
-            _enc_cstr(pdu.validity_period, 17, "validity_period"),
+            b"\0" if schedule == "" else _enc_cstr(schedule, 17, "schedule_delivery_time"),
+            b"\0" if validity == "" else _enc_cstr(validity, 17, "validity_period"),
             _B5.pack(
                 pdu.registered_delivery,
                 pdu.replace_if_present_flag,

@@ -287,7 +287,8 @@ class SmppSession:
         self._throttle_pause = cfg.throttle_backoff
         try:
             async with asyncio.TaskGroup() as tg:
-                keepalive = tg.create_task(self._enquire_link_loop(link), name=f"enquire:{self.name}")
+                keepalive = tg.create_task(self._enquire_link_loop(link),
+                                           name=f"enquire:{self.name}")
                 await link.closed
                 keepalive.cancel()
         finally:

@@ -1,0 +1,461 @@
+"""`vmn-gateway demo`: a newcomer's first run.
+
+Starts the SMSC simulator (``node sim/smsc.js``) and the gateway daemon on loopback,
+sends a handful of MOs through the simulator (a keyword, a default, STOP, a long
+UCS-2 message in reverse order, an expired keyword), queues one MT with
+``vmn-gateway send``, answers it with a delivery receipt, and shows what the gateway
+logged. Everything runs in subprocesses, exactly as a user would run them; the
+simulator driver here is a small stdlib-only copy of tests/simctl.py (the package
+does not import from tests/).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from types import FrameType
+from typing import Any, TypeVar
+
+import gateway
+
+T = TypeVar("T")
+
+VMN = "5551000100"
+CUSTOMER = "15551234567"
+MT_TEXT = "Your table is ready"
+LONG_TEXT = (
+    "Привет! 👋 This long message mixes Cyrillic, Latin and emoji, so it travels as "
+    "UCS-2 and does not fit one SMS: the simulator splits it with an 8-bit "
+    "concatenation UDH and sends the parts in reverse order. 😀"
+)
+# (what it shows, text, extra /mo fields)
+MOS: list[tuple[str, str, dict[str, Any]]] = [
+    ("keyword HELLO", "HELLO there", {}),
+    ("default", "What time do you open?", {}),
+    ("opt-out", "STOP", {}),
+    ("long UCS-2", LONG_TEXT, {"encoding": "ucs2", "mode": "udh8"}),
+    ("expired SALE", "SALE", {}),
+]
+UCS2_PART_OCTETS = 134  # the simulator's default part size for UCS-2 with a UDH
+
+BIND_TIMEOUT = 20.0
+STEP_TIMEOUT = 30.0
+
+
+class DemoError(Exception):
+    """A step failed; the message says which and what to do."""
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _say(text: str = "") -> None:
+    """print() that never fails on a terminal that cannot show Cyrillic or emoji."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    print(text.encode(encoding, "replace").decode(encoding, "replace"), flush=True)
+
+
+def _short(text: str, width: int = 34) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "    (no log)"
+    return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "    (empty)"
+
+
+def _wait_for(predicate: Callable[[], T | None], timeout: float, what: str,
+              alive: Callable[[], None] | None = None, interval: float = 0.2) -> T:
+    """Poll `predicate` until it returns something truthy; `alive` raises if a process died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if alive is not None:
+            alive()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise DemoError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
+    """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
+# --------------------------------------------------------------------------- simulator
+
+
+def sim_dir() -> Path:
+    """`$VMN_SIM_DIR`, else the repository's sim/ next to the gateway package."""
+    env = os.environ.get("VMN_SIM_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    return Path(gateway.__file__).resolve().parent.parent / "sim"
+
+
+class Simulator:
+    """`node smsc.js` plus the few control-API calls the demo needs."""
+
+    def __init__(self, directory: Path, log_path: Path) -> None:
+        self.directory = directory
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.smpp_port = 0
+        self.control_port = 0
+
+    def start(self, timeout: float = 15.0) -> None:
+        script = self.directory / "smsc.js"
+        if not script.is_file():
+            raise DemoError(
+                f"the SMSC simulator is not at {script}: run the demo from a checkout of the "
+                "repository, or set VMN_SIM_DIR to the directory that holds smsc.js"
+            )
+        if not (self.directory / "node_modules").is_dir():
+            raise DemoError(
+                f"the simulator's dependencies are missing ({self.directory / 'node_modules'}).\n"
+                f"  Install them once with:  npm ci --prefix {self._prefix()}"
+            )
+        node = shutil.which("node")
+        if node is None:
+            raise DemoError("node (Node.js >= 18) is not on PATH; the SMSC simulator needs it")
+        cmd = [node, str(script), "--smpp-port", "0", "--control-port", "0",
+               "--system-id", "test", "--password", "secret", "--quiet", "--parent-watch"]
+        with open(self.log_path, "wb") as log_file:
+            self.proc = subprocess.Popen(
+                cmd, cwd=self.directory, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=log_file, start_new_session=True,  # Ctrl-C is handled by the demo
+            )
+        line = self._read_line(timeout)
+        try:
+            ready = json.loads(line) if line else None
+        except ValueError:
+            ready = None
+        if not isinstance(ready, dict) or not ready.get("ready"):
+            raise DemoError(f"the SMSC simulator did not start:\n{_tail(self.log_path)}")
+        self.smpp_port = int(ready["smpp_port"])
+        self.control_port = int(ready["control_port"])
+
+    def _prefix(self) -> str:
+        with contextlib.suppress(ValueError):
+            return str(self.directory.relative_to(Path.cwd())) or "."
+        return str(self.directory)
+
+    def _read_line(self, timeout: float) -> str:
+        proc = self.proc
+        assert proc is not None and proc.stdout is not None
+        stdout = proc.stdout
+        result: list[bytes] = []
+
+        def reader() -> None:
+            with contextlib.suppress(OSError, ValueError):
+                result.append(stdout.readline())
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        t.join(timeout)
+        return result[0].decode(errors="replace").strip() if result else ""
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        _stop_process(self.proc, 5.0)
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+    def alive(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            raise DemoError(f"the SMSC simulator exited:\n{_tail(self.log_path)}")
+
+    def request(self, method: str, path: str, body: Any = None, timeout: float = 30.0) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        req = urllib.request.Request(f"http://127.0.0.1:{self.control_port}{path}",
+                                     data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            detail = e.read().decode(errors="replace")
+            raise DemoError(f"simulator {method} {path} -> {e.code}: {detail}") from None
+        except OSError as e:
+            raise DemoError(f"simulator {method} {path} failed: {e}") from None
+
+    def state(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/state"))
+
+    def mo(self, **kw: Any) -> dict[str, Any]:
+        return dict(self.request("POST", "/mo", kw, timeout=60.0))
+
+    def receipt(self, **kw: Any) -> dict[str, Any]:
+        return dict(self.request("POST", "/receipt", kw))
+
+    def submits(self) -> list[dict[str, Any]]:
+        return list(self.request("GET", "/submits"))
+
+
+def ucs2_parts(text: str, part_octets: int = UCS2_PART_OCTETS) -> int:
+    """How many parts the simulator makes of `text` in UCS-2 (it never splits a code point)."""
+    parts, used = 1, 0
+    for ch in text:
+        size = len(ch.encode("utf-16-be"))
+        if used and used + size > part_octets:
+            parts, used = parts + 1, 0
+        used += size
+    return parts
+
+
+# --------------------------------------------------------------------------- gateway
+
+
+class Gateway:
+    """The daemon as a subprocess, plus the CLI against the same configuration."""
+
+    def __init__(self, config_path: Path, log_path: Path) -> None:
+        self.config_path = config_path
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        env = dict(os.environ)
+        # The same gateway package as this process, whatever the working directory.
+        package_root = str(Path(gateway.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH"))
+                                            if p)
+        env["PYTHONIOENCODING"] = "utf-8"
+        self.env = env
+
+    def start(self) -> None:
+        with open(self.log_path, "wb") as log_file:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gateway", "run", "-c", str(self.config_path)],
+                cwd=self.config_path.parent, stdin=subprocess.DEVNULL, stdout=log_file,
+                stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+            )
+
+    def alive(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            rc = None if self.proc is None else self.proc.returncode
+            raise DemoError(f"the gateway exited (exit code {rc}); its log ends with:\n"
+                            f"{_tail(self.log_path)}")
+
+    def stop(self) -> int | None:
+        return None if self.proc is None else _stop_process(self.proc, 15.0)
+
+    def cli(self, command: str, *args: str) -> str:
+        cmd = [sys.executable, "-m", "gateway", command, "-c", str(self.config_path), *args]
+        try:
+            res = subprocess.run(cmd, cwd=self.config_path.parent, capture_output=True,
+                                 env=self.env, timeout=60, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            raise DemoError(f"`vmn-gateway {command}` did not finish within 60 s") from None
+        out = res.stdout.decode("utf-8", "replace")
+        if res.returncode != 0:
+            err = res.stderr.decode("utf-8", "replace").strip()
+            raise DemoError(f"`vmn-gateway {command}` failed (exit {res.returncode}): {err}")
+        return out
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = self.cli("logs", "--json", "--limit", "0")
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def write_config(directory: Path, smpp_port: int) -> Path:
+    template = resources.files("gateway").joinpath("demo.toml").read_text(encoding="utf-8")
+    db = f"sqlite+aiosqlite:///{directory / 'gateway.db'}"
+    toml_db = db.replace("\\", "\\\\").replace('"', '\\"')
+    text = template.replace("@SMPP_PORT@", str(smpp_port)).replace("@DATABASE@", toml_db)
+    path = directory / "gateway.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- the demo
+
+
+def run_demo(*, keep: bool = False) -> int:
+    """Run the demo; 0 on success, 1 (with the reason printed) on failure."""
+    workdir = Path(tempfile.mkdtemp(prefix="vmn-demo-"))
+    sim = Simulator(sim_dir(), workdir / "simulator.log")
+    gw: Gateway | None = None
+    ok = False
+    # The children run in their own sessions (a Ctrl-C must not reach them before the
+    # demo stops them in order); a SIGTERM to the demo is handled like a Ctrl-C.
+    previous = _on_sigterm(_interrupt)
+    try:
+        _say("vmn-gateway demo: an SMSC simulator and the gateway on 127.0.0.1")
+        sim.start()
+        cfg = write_config(workdir, sim.smpp_port)
+        gw = Gateway(cfg, workdir / "gateway.log")
+        _demo(sim, gw)
+        ok = True
+    except DemoError as exc:
+        _say(f"\ndemo failed: {exc}")
+    except KeyboardInterrupt:
+        _say("\ndemo interrupted")
+    finally:
+        ok = _cleanup(sim, gw) and ok
+        if ok:
+            _next_steps(workdir, keep)
+        elif gw is not None or sim.proc is not None:
+            _say(f"Logs and configuration kept in {workdir}")
+            keep = True
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        _on_sigterm(previous)
+    return 0 if ok else 1
+
+
+_Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _on_sigterm(handler: _Handler) -> _Handler:
+    """Install a SIGTERM handler (main thread only); returns the previous one."""
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _demo(sim: Simulator, gw: Gateway) -> None:
+    _say(f"  simulator: SMPP on port {sim.smpp_port}, control API on port {sim.control_port}")
+    gw.start()
+
+    def alive() -> None:
+        sim.alive()
+        gw.alive()
+
+    binds = _wait_for(lambda: sim.state()["binds"], BIND_TIMEOUT,
+                      "the gateway to bind to the simulator", alive)
+    _say(f"  gateway:   bound as {binds[0]['system_id']!r} ({binds[0]['bind_type']}), "
+         f"config {gw.config_path}")
+
+    _say(f"\nSending {len(MOS)} MOs from {CUSTOMER} to {VMN} ...")
+    for _what, text, extra in MOS:
+        body: dict[str, Any] = {"source": CUSTOMER, "destination": VMN, "text": text, **extra}
+        if extra.get("mode") == "udh8":
+            body["order"] = list(range(ucs2_parts(text), 0, -1))  # last part first
+        alive()
+        res = sim.mo(**body)
+        bad = [s for s in res.get("statuses", []) if s != 0]
+        if bad or res.get("sent") != len(res.get("statuses", [])):
+            _say(f"  note: {_short(text, 20)!r} was answered with {res.get('statuses')}")
+
+    def all_mos() -> list[dict[str, Any]] | None:
+        rows = [r for r in gw.logs() if r["direction"] == "mo"]
+        return rows if len(rows) >= len(MOS) else None
+
+    try:
+        mos = _wait_for(all_mos, STEP_TIMEOUT, f"{len(MOS)} MOs in `vmn-gateway logs`", alive)
+    except DemoError:
+        mos = [r for r in gw.logs() if r["direction"] == "mo"]  # show what did arrive
+
+    mt_id = gw.cli("send", "--from", VMN, "--to", CUSTOMER, MT_TEXT).strip()
+    submit = _wait_for(
+        lambda: next((s for s in sim.submits() if s.get("destination_addr") == CUSTOMER
+                      and s.get("command_status") == 0), None),
+        STEP_TIMEOUT, "the MT's submit_sm at the simulator", alive)
+    rcpt = sim.receipt(message_id=submit["message_id"], stat="DELIVRD")
+    _say(f"Queued an MT with `vmn-gateway send` -> submit_sm {submit['message_id']}, "
+         f"receipt DELIVRD sent (deliver_sm_resp {rcpt.get('status')})")
+
+    def mt_delivered() -> dict[str, Any] | None:
+        for r in gw.logs():
+            if r["id"] == mt_id and r["status"] == "delivered":
+                return r
+        return None
+
+    mt = _wait_for(mt_delivered, STEP_TIMEOUT, "the MT to show as delivered", alive, 0.3)
+    missing = _report(mos, mt, sim.state())
+    if missing:
+        raise DemoError(f"{missing} MO(s) did not arrive whole; see {gw.log_path}")
+
+
+def _report(mos: list[dict[str, Any]], mt: dict[str, Any], state: dict[str, Any]) -> int:
+    """Print the table; returns how many MOs are not in the log exactly as sent."""
+    by_text = {row["text"]: row for row in mos}
+    missing = 0
+    _say("\nWhat the gateway logged (`vmn-gateway logs`):")
+    _say(f"  {'MO':<14} {'segs':>4} {'dc':>3}  {'status':<10} {'route':<7} text")
+    for what, text, _extra in MOS:
+        row = by_text.get(text)
+        if row is None:
+            missing += 1
+            _say(f"  {what:<14} {'-':>4} {'-':>3}  {'MISSING':<10} {'-':<7} {_short(text)}")
+            continue
+        route = row.get("route") or "-"
+        _say(f"  {what:<14} {row['segments']:>4} {row['data_coding']:>3}  "
+             f"{row['status']:<10} {route:<7} {_short(text)}")
+    _say(f"  {'MT':<14} to {mt['to']}  {mt['status']}  smsc_message_id "
+         f"{mt['smsc_message_id']}  {_short(mt['text'] or '')}")
+    counts = state.get("deliver_sm_resp") or {}
+    shown = ", ".join(f"status {k}: {v}" for k, v in sorted(counts.items())) or "none"
+    _say(f"Simulator: deliver_sm_resp {shown} (0 = ESME_ROK: every part acknowledged)")
+    _say("Keyword routing and actions (replies, webhooks, STOP) are not active yet, "
+         "so route is '-'.")
+    return missing
+
+
+def _cleanup(sim: Simulator, gw: Gateway | None) -> bool:
+    """Stop the gateway (it must exit 0 on SIGTERM) and the simulator; True if clean."""
+    clean = True
+    try:
+        if gw is not None and gw.proc is not None:
+            already = gw.proc.poll() is not None
+            rc = gw.stop()
+            if already:
+                clean = False
+            elif rc == 0:
+                _say("\nGateway stopped cleanly on SIGTERM (exit 0).")
+            elif rc == -signal.SIGTERM:
+                _say("\nThe gateway was killed by SIGTERM before it had set up its signal "
+                     f"handlers; see {gw.log_path}")
+                clean = False
+            else:
+                _say(f"\nThe gateway exited with {rc} on SIGTERM; see {gw.log_path}")
+                clean = False
+    finally:
+        sim.stop()
+    return clean
+
+
+def _next_steps(workdir: Path, keep: bool) -> None:
+    cfg = workdir / "gateway.toml"
+    _say("Try next:")
+    if keep:
+        _say(f"  vmn-gateway logs -c {cfg}")
+        _say(f"  vmn-gateway logs -c {cfg} --json --msisdn {CUSTOMER}")
+        _say(f"  vmn-gateway check -c {cfg}")
+        _say(f"Files kept in {workdir}: gateway.toml, gateway.db, gateway.log, simulator.log")
+    else:
+        _say("  vmn-gateway demo --keep    # keeps the config, database and logs to explore")
+        _say("  less config/gateway.example.toml    # every option, explained")
