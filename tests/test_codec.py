@@ -942,7 +942,7 @@ def sm_with_smpplib_tlvs(
         value = draw(values)
         ours.append(Tlv(tag, value))
         theirs[name] = value
-    fields = {
+    fields: dict[str, Any] = {
         "service_type": draw(cstr(6, PRINTABLE_LATIN1)),
         "source_addr_ton": draw(u8),
         "source_addr_npi": draw(u8),
@@ -1012,7 +1012,7 @@ def test_bind_transceiver_matches_smpplib(
     addr_npi: int,
     address_range: str,
 ) -> None:
-    fields = {
+    fields: dict[str, Any] = {
         "system_id": system_id,
         "password": password,
         "system_type": system_type,
