@@ -7,8 +7,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from sqlalchemy import create_engine as create_sync_engine_
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -28,8 +29,21 @@ def create_engine(url: str, *, synchronous: str = "FULL") -> AsyncEngine:
     # A small pool: opening a SQLite connection (and its pragmas) per query would cost
     # more than most queries. The intake writer keeps one connection of its own.
     engine = create_async_engine(url, pool_size=4, max_overflow=4, connect_args={"timeout": 30})
+    _sqlite_events(engine.sync_engine, synchronous)
+    return engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+
+def create_sync_engine(url: str, *, synchronous: str = "FULL") -> Engine:
+    """The blocking twin of an async SQLite URL, for the writer thread (pysqlite)."""
+    sync_url = url.replace("sqlite+aiosqlite:", "sqlite:", 1)
+    engine = create_sync_engine_(sync_url, pool_size=1, max_overflow=0,
+                                 connect_args={"timeout": 30, "check_same_thread": False})
+    _sqlite_events(engine, synchronous)
+    return engine
+
+
+def _sqlite_events(engine: Engine, synchronous: str) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy, not pysqlite, decide when transactions begin.
         dbapi_conn.isolation_level = None
@@ -39,13 +53,11 @@ def create_engine(url: str, *, synchronous: str = "FULL") -> AsyncEngine:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # Writers take the write lock up front; readers (see `reader`) do not take it.
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}")
-
-    return engine
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:

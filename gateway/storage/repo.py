@@ -4,17 +4,20 @@ Everything else uses SQLAlchemy Core."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import and_, func, select, text, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.mo import TEXT_STATES, Receipt
 from gateway.model import MtStatus, new_id
-from gateway.storage.db import placeholders, reader
+from gateway.storage.db import create_sync_engine, placeholders, reader
 from gateway.storage.schema import messages, mo_parts, mt_segments, receipts, status_history
 
 # Column order of the intake tuples (see pipeline.Intake.on_mo).
@@ -30,6 +33,9 @@ _PART_COLS = ("smsc", "concat_key", "seq", "total", "data_coding", "body", "raw_
 _RECEIPT_COLS = ("smsc", "smsc_message_id", "state", "error", "raw_pdu", "received_at")
 
 QUEUED_MTS = text("direction = 'mt' AND status IN ('queued', 'sending')")
+P = ParamSpec("P")
+T = TypeVar("T")
+
 FINAL_MT = (MtStatus.DELIVERED.value, MtStatus.FAILED.value, MtStatus.BLOCKED.value)
 
 
@@ -56,10 +62,19 @@ class QueuedMt:
 class Store:
     """All database access of the daemon and the CLI."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, synchronous: str = "FULL") -> None:
         self.engine = engine
         self.reader = reader(engine)
-        self._writer: AsyncConnection | None = None
+        self.is_sqlite = engine.dialect.name == "sqlite"
+        # SQLite: every write transaction runs on one thread with a blocking connection,
+        # one hop per transaction. Through aiosqlite each statement is a round trip to
+        # its thread: measured here, a 3-row commit took 2.1 ms at the median and 17 ms
+        # at p99 that way, against 0.5 / 2.0 ms with one hop.
+        self._executor: ThreadPoolExecutor | None = None
+        self._sync_conn: Connection | None = None
+        if self.is_sqlite:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+            self._sync_engine = create_sync_engine(str(engine.url), synchronous=synchronous)
         n = placeholders
         self._ins_msg = (
             f"INSERT INTO messages ({', '.join(_MSG_COLS)}, attempts) "
@@ -80,17 +95,51 @@ class Store:
         )
 
     async def close(self) -> None:
-        if self._writer is not None:
-            await self._writer.close()
-            self._writer = None
+        if self._executor is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._close_sync)
+            self._executor.shutdown()
+            self._sync_engine.dispose()
 
-    async def _writer_conn(self) -> AsyncConnection:
-        conn = self._writer
+    def _close_sync(self) -> None:
+        if self._sync_conn is not None:
+            self._sync_conn.close()
+            self._sync_conn = None
+
+    # -- the single writer ------------------------------------------------------------
+    async def transaction(self, fn: Callable[Concatenate[Connection, P], T],
+                          *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn(conn, ...)` in one write transaction: on the SQLite writer thread, or
+        on a pooled PostgreSQL connection."""
+        if self._executor is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, lambda: self._run_sync(fn, *args, **kwargs))
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(fn, *args, **kwargs)
+
+    def _run_sync(self, fn: Callable[Concatenate[Connection, P], T],
+                  *args: P.args, **kwargs: P.kwargs) -> T:
+        conn = self._sync_conn
         if conn is None or conn.closed or conn.invalidated:
-            conn = self._writer = await self.engine.connect()
-        return conn
+            conn = self._sync_conn = self._sync_engine.connect()
+            # Checkpoints copy the WAL into the database file and fsync it: tens of ms.
+            # Not on the ack path: `checkpoint()` runs them on another connection.
+            conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+            conn.commit()
+        try:
+            with conn.begin():
+                return fn(conn, *args, **kwargs)
+        except Exception:
+            self._close_sync()
+            raise
 
-    # -- intake (the single writer) ---------------------------------------------------
+    async def checkpoint(self) -> None:
+        """A PASSIVE WAL checkpoint (SQLite): never blocks the writer."""
+        if not self.is_sqlite:
+            return
+        async with self.reader.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+    # -- intake -----------------------------------------------------------------------
     async def write_intake(
         self,
         msgs: Sequence[MessageRow],
@@ -100,21 +149,27 @@ class Store:
         receipt_list: Sequence[Receipt] = (),
     ) -> None:
         """One transaction for a whole batch of inbound PDUs."""
-        try:
-            conn = await self._writer_conn()
-            async with conn.begin():
-                if parts:
-                    await conn.exec_driver_sql(self._ins_part, list(parts))
-                if msgs:
-                    await conn.exec_driver_sql(self._ins_msg, list(msgs))
-                if closed_groups:
-                    await conn.exec_driver_sql(self._close_group, list(closed_groups))
-                if receipt_rows:
-                    await conn.exec_driver_sql(self._ins_receipt, list(receipt_rows))
-                    await _apply_receipts(conn, receipt_list, time.time())
-        except Exception:
-            await self.close()
-            raise
+        await self.transaction(self._write_intake, msgs, parts, closed_groups, receipt_rows,
+                               receipt_list)
+
+    def _write_intake(
+        self,
+        conn: Connection,
+        msgs: Sequence[MessageRow],
+        parts: Sequence[PartRow],
+        closed_groups: Sequence[tuple[str, str]],
+        receipt_rows: Sequence[ReceiptRow],
+        receipt_list: Sequence[Receipt],
+    ) -> None:
+        if parts:
+            conn.exec_driver_sql(self._ins_part, list(parts))
+        if msgs:
+            conn.exec_driver_sql(self._ins_msg, list(msgs))
+        if closed_groups:
+            conn.exec_driver_sql(self._close_group, list(closed_groups))
+        if receipt_rows:
+            conn.exec_driver_sql(self._ins_receipt, list(receipt_rows))
+            apply_receipts(conn, receipt_list, time.time())
 
     async def open_parts(self) -> list[OpenPart]:
         async with self.reader.connect() as conn:
@@ -209,7 +264,7 @@ class Store:
             )
             pending = [Receipt(i, s, e) for i, s, e in late]
             if pending:
-                await _apply_receipts(conn, pending, now)
+                await conn.run_sync(apply_receipts, pending, now)
 
     async def mt_retry(self, msg_id: str, *, error: str, delay: float) -> None:
         now = time.time()
@@ -281,12 +336,12 @@ async def _history(conn: AsyncConnection, msg_id: str, status: str, at: float,
         message_id=msg_id, status=status, at=at, detail=detail))
 
 
-async def _apply_receipts(conn: AsyncConnection, items: Sequence[Receipt], now: float) -> None:
+def apply_receipts(conn: Connection, items: Sequence[Receipt], now: float) -> None:
     """Move MT segments (and their messages) to the receipts' states."""
     touched: set[str] = set()
     for r in items:
         status = TEXT_STATES.get(r.state, MtStatus.SUBMITTED.value)
-        res = await conn.execute(
+        res = conn.execute(
             update(mt_segments)
             .where(mt_segments.c.smsc_message_id == r.smsc_message_id,
                    mt_segments.c.status.not_in(FINAL_MT))
@@ -297,10 +352,10 @@ async def _apply_receipts(conn: AsyncConnection, items: Sequence[Receipt], now: 
         ids = [row[0] for row in res]
         if ids:
             touched.update(ids)
-            await conn.execute(update(receipts).where(
+            conn.execute(update(receipts).where(
                 receipts.c.smsc_message_id == r.smsc_message_id).values(matched=1))
     for msg_id in touched:
-        states = [s for (s,) in await conn.execute(
+        states = [s for (s,) in conn.execute(
             select(mt_segments.c.status).where(mt_segments.c.message_id == msg_id))]
         if any(s == MtStatus.FAILED.value for s in states):
             new = MtStatus.FAILED.value
@@ -308,8 +363,9 @@ async def _apply_receipts(conn: AsyncConnection, items: Sequence[Receipt], now: 
             new = MtStatus.DELIVERED.value
         else:
             continue
-        res = await conn.execute(
+        res = conn.execute(
             update(messages).where(messages.c.id == msg_id, messages.c.status != new)
             .values(status=new, updated_at=now).returning(messages.c.id))
         if res.first() is not None:
-            await _history(conn, msg_id, new, now, None)
+            conn.execute(status_history.insert().values(
+                message_id=msg_id, status=new, at=now, detail=None))
