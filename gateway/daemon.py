@@ -63,6 +63,14 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        admin = None
+        if gw.admin_listen:
+            from gateway.admin import build_app, serve
+            from gateway.config import split_host_port
+
+            host, port = split_host_port(gw.admin_listen)
+            admin = await serve(build_app(intake, sessions), host, port)
+            log.info("admin.listening", host=host, port=port)
         log.info("daemon.started", name=gw.name, smsc=[s.name for s in sessions],
                  open_groups=len(intake.reassembler))
         try:
@@ -80,6 +88,8 @@ class Daemon:
                 for t in tasks:
                     t.cancel()
         finally:
+            if admin is not None:
+                await admin.cleanup()
             await store.close()
             await engine.dispose()
             sdnotify.notify("STOPPING=1")

@@ -321,3 +321,36 @@ def test_window_and_throughput_are_respected(sim: Simulator, sqlite_url: str,
     t = sorted(s["received_at_ms"] for s in subs)
     # a bucket of 5 tokens, then 5 a second: the 8th can't go before ~0.6 s after the 1st
     assert t[-1] - t[0] >= 500, t
+
+
+def test_admin_health_and_metrics(sim: Simulator, sqlite_url: str,
+                                  make_gateway: Callable[..., Gateway]) -> None:
+    import json as _json
+    import socket
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start(make_gateway, sim, sqlite_url, extra_gateway=f'admin_listen = "127.0.0.1:{port}"')
+    sim.mo(source=CUSTOMER, destination=VMN, text="count me")
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return 0, ""
+
+    status, body = wait_for(lambda: (lambda r: r if r[0] else None)(get("/health")),
+                            what="admin listener")
+    assert status == 200 and _json.loads(body) == {"ok": True, "binds": {"sim": True}}
+    _, metrics = get("/metrics")
+    assert "vmn_intake_mo_total 1.0" in metrics
+    assert 'vmn_smpp_bound{smsc="sim"} 1.0' in metrics
+    sim.configure(password="changed")
+    sim.drop()
+    wait_for(lambda: get("/health")[0] == 503, what="unhealthy without a bind")
