@@ -472,6 +472,9 @@ class GatewayConfig(_Model):
     shutdown_timeout: Seconds = 10.0
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = LogLevel.INFO
     mt_poll_interval: Seconds = 0.5
+    retry_base: Seconds = 1.0
+    retry_max: Seconds = 300.0
+    max_attempts: Annotated[int, Strict(), Field(ge=1)] = 8
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for key, value in super().__repr_args__():

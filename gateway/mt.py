@@ -12,10 +12,12 @@ from functools import partial
 import structlog
 
 from gateway.config import SmscConfig
+from gateway.model import MtStatus
 from gateway.smpp.pdu import SubmitSm, status_name
 from gateway.smpp.session import LinkClosed, SmppSession, SubmitError
 from gateway.smpp.text import encode_mt
-from gateway.storage.repo import QueuedMt, Store
+from gateway.storage.mts import QueuedMt
+from gateway.storage.repo import Store
 
 log = structlog.get_logger("gateway.mt")
 
@@ -93,6 +95,11 @@ class MtSender:
 
     async def _send(self, mt: QueuedMt) -> None:
         try:
+            if not mt.exempt and await self.store.mt_opted_out(mt.sender, mt.recipient):
+                await self.store.mt_failed(mt.id, error="recipient opted out",
+                                           status=MtStatus.BLOCKED)
+                log.info("mt.blocked", id=mt.id, to=mt.recipient, sender=mt.sender)
+                return
             session = self._pick(mt.smsc)
             if session is None:
                 await self.store.mt_retry(mt.id, error="no bound SMSC", delay=1.0)

@@ -11,13 +11,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.mo import TEXT_STATES, Receipt
-from gateway.model import MtStatus, new_id
+from gateway.mo import Receipt
+from gateway.model import MtStatus
+from gateway.storage import mts
 from gateway.storage.db import create_sync_engine, placeholders, reader
+from gateway.storage.jobs import Emitter
 from gateway.storage.schema import messages, mo_parts, mt_segments, receipts, status_history
 
 # Column order of the intake tuples (see pipeline.Intake.on_mo).
@@ -49,16 +51,6 @@ class OpenPart:
     received_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class QueuedMt:
-    id: str
-    sender: str
-    recipient: str
-    text: str
-    smsc: str | None
-    attempts: int
-
-
 class Store:
     """All database access of the daemon and the CLI."""
 
@@ -66,6 +58,7 @@ class Store:
         self.engine = engine
         self.reader = reader(engine)
         self.is_sqlite = engine.dialect.name == "sqlite"
+        self.emitter = Emitter()  # set from [mqtt] by the daemon
         # SQLite: every write transaction runs on one thread with a blocking connection,
         # one hop per transaction. Through aiosqlite each statement is a round trip to
         # its thread: measured here, a 3-row commit took 2.1 ms at the median and 17 ms
@@ -169,7 +162,7 @@ class Store:
             conn.exec_driver_sql(self._close_group, list(closed_groups))
         if receipt_rows:
             conn.exec_driver_sql(self._ins_receipt, list(receipt_rows))
-            apply_receipts(conn, receipt_list, time.time())
+            mts.apply_receipts(conn, self.emitter, receipt_list, time.time())
 
     async def open_parts(self) -> list[OpenPart]:
         async with self.reader.connect() as conn:
@@ -198,87 +191,41 @@ class Store:
     # -- MT ---------------------------------------------------------------------------
     async def queue_mt(self, *, sender: str, recipient: str, text: str,
                        in_reply_to: str | None = None, client_ref: str | None = None,
-                       smsc: str | None = None) -> str:
-        now = time.time()
-        msg_id = new_id()
-        async with self.engine.begin() as conn:
-            await conn.execute(messages.insert().values(
-                id=msg_id, direction="mt", smsc=smsc, vmn=sender, msisdn=recipient,
-                sender=sender, recipient=recipient, text=text, data_coding=0, segments=0,
-                status=MtStatus.QUEUED.value, in_reply_to=in_reply_to, client_ref=client_ref,
-                created_at=now, updated_at=now, attempts=0, next_attempt_at=now,
-            ))
-            await _history(conn, msg_id, MtStatus.QUEUED.value, now, None)
-        return msg_id
+                       smsc: str | None = None, notify: str | None = None,
+                       exempt: bool = False) -> str:
+        return await self.transaction(
+            mts.insert_mt, self.emitter, sender=sender, recipient=recipient, text=text,
+            now=time.time(), smsc=smsc, in_reply_to=in_reply_to, client_ref=client_ref,
+            notify=notify, exempt=exempt)
 
-    async def claim_mts(self, limit: int, lease: float) -> list[QueuedMt]:
+    async def claim_mts(self, limit: int, lease: float) -> list[mts.QueuedMt]:
         """Take up to `limit` due MTs for sending, leased for `lease` seconds (an
         instance that dies mid-send gives them back when the lease runs out)."""
         now = time.time()
-        # The literal terms match the partial index's WHERE, so SQLite can use it.
-        due = and_(QUEUED_MTS, messages.c.next_attempt_at <= now)
-        async with self.reader.connect() as conn:
-            first = await conn.execute(select(messages.c.id).where(due).limit(1))
+        async with self.reader.connect() as conn:  # cheap check without the write lock
+            first = await conn.execute(select(messages.c.id).where(
+                mts.QUEUED_MTS, messages.c.next_attempt_at <= now).limit(1))
             if first.first() is None:
                 return []
-        async with self.engine.begin() as conn:
-            q = (select(messages.c.id, messages.c.sender, messages.c.recipient,
-                        messages.c.text, messages.c.smsc, messages.c.attempts)
-                 .where(due).order_by(messages.c.next_attempt_at).limit(limit))
-            if conn.dialect.name == "postgresql":
-                q = q.with_for_update(skip_locked=True)
-            rows = [QueuedMt(*r) for r in await conn.execute(q)]
-            if rows:
-                await conn.execute(
-                    update(messages)
-                    .where(messages.c.id.in_([r.id for r in rows]))
-                    .values(status=MtStatus.SENDING.value, next_attempt_at=now + lease,
-                            attempts=messages.c.attempts + 1)
-                )
-        return rows
+        return await self.transaction(mts.claim, limit, lease, now)
+
+    async def mt_opted_out(self, sender: str, recipient: str) -> bool:
+        async with self.reader.connect() as conn:
+            return await conn.run_sync(mts.opted_out, sender, recipient)
 
     async def mt_submitted(self, msg_id: str, *, smsc: str, data_coding: int,
                            segment_ids: Sequence[str]) -> None:
-        now = time.time()
-        total = len(segment_ids)
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                update(messages).where(messages.c.id == msg_id).values(
-                    status=MtStatus.SUBMITTED.value, smsc=smsc, data_coding=data_coding,
-                    segments=total, updated_at=now, error=None)
-            )
-            await conn.execute(mt_segments.delete().where(mt_segments.c.message_id == msg_id))
-            await conn.execute(mt_segments.insert(), [
-                {"message_id": msg_id, "seq": i + 1, "total": total, "smsc": smsc,
-                 "smsc_message_id": sid, "status": MtStatus.SUBMITTED.value, "updated_at": now}
-                for i, sid in enumerate(segment_ids)
-            ])
-            await _history(conn, msg_id, MtStatus.SUBMITTED.value, now,
-                           ",".join(segment_ids))
-            # A receipt may have overtaken us: apply the ones waiting for these ids.
-            late = await conn.execute(
-                select(receipts.c.smsc_message_id, receipts.c.state, receipts.c.error)
-                .where(receipts.c.smsc_message_id.in_(list(segment_ids)),
-                       receipts.c.matched == 0)
-                .order_by(receipts.c.id)
-            )
-            pending = [Receipt(i, s, e) for i, s, e in late]
-            if pending:
-                await conn.run_sync(apply_receipts, pending, now)
+        await self.transaction(mts.submitted, self.emitter, msg_id, smsc=smsc,
+                               data_coding=data_coding, segment_ids=segment_ids,
+                               now=time.time())
 
     async def mt_retry(self, msg_id: str, *, error: str, delay: float) -> None:
-        now = time.time()
-        async with self.engine.begin() as conn:
-            await conn.execute(update(messages).where(messages.c.id == msg_id).values(
-                status=MtStatus.QUEUED.value, error=error, next_attempt_at=now + delay,
-                updated_at=now))
+        await self.transaction(mts.retry, msg_id, error=error, delay=delay, now=time.time())
 
-    async def mt_failed(self, msg_id: str, *, error: str) -> None:
-        now = time.time()
-        async with self.engine.begin() as conn:
-            await conn.execute(update(messages).where(messages.c.id == msg_id).values(
-                status=MtStatus.FAILED.value, error=error, updated_at=now))
-            await _history(conn, msg_id, MtStatus.FAILED.value, now, error)
+    async def mt_failed(self, msg_id: str, *, error: str,
+                        status: MtStatus = MtStatus.FAILED) -> None:
+        await self.transaction(mts.final, self.emitter, msg_id, status, error=error,
+                               now=time.time())
 
     # -- reading ----------------------------------------------------------------------
     async def list_messages(
@@ -334,38 +281,3 @@ async def _history(conn: AsyncConnection, msg_id: str, status: str, at: float,
                    detail: str | None) -> None:
     await conn.execute(status_history.insert().values(
         message_id=msg_id, status=status, at=at, detail=detail))
-
-
-def apply_receipts(conn: Connection, items: Sequence[Receipt], now: float) -> None:
-    """Move MT segments (and their messages) to the receipts' states."""
-    touched: set[str] = set()
-    for r in items:
-        status = TEXT_STATES.get(r.state, MtStatus.SUBMITTED.value)
-        res = conn.execute(
-            update(mt_segments)
-            .where(mt_segments.c.smsc_message_id == r.smsc_message_id,
-                   mt_segments.c.status.not_in(FINAL_MT))
-            .values(status=status, error=None if status != "failed" else r.state,
-                    updated_at=now)
-            .returning(mt_segments.c.message_id)
-        )
-        ids = [row[0] for row in res]
-        if ids:
-            touched.update(ids)
-            conn.execute(update(receipts).where(
-                receipts.c.smsc_message_id == r.smsc_message_id).values(matched=1))
-    for msg_id in touched:
-        states = [s for (s,) in conn.execute(
-            select(mt_segments.c.status).where(mt_segments.c.message_id == msg_id))]
-        if any(s == MtStatus.FAILED.value for s in states):
-            new = MtStatus.FAILED.value
-        elif states and all(s == MtStatus.DELIVERED.value for s in states):
-            new = MtStatus.DELIVERED.value
-        else:
-            continue
-        res = conn.execute(
-            update(messages).where(messages.c.id == msg_id, messages.c.status != new)
-            .values(status=new, updated_at=now).returning(messages.c.id))
-        if res.first() is not None:
-            conn.execute(status_history.insert().values(
-                message_id=msg_id, status=new, at=now, detail=None))

@@ -44,7 +44,14 @@ messages = Table(
     Column("dedup_key", String(32)),  # not indexed: only read at start-up, by time
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Float),
+    # 1 while the MO's actions are not yet expanded into jobs and MTs (see fanout.py)
+    Column("fanout", Integer, nullable=False, default=0),
+    Column("notify", Text),  # MT: webhook target that hears its mt_status events
+    Column("exempt", Integer, nullable=False, default=0),  # MT: sent even if opted out
 )
+_FANOUT = text("fanout = 1")
+Index("ix_messages_fanout", messages.c.created_at, sqlite_where=_FANOUT,
+      postgresql_where=_FANOUT)
 Index("ix_messages_created", messages.c.created_at)
 Index("ix_messages_vmn", messages.c.vmn, messages.c.created_at)
 Index("ix_messages_msisdn", messages.c.msisdn, messages.c.created_at)
@@ -115,3 +122,88 @@ status_history = Table(
     Column("detail", Text),
 )
 Index("ix_status_history_msg", status_history.c.message_id)
+
+# -- actions (issue 3) ----------------------------------------------------------------
+
+# The durable action queue: one row per webhook call, email or MQTT event to deliver.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # webhook | email | mqtt
+    Column("target", Text, nullable=False),  # URL / profile:NAME, address, topic
+    Column("event_id", String(64), nullable=False),
+    Column("message_id", String(32)),  # the MO or MT the job is about
+    Column("payload", Text, nullable=False),  # JSON
+    Column("status", String(12), nullable=False),  # pending | done | failed | dead
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+_PENDING = text("status = 'pending'")
+Index("ix_jobs_due", jobs.c.kind, jobs.c.next_attempt_at, sqlite_where=_PENDING,
+      postgresql_where=_PENDING)
+Index("ix_jobs_message", jobs.c.message_id)
+
+job_attempts = Table(
+    "job_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("outcome", String(8), nullable=False),  # ok | retry | fail
+    Column("status", Integer),
+    Column("latency_ms", Float),
+    Column("detail", Text),
+)
+Index("ix_job_attempts_job", job_attempts.c.job_id)
+
+# Opt-in / opt-out state per customer and sender ("*" = every sender).
+opt_state = Table(
+    "opt_state",
+    metadata,
+    Column("msisdn", String(21), primary_key=True),
+    Column("vmn", String(21), primary_key=True),
+    Column("state", String(3), nullable=False),  # in | out
+    Column("keyword", String(64)),
+    Column("updated_at", Float, nullable=False),
+)
+
+poll_votes = Table(
+    "poll_votes",
+    metadata,
+    Column("poll", String(64), primary_key=True),
+    Column("msisdn", String(21), primary_key=True),
+    Column("option", String(64), nullable=False),
+    Column("vmn", String(21), nullable=False),
+    Column("message_id", String(32), nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+leads = Table(
+    "leads",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("vmn", String(21), nullable=False),
+    Column("msisdn", String(21), nullable=False),
+    Column("keyword", String(64)),
+    Column("text", Text, nullable=False),
+    Column("message_id", String(32), nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+# Reply addresses of forwarded emails: reply+<token>@domain -> the MO's sender and VMN.
+email_tokens = Table(
+    "email_tokens",
+    metadata,
+    Column("token", String(32), primary_key=True),
+    Column("vmn", String(21), nullable=False),
+    Column("msisdn", String(21), nullable=False),
+    Column("message_id", String(32), nullable=False),
+    Column("expires_at", Float, nullable=False),
+)

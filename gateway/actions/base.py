@@ -1,0 +1,48 @@
+"""The one contract between the outbox and the actions.
+
+The outbox (gateway/outbox.py) claims due jobs from the database, calls
+`Action.run(job)` for each (at most `concurrency` at once per kind), records every
+attempt with its outcome, and schedules retries with exponential backoff and jitter up
+to the job's `max_attempts`, then dead-letters it. An action never touches the
+database and never sleeps to retry: it reports what happened and the outbox decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar, Protocol
+
+
+class Outcome(StrEnum):
+    OK = "ok"  # done
+    RETRY = "retry"  # transient: try again later (5xx, 408, 429, timeout, connection error)
+    FAIL = "fail"  # final: do not retry (e.g. a 4xx without retry_on_4xx)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Result:
+    outcome: Outcome
+    detail: str = ""  # e.g. "HTTP 503", "timeout after 10.0s", "250 OK"
+    status: int | None = None  # HTTP status / SMTP code when there was one
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    id: int
+    kind: str  # "webhook", "email", "mqtt"
+    target: str  # webhook: URL or "profile:NAME"; email: address; mqtt: topic
+    event_id: str  # stable across retries, unique per job: X-VMN-Event-Id
+    payload: Mapping[str, Any]  # the event (SPEC §4) or the action's data
+    attempts: int  # attempts made before this one
+
+
+class Action(Protocol):
+    kind: ClassVar[str]
+    concurrency: int
+
+    async def run(self, job: Job) -> Result: ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,65 @@
+"""The events of SPEC §4, as plain dicts, and their MQTT topics. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.model import iso
+
+
+def topic(prefix: str, *parts: str) -> str:
+    return "/".join((prefix, *parts))
+
+
+def mo_event(row: Mapping[str, Any]) -> dict[str, Any]:
+    """From a `messages` row of an MO."""
+    return {
+        "type": "mo",
+        "id": row["id"],
+        "vmn": row["vmn"],
+        "from": row["sender"],
+        "to": row["recipient"],
+        "text": row["text"],
+        "keyword": row["keyword"],
+        "route": row["route"],
+        "received_at": iso(row["created_at"]),
+        "smsc": row["smsc"],
+        "segments": row["segments"],
+        "data_coding": row["data_coding"],
+        "status": row["status"],
+    }
+
+
+def mt_status_event(*, id: str, to: str, sender: str, status: str,
+                    smsc_message_id: str | list[str] | None, error: str | None,
+                    in_reply_to: str | None, client_ref: str | None, at: float,
+                    text: str | None = None) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "type": "mt_status",
+        "id": id,
+        "to": to,
+        "from": sender,
+        "status": status,
+        "smsc_message_id": smsc_message_id,
+        "error": error,
+        "in_reply_to": in_reply_to,
+        "at": iso(at),
+    }
+    if client_ref is not None:
+        ev["client_id"] = client_ref
+    if text is not None:
+        ev["text"] = text
+    return ev
+
+
+def opt_event(*, msisdn: str, vmn: str, state: str, keyword: str | None,
+              at: float) -> dict[str, Any]:
+    return {"type": "opt", "msisdn": msisdn, "vmn": vmn, "state": state, "keyword": keyword,
+            "at": iso(at)}
+
+
+def poll_event(*, poll: str, option: str, msisdn: str, tally: Mapping[str, int],
+               at: float) -> dict[str, Any]:
+    return {"type": "poll", "poll": poll, "option": option, "msisdn": msisdn,
+            "tally": dict(tally), "at": iso(at)}

@@ -1,0 +1,137 @@
+"""Durable action queue workers: claim due jobs, run them through their `Action` with
+a per-kind concurrency limit, record every attempt, retry with backoff, dead-letter.
+
+A slow or dead downstream only fills its own kind's slots: it never blocks the SMPP
+session, the intake, or the other kinds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+
+import structlog
+
+from gateway.actions.base import Action, Job, Outcome, Result
+from gateway.storage import jobs as jobq
+from gateway.storage.repo import Store
+
+log = structlog.get_logger("gateway.outbox")
+
+LEASE = 300.0  # a claimed job comes back after this long if its instance died
+
+
+class _Kind:
+    """The worker state of one action kind."""
+
+    def __init__(self, action: Action) -> None:
+        self.action = action
+        self.wake = asyncio.Event()
+        self.results: list[tuple[Job, Result]] = []
+        self.have_results = asyncio.Event()
+        self.inflight = 0
+        self.slot_free = asyncio.Event()
+
+
+class Outbox:
+    def __init__(self, store: Store, actions: Mapping[str, Action], *,
+                 backoff: jobq.Backoff, poll_interval: float = 0.5) -> None:
+        self.store = store
+        self.kinds = {kind: _Kind(action) for kind, action in actions.items()}
+        self.backoff = backoff
+        self.poll_interval = poll_interval
+        self.stats: dict[str, int] = {"ok": 0, "retry": 0, "fail": 0, "dead": 0}
+        self._stopping = False
+
+    def wake(self, kind: str | None = None) -> None:
+        for name, k in self.kinds.items():
+            if kind is None or kind == name:
+                k.wake.set()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            for name, k in self.kinds.items():
+                tg.create_task(self._claim_loop(name, k, tg), name=f"outbox-claim:{name}")
+                tg.create_task(self._finish_loop(name, k), name=f"outbox-finish:{name}")
+
+    async def _claim_loop(self, name: str, k: _Kind, tg: asyncio.TaskGroup) -> None:
+        limit = k.action.concurrency
+        while not self._stopping:
+            free = limit - k.inflight
+            if free <= 0:
+                k.slot_free.clear()
+                await k.slot_free.wait()
+                continue
+            k.wake.clear()
+            try:
+                batch = await self.store.transaction(jobq.claim, name, free, LEASE, time.time())
+            except Exception as exc:
+                log.error("outbox.claim_failed", kind=name, error=str(exc))
+                batch = []
+            for job in batch:
+                k.inflight += 1
+                tg.create_task(self._run_one(k, job))
+            if len(batch) < free:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(k.wake.wait(), self.poll_interval)
+
+    async def _run_one(self, k: _Kind, job: Job) -> None:
+        try:
+            res = await asyncio.wait_for(k.action.run(job), LEASE / 2)
+        except TimeoutError:
+            res = Result(outcome=Outcome.RETRY, detail="action did not finish in time")
+        except Exception as exc:  # an action must not raise; if it does, retry
+            res = Result(outcome=Outcome.RETRY, detail=f"internal error: {exc!r}")
+        k.results.append((job, res))
+        k.have_results.set()
+
+    async def _finish_loop(self, name: str, k: _Kind) -> None:
+        """Group-commits the outcomes of whatever finished since the last commit."""
+        while True:
+            await k.have_results.wait()
+            k.have_results.clear()
+            batch, k.results = k.results, []
+            if not batch:
+                continue
+            now = time.time()
+            try:
+                ended = await self.store.transaction(jobq.finish, batch, self.backoff, now)
+            except Exception as exc:
+                # Not recorded: the lease brings these jobs back (at-least-once).
+                log.error("outbox.finish_failed", kind=name, error=str(exc), jobs=len(batch))
+                ended = []
+            k.inflight -= len(batch)
+            k.slot_free.set()
+            soonest: float | None = None
+            dead = {j.id: status for j, status in ended}
+            for job, res in batch:
+                self.stats[res.outcome.value] += 1
+                if res.outcome is Outcome.OK:
+                    continue
+                status = dead.get(job.id)
+                if status == jobq.DEAD:
+                    self.stats["dead"] += 1
+                log.warning("action.attempt_failed", kind=name, job=job.id,
+                            target=job.target, attempt=job.attempts + 1,
+                            outcome=res.outcome.value, status=res.status, detail=res.detail,
+                            latency_ms=round(res.latency_ms, 1), final=status)
+                if status is None:
+                    delay = self.backoff.base * (2.0 ** job.attempts)
+                    soonest = delay if soonest is None else min(soonest, delay)
+            if soonest is not None:
+                asyncio.get_running_loop().call_later(min(soonest, self.backoff.cap) + 0.01,
+                                                      k.wake.set)
+
+    async def stop(self, timeout: float) -> None:
+        """Stop claiming; wait up to `timeout` for in-flight jobs to be recorded."""
+        self._stopping = True
+        for k in self.kinds.values():
+            k.wake.set()
+            k.slot_free.set()
+        deadline = time.monotonic() + timeout
+        while any(k.inflight for k in self.kinds.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for k in self.kinds.values():
+            await k.action.close()

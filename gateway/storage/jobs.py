@@ -1,0 +1,146 @@
+"""The durable action queue (`jobs`, `job_attempts`): enqueue, claim, finish, redrive.
+Plain functions over a blocking Connection; the caller runs them inside
+`Store.transaction` (the single writer), so they group-commit with everything else."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, select, text, update
+from sqlalchemy.engine import Connection
+
+from gateway.actions.base import Job, Outcome, Result
+from gateway.model import new_id
+from gateway.storage.schema import job_attempts, jobs
+
+PENDING, DONE, FAILED, DEAD = "pending", "done", "failed", "dead"
+_PENDING_SQL = text("status = 'pending'")  # literal: matches the partial index
+
+
+def _dumps(payload: Mapping[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Emitter:
+    """Turns events into jobs according to the configuration: an MQTT job per event when
+    `[mqtt]` is set, a webhook job when a configuration asked for one."""
+
+    mqtt_prefix: str | None = None
+    max_attempts: int = 8
+    profile_attempts: Mapping[str, int] = field(default_factory=dict)
+
+    def attempts_for(self, kind: str, target: str) -> int:
+        if kind == "webhook" and target.startswith("profile:"):
+            return self.profile_attempts.get(target[8:], self.max_attempts)
+        return self.max_attempts
+
+    def job(self, kind: str, target: str, payload: Mapping[str, Any], *,
+            message_id: str | None, now: float) -> dict[str, Any]:
+        return {
+            "kind": kind, "target": target, "event_id": new_id(), "message_id": message_id,
+            "payload": _dumps(payload), "status": PENDING, "attempts": 0,
+            "max_attempts": self.attempts_for(kind, target), "next_attempt_at": now,
+            "created_at": now, "updated_at": now,
+        }
+
+    def event(self, payload: Mapping[str, Any], *topic_parts: str, message_id: str | None,
+              now: float, webhook: str | None = None) -> list[dict[str, Any]]:
+        """The jobs that deliver one event: MQTT (if configured) and a webhook target."""
+        out = []
+        if self.mqtt_prefix is not None:
+            out.append(self.job("mqtt", "/".join((self.mqtt_prefix, *topic_parts)), payload,
+                                message_id=message_id, now=now))
+        if webhook:
+            out.append(self.job("webhook", webhook, payload, message_id=message_id, now=now))
+        return out
+
+
+def insert_jobs(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    if rows:
+        conn.execute(jobs.insert(), list(rows))
+
+
+def claim(conn: Connection, kind: str, limit: int, lease: float, now: float) -> list[Job]:
+    """Up to `limit` due jobs of `kind`, leased: pushed `lease` seconds ahead so that an
+    instance that dies mid-run gives them back."""
+    q = (select(jobs.c.id, jobs.c.target, jobs.c.event_id, jobs.c.payload, jobs.c.attempts)
+         .where(_PENDING_SQL, jobs.c.kind == kind, jobs.c.next_attempt_at <= now)
+         .order_by(jobs.c.next_attempt_at, jobs.c.id).limit(limit))
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    rows = conn.execute(q).all()
+    if not rows:
+        return []
+    conn.execute(update(jobs).where(jobs.c.id.in_([r[0] for r in rows]))
+                 .values(next_attempt_at=now + lease))
+    return [Job(id=r[0], kind=kind, target=r[1], event_id=r[2], payload=json.loads(r[3]),
+                attempts=r[4]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    base: float = 1.0
+    cap: float = 300.0
+
+    def delay(self, attempts: int) -> float:
+        """Exponential with jitter: base * 2^(attempts-1), within [50%, 100%], capped."""
+        d = min(self.cap, self.base * (2.0 ** max(0, attempts - 1)))
+        return d * random.uniform(0.5, 1.0)
+
+
+def finish(conn: Connection, results: Sequence[tuple[Job, Result]], backoff: Backoff,
+           now: float) -> list[tuple[Job, str]]:
+    """Record each attempt; done, failed, rescheduled or dead-lettered. Returns the jobs
+    that ended badly this time, with their final status (failed/dead)."""
+    ended: list[tuple[Job, str]] = []
+    attempt_rows = []
+    done_ids = []
+    retry_ids = [j.id for j, r in results if r.outcome is Outcome.RETRY]
+    max_of: dict[int, int] = {}
+    if retry_ids:
+        for job_id, most in conn.execute(select(jobs.c.id, jobs.c.max_attempts)
+                                         .where(jobs.c.id.in_(retry_ids))):
+            max_of[job_id] = most
+    for job, res in results:
+        n = job.attempts + 1
+        attempt_rows.append({"job_id": job.id, "attempt": n, "at": now,
+                             "outcome": res.outcome.value, "status": res.status,
+                             "latency_ms": round(res.latency_ms, 3), "detail": res.detail})
+        if res.outcome is Outcome.OK:
+            done_ids.append(job.id)
+            continue
+        values: dict[str, Any] = {"attempts": n, "last_status": res.status,
+                                  "last_error": res.detail, "updated_at": now}
+        if res.outcome is Outcome.FAIL:
+            values["status"] = FAILED
+            ended.append((job, FAILED))
+        elif n >= max_of.get(job.id, n):
+            values["status"] = DEAD
+            ended.append((job, DEAD))
+        else:
+            values["next_attempt_at"] = now + backoff.delay(n)
+        conn.execute(update(jobs).where(jobs.c.id == job.id).values(**values))
+    if done_ids:
+        conn.execute(update(jobs).where(jobs.c.id.in_(done_ids)).values(
+            status=DONE, attempts=jobs.c.attempts + 1, last_status=None, last_error=None,
+            updated_at=now))
+    if attempt_rows:
+        conn.execute(job_attempts.insert(), attempt_rows)
+    return ended
+
+
+def redrive(conn: Connection, now: float, *, kind: str | None = None,
+            ids: Sequence[int] = ()) -> int:
+    """Re-queue dead-lettered (and failed, when named by id) jobs with fresh attempts."""
+    cond = [jobs.c.status == DEAD] if not ids else [jobs.c.id.in_(list(ids)),
+                                                   jobs.c.status.in_([DEAD, FAILED])]
+    if kind:
+        cond.append(jobs.c.kind == kind)
+    res = conn.execute(update(jobs).where(and_(*cond)).values(
+        status=PENDING, attempts=0, next_attempt_at=now, updated_at=now))
+    return int(res.rowcount or 0)

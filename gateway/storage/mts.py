@@ -1,0 +1,175 @@
+"""MT rows: queue, claim, submitted, failed, blocked, receipts; every status change is
+recorded in `status_history` and announced as an `mt_status` event (MQTT, and the
+webhook of the configuration that sent it). Blocking functions over a Connection, run
+inside `Store.transaction`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, select, text, update
+from sqlalchemy.engine import Connection
+
+from gateway.events import mt_status_event
+from gateway.mo import TEXT_STATES, Receipt
+from gateway.model import MtStatus, new_id
+from gateway.storage.jobs import Emitter, insert_jobs
+from gateway.storage.schema import (
+    messages,
+    mt_segments,
+    opt_state,
+    receipts,
+    status_history,
+)
+
+QUEUED_MTS = text("direction = 'mt' AND status IN ('queued', 'sending')")
+FINAL_MT = (MtStatus.DELIVERED.value, MtStatus.FAILED.value, MtStatus.BLOCKED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMt:
+    id: str
+    sender: str
+    recipient: str
+    text: str
+    smsc: str | None
+    attempts: int
+    exempt: bool
+
+
+def announce(conn: Connection, emitter: Emitter, msg_id: str, status: str, now: float,
+             error: str | None = None, detail: str | None = None) -> None:
+    """History row + mt_status event jobs for one MT's new status."""
+    conn.execute(status_history.insert().values(
+        message_id=msg_id, status=status, at=now, detail=detail if detail else error))
+    if emitter.mqtt_prefix is None:
+        row = conn.execute(select(messages.c.notify).where(messages.c.id == msg_id)).first()
+        if row is None or not row[0]:
+            return
+    m = conn.execute(select(messages.c.recipient, messages.c.sender, messages.c.in_reply_to,
+                            messages.c.client_ref, messages.c.notify)
+                     .where(messages.c.id == msg_id)).one()
+    ids = [s for (s,) in conn.execute(select(mt_segments.c.smsc_message_id)
+                                       .where(mt_segments.c.message_id == msg_id)
+                                       .order_by(mt_segments.c.seq))]
+    event = mt_status_event(id=msg_id, to=m.recipient, sender=m.sender, status=status,
+                            smsc_message_id=ids[0] if len(ids) == 1 else (ids or None),
+                            error=error, in_reply_to=m.in_reply_to, client_ref=m.client_ref,
+                            at=now)
+    insert_jobs(conn, emitter.event(event, "mt", "status", message_id=msg_id, now=now,
+                                    webhook=m.notify))
+
+
+def insert_mt(conn: Connection, emitter: Emitter, *, sender: str, recipient: str, text: str,
+              now: float, smsc: str | None = None, in_reply_to: str | None = None,
+              client_ref: str | None = None, notify: str | None = None,
+              exempt: bool = False, error: str | None = None,
+              status: MtStatus = MtStatus.QUEUED) -> str:
+    msg_id = new_id()
+    conn.execute(messages.insert().values(
+        id=msg_id, direction="mt", smsc=smsc, vmn=sender, msisdn=recipient, sender=sender,
+        recipient=recipient, text=text, data_coding=0, segments=0, status=status.value,
+        error=error, in_reply_to=in_reply_to, client_ref=client_ref, created_at=now,
+        updated_at=now, attempts=0, next_attempt_at=now, fanout=0, notify=notify,
+        exempt=1 if exempt else 0,
+    ))
+    announce(conn, emitter, msg_id, status.value, now, error=error)
+    return msg_id
+
+
+def claim(conn: Connection, limit: int, lease: float, now: float) -> list[QueuedMt]:
+    # The literal terms match the partial index's WHERE, so SQLite can use it.
+    due = and_(QUEUED_MTS, messages.c.next_attempt_at <= now)
+    q = (select(messages.c.id, messages.c.sender, messages.c.recipient, messages.c.text,
+                messages.c.smsc, messages.c.attempts, messages.c.exempt)
+         .where(due).order_by(messages.c.next_attempt_at).limit(limit))
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    rows = [QueuedMt(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in conn.execute(q)]
+    if rows:
+        conn.execute(update(messages).where(messages.c.id.in_([r.id for r in rows]))
+                     .values(status=MtStatus.SENDING.value, next_attempt_at=now + lease,
+                             attempts=messages.c.attempts + 1))
+    return rows
+
+
+def opted_out(conn: Connection, sender: str, recipient: str) -> bool:
+    """Whether `recipient` opted out of `sender` (or of every sender)."""
+    row = conn.execute(select(opt_state.c.state).where(
+        opt_state.c.msisdn == recipient, opt_state.c.vmn.in_([sender, "*"]),
+        opt_state.c.state == "out").limit(1)).first()
+    return row is not None
+
+
+def submitted(conn: Connection, emitter: Emitter, msg_id: str, *, smsc: str,
+              data_coding: int, segment_ids: Sequence[str], now: float) -> None:
+    total = len(segment_ids)
+    conn.execute(update(messages).where(messages.c.id == msg_id).values(
+        status=MtStatus.SUBMITTED.value, smsc=smsc, data_coding=data_coding, segments=total,
+        updated_at=now, error=None))
+    conn.execute(mt_segments.delete().where(mt_segments.c.message_id == msg_id))
+    conn.execute(mt_segments.insert(), [
+        {"message_id": msg_id, "seq": i + 1, "total": total, "smsc": smsc,
+         "smsc_message_id": sid, "status": MtStatus.SUBMITTED.value, "updated_at": now}
+        for i, sid in enumerate(segment_ids)
+    ])
+    announce(conn, emitter, msg_id, MtStatus.SUBMITTED.value, now,
+             detail=",".join(segment_ids))
+    # A receipt may have overtaken us: apply the ones waiting for these ids.
+    late = conn.execute(
+        select(receipts.c.smsc_message_id, receipts.c.state, receipts.c.error)
+        .where(receipts.c.smsc_message_id.in_(list(segment_ids)), receipts.c.matched == 0)
+        .order_by(receipts.c.id))
+    pending = [Receipt(i, s, e) for i, s, e in late]
+    if pending:
+        apply_receipts(conn, emitter, pending, now)
+
+
+def retry(conn: Connection, msg_id: str, *, error: str, delay: float, now: float) -> None:
+    conn.execute(update(messages).where(messages.c.id == msg_id).values(
+        status=MtStatus.QUEUED.value, error=error, next_attempt_at=now + delay,
+        updated_at=now))
+
+
+def final(conn: Connection, emitter: Emitter, msg_id: str, status: MtStatus, *, error: str,
+          now: float) -> None:
+    """failed or blocked."""
+    conn.execute(update(messages).where(messages.c.id == msg_id).values(
+        status=status.value, error=error, updated_at=now))
+    announce(conn, emitter, msg_id, status.value, now, error=error)
+
+
+def apply_receipts(conn: Connection, emitter: Emitter, items: Sequence[Receipt],
+                   now: float) -> None:
+    """Move MT segments (and their messages) to the receipts' states."""
+    touched: set[str] = set()
+    for r in items:
+        status = TEXT_STATES.get(r.state, MtStatus.SUBMITTED.value)
+        res = conn.execute(
+            update(mt_segments)
+            .where(mt_segments.c.smsc_message_id == r.smsc_message_id,
+                   mt_segments.c.status.not_in(FINAL_MT))
+            .values(status=status, error=None if status != "failed" else r.state,
+                    updated_at=now)
+            .returning(mt_segments.c.message_id)
+        )
+        ids = [row[0] for row in res]
+        if ids:
+            touched.update(ids)
+            conn.execute(update(receipts).where(
+                receipts.c.smsc_message_id == r.smsc_message_id).values(matched=1))
+    for msg_id in touched:
+        states = [s for (s,) in conn.execute(
+            select(mt_segments.c.status).where(mt_segments.c.message_id == msg_id))]
+        if any(s == MtStatus.FAILED.value for s in states):
+            new, error = MtStatus.FAILED.value, "delivery failed"
+        elif states and all(s == MtStatus.DELIVERED.value for s in states):
+            new, error = MtStatus.DELIVERED.value, None
+        else:
+            continue
+        res = conn.execute(
+            update(messages).where(messages.c.id == msg_id, messages.c.status != new)
+            .values(status=new, updated_at=now, error=error).returning(messages.c.id))
+        if res.first() is not None:
+            announce(conn, emitter, msg_id, new, now, error=error)
