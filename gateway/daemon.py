@@ -1,31 +1,78 @@
-"""Composition root: builds storage, intake, sessions and the MT sender; owns the task
-group, the signals and systemd notifications; shuts down in order."""
+"""Composition root: builds storage, intake, routing, sessions, the MT sender, the
+fan-out and the action outbox; owns the task group, the signals and systemd
+notifications; shuts down in order."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import sys
+import time
 from contextlib import suppress
+from typing import Any
 
 import structlog
+from sqlalchemy import select
 
-from gateway import sdnotify
-from gateway.config import Config, ConfigError, load_config
+from gateway import commands, sdnotify
+from gateway.actions.base import Action
+from gateway.actions.webhook import WebhookAction
+from gateway.config import Config, ConfigError, load_config, split_host_port
+from gateway.fanout import Context, Fanout, Stats
 from gateway.mt import MtSender
+from gateway.outbox import Outbox
 from gateway.pipeline import Intake
+from gateway.routing.router import Router
 from gateway.smpp.session import SmppSession
+from gateway.storage import jobs as jobq
+from gateway.storage import mts
 from gateway.storage.db import create_engine, migrate
 from gateway.storage.repo import Store
+from gateway.storage.schema import email_tokens
 
 log = structlog.get_logger("gateway.daemon")
+
+
+def emitter_for(cfg: Config) -> jobq.Emitter:
+    return jobq.Emitter(
+        mqtt_prefix=cfg.mqtt.topic_prefix if cfg.mqtt else None,
+        max_attempts=cfg.gateway.max_attempts,
+        profile_attempts={n: p.max_attempts for n, p in cfg.callback_profiles.items()},
+    )
+
+
+def context_for(cfg: Config) -> Context:
+    er = cfg.email_replies
+    return Context(router=Router(cfg), emitter=emitter_for(cfg),
+                   email_domain=er.domain if er else None,
+                   token_ttl_days=er.token_ttl if er else 30)
+
+
+class _DbTokens:
+    """Email reply tokens, looked up in the database."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def lookup(self, token: str) -> Any:
+        from gateway.email_replies import ReplyTarget
+
+        async with self.store.reader.connect() as conn:
+            row = (await conn.execute(
+                select(email_tokens.c.vmn, email_tokens.c.msisdn, email_tokens.c.message_id)
+                .where(email_tokens.c.token == token,
+                       email_tokens.c.expires_at > time.time()))).first()
+        return None if row is None else ReplyTarget(vmn=row[0], msisdn=row[1], mo_id=row[2])
 
 
 class Daemon:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        self.context = context_for(cfg)
         self._stop = asyncio.Event()
         self._signals = 0
+        self.intake: Intake | None = None
+        self.store: Store | None = None
 
     def request_stop(self) -> None:
         self._signals += 1
@@ -36,13 +83,22 @@ class Daemon:
         self._stop.set()
 
     def reload(self) -> None:
+        """SIGHUP: validate the file, compile the new routing, then swap it in one step.
+        An invalid file is logged and the running configuration stays. Binds are not
+        touched ([[smsc]] changes need a restart)."""
         try:
             new = load_config(self.cfg.source_file)
-        except ConfigError as exc:
+            context = context_for(new)
+        except (ConfigError, ValueError) as exc:
             log.error("config.reload_rejected", error=str(exc))
             return
-        self.cfg = new
-        log.info("config.reloaded", file=new.source_file, numbers=len(new.numbers))
+        self.cfg, self.context = new, context
+        if self.intake is not None:
+            self.intake.set_router(context.router, events=new.mqtt is not None)
+        if self.store is not None:
+            self.store.emitter = context.emitter
+        log.info("config.reloaded", file=new.source_file, numbers=len(new.numbers),
+                 keywords=sum(len(n.keywords) for n in new.numbers))
 
     async def run(self) -> int:
         # The writer thread holds the GIL between rows; a shorter switch interval keeps
@@ -52,12 +108,55 @@ class Daemon:
         gw = cfg.gateway
         engine = create_engine(gw.database, synchronous=gw.sqlite_synchronous.value)
         await migrate(engine)
-        store = Store(engine, synchronous=gw.sqlite_synchronous.value)
-        intake = Intake(store, dedup_window=gw.dedup_window,
-                        reassembly_timeout=gw.reassembly_timeout)
+        store = self.store = Store(engine, synchronous=gw.sqlite_synchronous.value)
+        store.emitter = self.context.emitter
+        intake = self.intake = Intake(store, dedup_window=gw.dedup_window,
+                                      reassembly_timeout=gw.reassembly_timeout)
+        intake.set_router(self.context.router, events=cfg.mqtt is not None)
         await intake.load_state()
         sessions = [SmppSession(s, intake) for s in cfg.smsc]
         mt = MtSender(store, sessions, poll_interval=gw.mt_poll_interval)
+
+        actions: dict[str, Action] = {
+            "webhook": WebhookAction(lambda: self.cfg.callback_profiles)}
+        mqtt_link = None
+        if cfg.smtp is not None:
+            from gateway.actions.email import EmailAction
+
+            actions["email"] = EmailAction(
+                lambda: self.cfg.smtp,
+                reply_domain=lambda: self.cfg.email_replies.domain
+                if self.cfg.email_replies else None)
+        if cfg.mqtt is not None:
+            from gateway.actions.mqtt import MqttAction, MqttLink
+
+            mqtt_link = MqttLink(cfg.mqtt, gateway_name=gw.name,
+                                 on_command=lambda p: self._command(store, mt, p))
+            actions["mqtt"] = MqttAction(mqtt_link, qos=cfg.mqtt.qos)
+        outbox = Outbox(store, actions, backoff=jobq.Backoff(gw.retry_base, gw.retry_max),
+                        poll_interval=gw.mt_poll_interval)
+
+        def expanded(stats: Stats) -> None:
+            if stats.mts:
+                mt.wake()
+            if stats.jobs:
+                outbox.wake()
+
+        fanout = Fanout(store, lambda: self.context, expanded)
+        intake.on_committed.append(lambda batch: fanout.wake() if batch.messages else None)
+        store.on_jobs = outbox.wake
+
+        replies = None
+        if cfg.email_replies is not None:
+            from gateway.email_replies import EmailReplyServer
+
+            replies = EmailReplyServer(listen=cfg.email_replies.listen,
+                                       domain=cfg.email_replies.domain,
+                                       tokens=_DbTokens(store),
+                                       on_reply=lambda t, text, _f: self._reply(store, mt, t,
+                                                                                text))
+            await replies.start()
+            log.info("email_replies.listening", listen=cfg.email_replies.listen)
 
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
@@ -66,25 +165,32 @@ class Daemon:
         admin = None
         if gw.admin_listen:
             from gateway.admin import build_app, serve
-            from gateway.config import split_host_port
 
             host, port = split_host_port(gw.admin_listen)
             admin = await serve(build_app(intake, sessions), host, port)
             log.info("admin.listening", host=host, port=port)
         log.info("daemon.started", name=gw.name, smsc=[s.name for s in sessions],
-                 open_groups=len(intake.reassembler))
+                 open_groups=len(intake.reassembler), actions=sorted(actions))
         try:
             async with asyncio.TaskGroup() as tg:
                 tasks = [
                     tg.create_task(intake.run(), name="intake"),
                     tg.create_task(mt.run(), name="mt"),
+                    tg.create_task(fanout.run(), name="fanout"),
+                    tg.create_task(outbox.run(), name="outbox"),
                     tg.create_task(self._expire_loop(intake), name="reassembly-timeout"),
                     tg.create_task(self._ready(sessions), name="sd-notify"),
                     tg.create_task(self._checkpoint_loop(store), name="wal-checkpoint"),
                 ]
+                if mqtt_link is not None:
+                    tasks.append(tg.create_task(mqtt_link.run(), name="mqtt"))
                 tasks += [tg.create_task(s.run(), name=f"smpp:{s.name}") for s in sessions]
                 await self._stop.wait()
-                await self._shutdown(intake, sessions, mt)
+                await self._shutdown(intake, sessions, mt, outbox)
+                if replies is not None:
+                    await replies.stop()
+                if mqtt_link is not None:
+                    await mqtt_link.stop()
                 for t in tasks:
                     t.cancel()
         finally:
@@ -93,10 +199,28 @@ class Daemon:
             await store.close()
             await engine.dispose()
             sdnotify.notify("STOPPING=1")
-        log.info("daemon.stopped", **intake.stats)
+        log.info("daemon.stopped", **intake.stats, **outbox.stats)
         return 0
 
-    async def _shutdown(self, intake: Intake, sessions: list[SmppSession], mt: MtSender) -> None:
+    async def _command(self, store: Store, mt: MtSender, payload: bytes) -> None:
+        msg_id, ok = await store.transaction(commands.record, store.emitter, payload, self.cfg)
+        if ok:
+            mt.wake()
+        else:
+            log.warning("mqtt.command_refused", id=msg_id)
+        store.on_jobs()
+
+    async def _reply(self, store: Store, mt: MtSender, target: Any, text: str) -> None:
+        number = self.cfg.number(target.vmn)
+        sender = number.sender_id if number is not None else target.vmn
+        await store.transaction(mts.insert_mt, store.emitter, sender=sender,
+                                recipient=target.msisdn, text=text, now=time.time(),
+                                in_reply_to=target.mo_id)
+        mt.wake()
+        store.on_jobs()
+
+    async def _shutdown(self, intake: Intake, sessions: list[SmppSession], mt: MtSender,
+                        outbox: Outbox) -> None:
         """Stop taking work, finish in-flight work up to the deadline, unbind."""
         deadline = self.cfg.gateway.shutdown_timeout
         sdnotify.notify("STOPPING=1")
@@ -105,6 +229,7 @@ class Daemon:
             log.warning("daemon.drain_timeout")
         await asyncio.gather(*(s.stop() for s in sessions))
         await intake.drain(deadline / 4)
+        await outbox.stop(deadline / 4)
 
     async def _expire_loop(self, intake: Intake) -> None:
         period = max(0.5, min(5.0, intake.reassembly_timeout / 4))
@@ -114,7 +239,7 @@ class Daemon:
 
     async def _checkpoint_loop(self, store: Store) -> None:
         """SQLite: move the WAL into the database off the ack path, once a second."""
-        if store.engine.dialect.name != "sqlite":
+        if not store.is_sqlite:
             return
         while True:
             await asyncio.sleep(1.0)

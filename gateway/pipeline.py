@@ -16,12 +16,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import structlog
 
+from gateway.config import Unrouted
 from gateway.mo import Receipt, dedup_key, is_receipt, parse_receipt, split_part
 from gateway.model import MoStatus, new_id
 from gateway.reassembly import Group, Reassembler
+from gateway.routing.router import Decision, Route, Router
 from gateway.smpp.connection import encode_empty_resp
 from gateway.smpp.pdu import CommandStatus, DataSm, DeliverSm
 from gateway.smpp.session import Link
@@ -29,6 +32,9 @@ from gateway.smpp.text import decode_text, join_parts
 from gateway.storage.repo import MessageRow, PartRow, ReceiptRow, Store
 
 log = structlog.get_logger("gateway.intake")
+
+_UNROUTED = Decision(route=Route.UNROUTED, vmn=None)
+_ALWAYS_FAN_OUT = frozenset({Route.OPTOUT, Route.OPTIN, Route.HELP})
 
 
 class Fate:
@@ -87,6 +93,10 @@ class Intake:
         self._idle = asyncio.Event()
         self._idle.set()
         self.on_committed: list[Callable[[Batch], None]] = []
+        self.router: Router | None = None
+        self.reject_unrouted = False
+        self._active: frozenset[int] = frozenset()
+        self.events_enabled = False
         self.stats = {"mo": 0, "parts": 0, "receipts": 0, "duplicates": 0, "commits": 0,
                       "failed_commits": 0}
 
@@ -116,6 +126,32 @@ class Intake:
             if entry is not None and entry[0] == at:
                 del recent[key]
 
+    # -- routing ----------------------------------------------------------------------
+    def set_router(self, router: Router, *, events: bool) -> None:
+        """Swap the routing table (start-up and SIGHUP): one assignment, atomic for the
+        event loop. `events`: every MO has at least its MQTT event to fan out."""
+        active = set()
+        for number in router.config.numbers:
+            for a in (number.default, *number.keywords):
+                if a.action_names() or a.expiry_reply:
+                    active.add(id(a))
+        self._active = frozenset(active)
+        self.events_enabled = events
+        self.reject_unrouted = router.config.gateway.unrouted is Unrouted.REJECT
+        self.router = router
+
+    def route(self, destination: str, text: str, at: float) -> Decision:
+        router = self.router
+        if router is None:
+            return _UNROUTED
+        return router.route(destination, text, datetime.fromtimestamp(at, UTC))
+
+    def _fanout_flag(self, d: Decision) -> int:
+        """1 when the MO has something to do after it is stored."""
+        if self.events_enabled or d.route in _ALWAYS_FAN_OUT:
+            return 1
+        return 1 if d.action is not None and id(d.action) in self._active else 0
+
     # -- hot path ---------------------------------------------------------------------
     def on_mo(self, link: Link, pdu: DeliverSm | DataSm, raw: bytes) -> None:
         batch = self._batch
@@ -134,6 +170,12 @@ class Intake:
                 log.warning("intake.unparsable_receipt", smsc=smsc, raw=raw.hex())
             self._wake.set()
             return
+        if self.reject_unrouted and self.route(pdu.destination_addr, "", now).reject:
+            # Refused, not stored: answered now (no durability to wait for).
+            link.write(encode_empty_resp(pdu.command_id, pdu.sequence_number,
+                                         CommandStatus.ESME_RINVDSTADR))
+            log.info("intake.unrouted_rejected", smsc=smsc, destination=pdu.destination_addr)
+            return
         key: str | None = None
         if self.dedup_window > 0:
             key = dedup_key(smsc, pdu)
@@ -150,10 +192,13 @@ class Intake:
         part, body = split_part(pdu, smsc)
         dc = pdu.data_coding
         if part is None:
+            text = decode_text(body, dc)
+            d = self.route(pdu.destination_addr, text, now)
             batch.messages.append((
-                new_id(), "mo", smsc, pdu.destination_addr, pdu.source_addr,
-                pdu.source_addr, pdu.destination_addr, decode_text(body, dc), dc, 1,
-                MoStatus.RECEIVED.value, now, now, raw, key,
+                new_id(), "mo", smsc, d.vmn or pdu.destination_addr, pdu.source_addr,
+                pdu.source_addr, pdu.destination_addr, text, dc, 1,
+                MoStatus.RECEIVED.value, now, now, raw, key, d.keyword, d.route.value,
+                self._fanout_flag(d),
             ))
         else:
             batch.parts.append(
@@ -176,9 +221,11 @@ class Intake:
                         received=sorted(group.parts), missing=group.missing(),
                         total=group.total)
         msg_id = new_id()
+        d = self.route(dest, text, group.first_at)
         batch.messages.append((
-            msg_id, "mo", smsc, dest, source, source, dest, text, group.data_coding,
-            group.total, status.value, group.first_at, now, None, None,
+            msg_id, "mo", smsc, d.vmn or dest, source, source, dest, text, group.data_coding,
+            group.total, status.value, group.first_at, now, None, None, d.keyword,
+            d.route.value, self._fanout_flag(d),
         ))
         batch.closed_groups.append((msg_id, group.key))
         batch.closed.append(group)
@@ -239,6 +286,8 @@ class Intake:
         if status == CommandStatus.ESME_ROK:
             for hook in self.on_committed:
                 hook(batch)
+            if batch.receipts:
+                self.store.on_jobs()
 
     def _undo(self, batch: Batch) -> None:
         """Forget what a failed batch did in memory, so its redelivery is taken afresh."""

@@ -29,7 +29,7 @@ ReceiptRow = tuple[Any, ...]
 
 _MSG_COLS = ("id", "direction", "smsc", "vmn", "msisdn", "sender", "recipient", "text",
              "data_coding", "segments", "status", "created_at", "updated_at", "raw_pdu",
-             "dedup_key")
+             "dedup_key", "keyword", "route", "fanout")
 _PART_COLS = ("smsc", "concat_key", "seq", "total", "data_coding", "body", "raw_pdu",
               "received_at", "dedup_key")
 _RECEIPT_COLS = ("smsc", "smsc_message_id", "state", "error", "raw_pdu", "received_at")
@@ -59,6 +59,8 @@ class Store:
         self.reader = reader(engine)
         self.is_sqlite = engine.dialect.name == "sqlite"
         self.emitter = Emitter()  # set from [mqtt] by the daemon
+        # Called after a write queued jobs (MT status events): wakes the outbox.
+        self.on_jobs: Callable[[], None] = lambda: None
         # SQLite: every write transaction runs on one thread with a blocking connection,
         # one hop per transaction. Through aiosqlite each statement is a round trip to
         # its thread: measured here, a 3-row commit took 2.1 ms at the median and 17 ms
@@ -218,6 +220,7 @@ class Store:
         await self.transaction(mts.submitted, self.emitter, msg_id, smsc=smsc,
                                data_coding=data_coding, segment_ids=segment_ids,
                                now=time.time())
+        self.on_jobs()
 
     async def mt_retry(self, msg_id: str, *, error: str, delay: float) -> None:
         await self.transaction(mts.retry, msg_id, error=error, delay=delay, now=time.time())
@@ -226,6 +229,7 @@ class Store:
                         status: MtStatus = MtStatus.FAILED) -> None:
         await self.transaction(mts.final, self.emitter, msg_id, status, error=error,
                                now=time.time())
+        self.on_jobs()
 
     # -- reading ----------------------------------------------------------------------
     async def list_messages(

@@ -1,0 +1,432 @@
+"""MQTT: one broker connection for the whole daemon, and the `mqtt` action on top of it.
+
+`MqttLink` owns the single `aiomqtt.Client` connection (SPEC §4): it keeps it up with a
+reconnect loop (capped exponential backoff with jitter), registers the last will
+(retained ``offline`` on ``P/gateway/{name}/status``), publishes the retained ``online``
+once connected, subscribes to the command topic ``P/mt/send`` and hands every command
+payload to `on_command`. Events go out through `MqttLink.publish`, which returns only
+once the broker has acknowledged the message (PUBACK for QoS 1)::
+
+    link = MqttLink(cfg, gateway_name="gw1", on_command=queue_mt)
+    async with link:                      # runs link.run() in a background task
+        action = MqttAction(link, qos=cfg.qos)
+        ...                               # the outbox calls action.run(job)
+    # leaving: retained "offline" published, then a clean DISCONNECT
+
+`MqttAction` never retries by itself: not connected, no PUBACK in time or a broken
+connection is `Outcome.RETRY` and the outbox schedules the next attempt (the outbox is
+what makes events durable across a broker outage). A QoS 1 event may therefore reach
+subscribers more than once (a PUBACK lost with the connection); subscribers deduplicate
+on the event's ``id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import random
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar, Self
+
+import aiomqtt
+import structlog
+
+from gateway.actions.base import Job, Outcome, Result
+from gateway.config import MqttConfig
+
+__all__ = [
+    "COMMAND_SUFFIX",
+    "MqttAction",
+    "MqttConnectionLostError",
+    "MqttLink",
+    "MqttLinkError",
+    "MqttNotConnectedError",
+    "MqttPublishTimeoutError",
+    "backoff_delay",
+    "topic",
+]
+
+log = structlog.get_logger("gateway.mqtt")
+
+COMMAND_SUFFIX = ("mt", "send")
+STATUS_ONLINE = b"online"
+STATUS_OFFLINE = b"offline"
+
+CommandHandler = Callable[[bytes], Awaitable[None]]
+
+
+def topic(prefix: str, *parts: str) -> str:
+    """``topic("vmn", "mo", "5551234567")`` -> ``"vmn/mo/5551234567"``.
+
+    ValueError if a level is empty or holds a wildcard (``+``, ``#``) or NUL: those can
+    not be published to.
+    """
+    levels = (prefix, *parts)
+    for level in levels:
+        if not level or any(c in level for c in "+#\0"):
+            raise ValueError(f"invalid MQTT topic level {level!r} in {'/'.join(levels)!r}")
+    return "/".join(levels)
+
+
+def backoff_delay(
+    attempt: int, low: float, high: float, rand: Callable[[], float] = random.random
+) -> float:
+    """Delay before reconnect attempt `attempt` (0-based): ``low * 2**attempt`` capped at
+    `high`, with "equal jitter" (uniform in the upper half), never below `low`."""
+    base = min(high, low * 2.0 ** min(attempt, 32))
+    return max(low, base / 2 + rand() * base / 2)
+
+
+class MqttLinkError(aiomqtt.MqttError):
+    """A publish through the link failed; the message says why."""
+
+
+class MqttNotConnectedError(MqttLinkError):
+    """No broker connection came up within the publish timeout."""
+
+
+class MqttConnectionLostError(MqttLinkError):
+    """The connection broke (or the link stopped) before the broker acknowledged."""
+
+
+class MqttPublishTimeoutError(MqttLinkError):
+    """Connected, but the broker did not acknowledge within the publish timeout."""
+
+
+@dataclass(slots=True)
+class _Connection:
+    client: aiomqtt.Client
+    lost: asyncio.Future[None]  # resolved when this connection is no longer usable
+
+
+class MqttLink:
+    """The daemon's one MQTT connection: events out, commands in, status with last will.
+
+    `run()` is the reconnect loop (run it as a task, or use ``async with link``);
+    `stop()` publishes the retained ``offline`` and disconnects cleanly. `connected` is
+    set while a connection is up and the status/subscription are in place.
+    """
+
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        *,
+        gateway_name: str,
+        on_command: CommandHandler | None,
+        reconnect_min: float = 1.0,
+        reconnect_max: float = 30.0,
+        keepalive: int = 30,
+        timeout: float = 10.0,
+        max_inflight: int = 1024,
+    ) -> None:
+        if not 0 < reconnect_min <= reconnect_max:
+            raise ValueError("expected 0 < reconnect_min <= reconnect_max")
+        self.cfg = cfg
+        self.gateway_name = gateway_name
+        self.client_id = cfg.client_id or f"vmn-gateway-{gateway_name}"
+        self.status_topic = topic(cfg.topic_prefix, "gateway", gateway_name, "status")
+        self.command_topic = topic(cfg.topic_prefix, *COMMAND_SUFFIX)
+        self.connected = asyncio.Event()
+        self._on_command = on_command
+        self._reconnect_min = reconnect_min
+        self._reconnect_max = reconnect_max
+        self._keepalive = keepalive
+        self._timeout = timeout  # connect/CONNACK, subscribe, status publishes, disconnect
+        self._max_inflight = max_inflight
+        self._conn: _Connection | None = None
+        self._stopping = asyncio.Event()
+        self._idle = asyncio.Event()  # clear while on_command runs
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+        self._own_task = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self.run(), name=f"mqtt-link-{self.gateway_name}")
+        self._own_task = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def run(self) -> None:
+        """Connect, and reconnect after every failure, until `stop()` (or cancellation)."""
+        current = asyncio.current_task()
+        if self._task is not None and self._task is not current and not self._task.done():
+            raise RuntimeError("MqttLink.run() is already running")
+        self._task = current
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while not self._stopping.is_set():
+            up_since: float | None = None
+            try:
+                client = self._new_client()
+                async with client:
+                    up_since = loop.time()
+                    await self._session(client)
+                return  # stopped: "offline" published, DISCONNECT sent
+            except (aiomqtt.MqttError, OSError) as exc:
+                error = str(exc) or type(exc).__name__
+            except Exception as exc:  # a bug or a paho surprise: keep the link alive
+                log.exception("mqtt.error", error=repr(exc))
+                error = repr(exc)
+            if up_since is not None and loop.time() - up_since >= self._reconnect_max:
+                attempt = 0  # a connection that lasted: start the backoff afresh
+            delay = backoff_delay(attempt, self._reconnect_min, self._reconnect_max)
+            attempt += 1
+            log.warning(
+                "mqtt.disconnected",
+                host=self.cfg.host,
+                port=self.cfg.port,
+                error=error,
+                was_connected=up_since is not None,
+                attempt=attempt,
+                delay=round(delay, 3),
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Publish the retained ``offline``, disconnect, and end `run()`. Idempotent."""
+        self._stopping.set()
+        self.connected.clear()
+        task = self._task
+        if task is None or task is asyncio.current_task():
+            return
+        if not task.done():
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._own_task and not task.cancelled() and task.exception() is not None:
+            log.error("mqtt.link_failed", error=repr(task.exception()))
+        log.info("mqtt.stopped", host=self.cfg.host, port=self.cfg.port)
+
+    def _new_client(self) -> aiomqtt.Client:
+        cfg = self.cfg
+        client = aiomqtt.Client(
+            cfg.host,
+            cfg.port,
+            username=cfg.username,
+            password=cfg.password_value(),
+            identifier=self.client_id,
+            will=aiomqtt.Will(self.status_topic, STATUS_OFFLINE, qos=1, retain=True),
+            keepalive=self._keepalive,
+            timeout=self._timeout,
+            max_inflight_messages=self._max_inflight,
+            max_queued_outgoing_messages=0,  # unlimited; the outbox bounds what is queued
+            tls_context=ssl.create_default_context() if cfg.tls else None,
+        )
+        # aiomqtt warns on every call once more than 10 are pending; we want hundreds.
+        client.pending_calls_threshold = 1 << 30
+        return client
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        """One connection's life, from CONNACK to `stop()` or an MqttError."""
+        conn = _Connection(client, asyncio.get_running_loop().create_future())
+        try:
+            await client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True)
+            if self._on_command is not None:
+                await client.subscribe(self.command_topic, qos=1)
+            self._conn = conn
+            self.connected.set()
+            log.info(
+                "mqtt.connected",
+                host=self.cfg.host,
+                port=self.cfg.port,
+                client_id=self.client_id,
+                status_topic=self.status_topic,
+                command_topic=self.command_topic if self._on_command is not None else None,
+            )
+            try:
+                await self._serve(client)
+            except asyncio.CancelledError:
+                await self._say_offline(client)
+                raise
+            await self._say_offline(client)
+        finally:
+            self.connected.clear()
+            self._conn = None
+            if not conn.lost.done():
+                conn.lost.set_result(None)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        """Dispatch commands until stop() (returns) or the connection breaks (raises)."""
+        consume = asyncio.create_task(self._consume(client))
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait({consume, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if consume in done:
+                consume.result()  # raises the MqttError that ended the iteration
+                raise aiomqtt.MqttError("message iteration ended")
+            # Stopping: new publishes wait (then RETRY); let a command being queued finish.
+            self.connected.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), self._timeout)
+        finally:
+            for task in (consume, stop):
+                task.cancel()
+            await asyncio.gather(consume, stop, return_exceptions=True)
+
+    async def _consume(self, client: aiomqtt.Client) -> None:
+        # Iterated even without a subscription: it raises MqttError on disconnection.
+        async for message in client.messages:
+            handler = self._on_command
+            if handler is None or not message.topic.matches(self.command_topic):
+                continue
+            payload = _as_bytes(message.payload)
+            self._idle.clear()
+            try:
+                await handler(payload)
+            except Exception as exc:
+                log.exception("mqtt.command_failed", size=len(payload), error=repr(exc))
+            finally:
+                self._idle.set()
+
+    async def _say_offline(self, client: aiomqtt.Client) -> None:
+        try:
+            await client.publish(
+                self.status_topic, STATUS_OFFLINE, qos=1, retain=True, timeout=self._timeout
+            )
+        except (aiomqtt.MqttError, OSError) as exc:
+            log.warning("mqtt.offline_not_published", error=str(exc))
+
+    # ------------------------------------------------------------------ publishing
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 1,
+        *,
+        retain: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
+        """Publish and return once the broker has acknowledged: PUBACK (QoS 1), PUBCOMP
+        (QoS 2), written to the socket (QoS 0).
+
+        Waits up to `timeout` seconds in all (for a connection, then for the ack).
+        Raises `MqttNotConnectedError`, `MqttConnectionLostError`,
+        `MqttPublishTimeoutError`, another `aiomqtt.MqttError` (paho refused it), or
+        ValueError (invalid topic or QoS, payload too large).
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        conn = self._conn
+        while conn is None or conn.lost.done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise MqttNotConnectedError(
+                    f"not connected to {self.cfg.host}:{self.cfg.port} (waited {timeout:g}s)"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.connected.wait(), remaining)
+            conn = self._conn
+        # timeout=inf: our own deadline below covers connecting and acknowledging.
+        pub = asyncio.ensure_future(
+            conn.client.publish(topic, payload, qos, retain, timeout=math.inf)
+        )
+        try:
+            done, _ = await asyncio.wait(
+                (pub, conn.lost),
+                timeout=max(0.0, deadline - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        except asyncio.CancelledError:
+            _discard(pub)
+            raise
+        if pub in done:
+            pub.result()  # raises what aiomqtt/paho raised
+            return
+        _discard(pub)
+        if conn.lost.done():
+            raise MqttConnectionLostError(f"connection lost before {_ack_name(qos)}")
+        raise MqttPublishTimeoutError(f"no {_ack_name(qos)} within {timeout:g}s")
+
+
+class MqttAction:
+    """The `mqtt` action: publish the job's payload as JSON on ``job.target`` (a full
+    topic, prefix included) through the shared `MqttLink`."""
+
+    kind: ClassVar[str] = "mqtt"
+
+    def __init__(
+        self,
+        link: MqttLink,
+        *,
+        qos: int = 1,
+        publish_timeout: float = 10.0,
+        concurrency: int = 128,
+    ) -> None:
+        if qos not in (0, 1, 2):
+            raise ValueError(f"expected qos 0, 1 or 2 (got {qos})")
+        self.link = link
+        self.qos = qos
+        self.publish_timeout = publish_timeout
+        self.concurrency = concurrency
+
+    async def run(self, job: Job) -> Result:
+        started = time.perf_counter()
+
+        def result(outcome: Outcome, detail: str) -> Result:
+            latency = (time.perf_counter() - started) * 1000
+            return Result(outcome=outcome, detail=detail, latency_ms=round(latency, 3))
+
+        target = job.target
+        if not target or any(c in target for c in "+#\0"):
+            return result(Outcome.FAIL, f"invalid topic {target!r}")
+        try:
+            payload = json.dumps(job.payload, separators=(",", ":"), ensure_ascii=False).encode()
+        except (TypeError, ValueError) as exc:
+            return result(Outcome.FAIL, f"payload is not JSON-serialisable: {exc}")
+        try:
+            await self.link.publish(target, payload, self.qos, timeout=self.publish_timeout)
+        except MqttLinkError as exc:
+            return result(Outcome.RETRY, str(exc))
+        except aiomqtt.MqttError as exc:
+            return result(Outcome.RETRY, f"publish failed: {exc}")
+        except ValueError as exc:  # paho: bad topic/QoS, payload too large
+            return result(Outcome.FAIL, f"publish refused: {exc}")
+        except Exception as exc:  # never raise into the outbox
+            return result(Outcome.RETRY, f"publish failed: {type(exc).__name__}: {exc}")
+        return result(Outcome.OK, _ack_name(self.qos))
+
+    async def close(self) -> None:
+        """Nothing to do: the link belongs to whoever created it."""
+
+
+def _ack_name(qos: int) -> str:
+    return {0: "sent (QoS 0)", 1: "PUBACK", 2: "PUBCOMP"}.get(qos, "ack")
+
+
+def _as_bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode()
+
+
+def _discard(task: asyncio.Future[Any]) -> None:
+    """Cancel `task`, or consume its outcome if it already has one (no "never
+    retrieved" warning)."""
+    if task.done():
+        if not task.cancelled():
+            task.exception()
+    else:
+        task.cancel()

@@ -1,0 +1,238 @@
+"""Fan-out: expand each stored, routed MO into its actions, durably, right after the
+intake committed it (off the ack path).
+
+An MO is stored with `fanout = 1`. This loop takes such MOs in batches and, in one
+transaction per batch: queues the MTs (auto-reply, forward_sms, expiry/STOP/START/HELP
+replies, poll invalid_reply), the jobs (webhook, forward_email, MQTT events), updates
+opt-in/opt-out state, poll votes and leads, and clears the flag. A crash before the
+commit leaves the flag set, so the batch is expanded again after a restart; nothing
+is expanded twice because the flag is cleared in the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.engine import Connection
+
+from gateway.config import ActionConfig, Config, NumberConfig, OptoutScope, render_template
+from gateway.events import mo_event, opt_event, poll_event
+from gateway.routing.router import Decision, Route, Router
+from gateway.storage import mts
+from gateway.storage.jobs import Emitter, insert_jobs
+from gateway.storage.repo import Store
+from gateway.storage.schema import email_tokens, leads, messages, opt_state, poll_votes
+
+log = structlog.get_logger("gateway.fanout")
+
+BATCH = 500
+FORWARD_TEMPLATE = "From {from} to {vmn}: {text}"
+_PENDING = text("fanout = 1")  # literal: matches the partial index
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What fan-out needs from the configuration; rebuilt on reload."""
+
+    router: Router
+    emitter: Emitter
+    email_domain: str | None = None
+    token_ttl_days: int = 30
+
+    @property
+    def cfg(self) -> Config:
+        return self.router.config
+
+
+@dataclass(slots=True)
+class Stats:
+    mos: int = 0
+    mts: int = 0
+    jobs: int = 0
+    opt_changes: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def webhook_target(action: ActionConfig | None) -> str | None:
+    if action is None:
+        return None
+    if action.webhook:
+        return action.webhook
+    if action.callback_profile:
+        return f"profile:{action.callback_profile}"
+    return None
+
+
+def expand(conn: Connection, ctx: Context, now: float, limit: int = BATCH) -> Stats:
+    q = select(messages).where(_PENDING).order_by(messages.c.created_at).limit(limit)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    rows = [dict(r._mapping) for r in conn.execute(q)]
+    stats = Stats()
+    if not rows:
+        return stats
+    job_rows: list[dict[str, Any]] = []
+    for mo in rows:
+        _expand_one(conn, ctx, mo, now, job_rows, stats)
+    insert_jobs(conn, job_rows)
+    conn.execute(update(messages).where(messages.c.id.in_([m["id"] for m in rows]))
+                 .values(fanout=0))
+    stats.mos = len(rows)
+    stats.jobs += len(job_rows)
+    return stats
+
+
+def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], now: float,
+                job_rows: list[dict[str, Any]], stats: Stats) -> None:
+    emitter = ctx.emitter
+    received = datetime.fromtimestamp(mo["created_at"], UTC)
+    # Routing is a pure function of the text, the destination and the time of receipt:
+    # the same decision as at intake (unless the configuration was reloaded since).
+    d = ctx.router.route(mo["recipient"], mo["text"], received)
+    action = d.action
+    number = d.number
+    webhook = webhook_target(action) if d.route in (Route.KEYWORD, Route.DEFAULT) else None
+    if d.route in (Route.OPTOUT, Route.OPTIN) and number is not None:
+        profile = ctx.cfg.optout_for(number).callback_profile
+        webhook = f"profile:{profile}" if profile else None
+    ev = mo_event(mo)
+    job_rows += emitter.event(ev, "mo", mo["vmn"], message_id=mo["id"], now=now,
+                              webhook=webhook)
+    if number is None:
+        return  # unrouted (accepted): the event is all
+    values = {"from": mo["sender"], "vmn": number.vmn, "keyword": d.keyword or "",
+              "text": mo["text"], "args": d.args}
+
+    def mt(to: str, body: str, *, exempt: bool = False) -> None:
+        if not body:
+            return
+        mts.insert_mt(conn, emitter, sender=number.sender_id, recipient=to, text=body,
+                      now=now, smsc=mo["smsc"], in_reply_to=mo["id"], notify=webhook,
+                      exempt=exempt)
+        stats.mts += 1
+
+    optout = ctx.cfg.optout_for(number)
+    if d.route is Route.EXPIRED:
+        if action is not None and action.expiry_reply:
+            mt(mo["sender"], render_template(action.expiry_reply, values))
+        return
+    if d.route is Route.OPTOUT:
+        _set_opt(conn, ctx, stats, job_rows, mo, number, "out", d.keyword, now, optout.scope)
+        mt(mo["sender"], render_template(optout.stop_reply, values), exempt=True)
+        return
+    if d.route is Route.OPTIN:
+        _set_opt(conn, ctx, stats, job_rows, mo, number, "in", d.keyword, now, optout.scope)
+        mt(mo["sender"], render_template(optout.start_reply, values), exempt=True)
+        return
+    if d.route is Route.HELP:
+        mt(mo["sender"], render_template(optout.help_reply, values), exempt=True)
+        return
+    assert action is not None
+    if action.opt_out or action.opt_in:
+        _set_opt(conn, ctx, stats, job_rows, mo, number, "out" if action.opt_out else "in",
+                 d.keyword, now, optout.scope)
+    if action.poll is not None:
+        _vote(conn, ctx, job_rows, mo, d, number, action, values, now, mt)
+    if action.lead:
+        conn.execute(leads.insert().values(vmn=number.vmn, msisdn=mo["sender"],
+                                           keyword=d.keyword, text=mo["text"],
+                                           message_id=mo["id"], at=now))
+    if action.reply:
+        mt(mo["sender"], render_template(action.reply, values),
+           exempt=bool(action.opt_out))
+    for to in action.forward_sms:
+        mt(to.lstrip("+"), render_template(FORWARD_TEMPLATE, values))
+    for address in action.forward_email:
+        token = None
+        if ctx.email_domain:
+            token = secrets.token_hex(8)
+            conn.execute(email_tokens.insert().values(
+                token=token, vmn=number.vmn, msisdn=mo["sender"], message_id=mo["id"],
+                expires_at=now + ctx.token_ttl_days * 86400))
+        job_rows.append(emitter.job("email", address, {
+            "id": mo["id"], "vmn": number.vmn, "from": mo["sender"], "text": mo["text"],
+            "received_at": ev["received_at"], "keyword": d.keyword, "reply_token": token,
+        }, message_id=mo["id"], now=now))
+
+
+def _set_opt(conn: Connection, ctx: Context, stats: Stats, job_rows: list[dict[str, Any]],
+             mo: Mapping[str, Any], number: NumberConfig, state: str, keyword: str | None,
+             now: float, scope: OptoutScope) -> None:
+    msisdn = mo["sender"]
+    # Keyed by the VMN and by its sender ID, since MTs are checked by their sender.
+    scopes = ["*"] if scope is OptoutScope.ALL else sorted({number.vmn, number.sender_id})
+    conn.execute(delete(opt_state).where(opt_state.c.msisdn == msisdn,
+                                         opt_state.c.vmn.in_(scopes)))
+    conn.execute(opt_state.insert(), [
+        {"msisdn": msisdn, "vmn": s, "state": state, "keyword": keyword, "updated_at": now}
+        for s in scopes])
+    shown = "*" if scope is OptoutScope.ALL else number.vmn
+    job_rows += ctx.emitter.event(
+        opt_event(msisdn=msisdn, vmn=shown, state=state, keyword=keyword, at=now),
+        "opt", shown, message_id=mo["id"], now=now)
+    stats.opt_changes.append((msisdn, shown, state))
+
+
+def _vote(conn: Connection, ctx: Context, job_rows: list[dict[str, Any]],
+          mo: Mapping[str, Any], d: Decision, number: NumberConfig, action: ActionConfig,
+          values: Mapping[str, str], now: float, mt: Callable[..., None]) -> None:
+    poll = action.poll
+    assert poll is not None
+    choice = (d.args if d.route is Route.KEYWORD else mo["text"]).strip().casefold()
+    option = next((o for o in poll.options if o.casefold() == choice), None)
+    if option is None:
+        if poll.invalid_reply:
+            mt(mo["sender"], render_template(poll.invalid_reply, values))
+        return
+    conn.execute(delete(poll_votes).where(poll_votes.c.poll == poll.name,
+                                          poll_votes.c.msisdn == mo["sender"]))
+    conn.execute(poll_votes.insert().values(poll=poll.name, msisdn=mo["sender"],
+                                            option=option, vmn=number.vmn,
+                                            message_id=mo["id"], at=now))
+    tally = {o: 0 for o in poll.options}
+    for opt, n in conn.execute(select(poll_votes.c.option, func.count())
+                               .where(poll_votes.c.poll == poll.name)
+                               .group_by(poll_votes.c.option)):
+        tally[opt] = int(n)
+    job_rows += ctx.emitter.event(
+        poll_event(poll=poll.name, option=option, msisdn=mo["sender"], tally=tally, at=now),
+        "poll", poll.name, message_id=mo["id"], now=now)
+
+
+class Fanout:
+    """Runs `expand` whenever the intake committed MOs with actions."""
+
+    def __init__(self, store: Store, context: Callable[[], Context],
+                 on_expanded: Callable[[Stats], None]) -> None:
+        self.store = store
+        self.context = context
+        self.on_expanded = on_expanded
+        self._wake = asyncio.Event()
+        self._wake.set()  # MOs left from before a restart
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while True:
+                try:
+                    stats = await self.store.transaction(expand, self.context(), time.time())
+                except Exception as exc:
+                    log.error("fanout.failed", error=str(exc))
+                    await asyncio.sleep(1.0)  # the rows stay flagged: retried
+                    self._wake.set()
+                    break
+                if stats.mos:
+                    self.on_expanded(stats)
+                if stats.mos < BATCH:
+                    break

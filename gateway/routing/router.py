@@ -1,0 +1,263 @@
+"""MO routing: (destination address, text, time) + configuration -> `Decision` (pure).
+
+`Router(cfg)` compiles the configuration once (a destination-address table, and per
+VMN its opt-out words and keyword matcher); `Router.route` then runs on the MO hot
+path with a few dict lookups and no regex. The rules, in order (SPEC §3):
+
+1. Destination: the VMN, ``country_code + vmn``, either with a leading ``+``, or
+   ``00 + country_code + vmn``. Anything else is `Route.UNROUTED` (with
+   ``reject=True`` when ``[gateway] unrouted = "reject"``).
+2. The whole message, trimmed and case-folded, is one of the number's effective
+   stop/start/help words (``Config.optout_for``): `Route.OPTOUT` / `OPTIN` / `HELP`.
+3. The longest keyword or alias that matches (see `KeywordTrie`): `Route.KEYWORD`, or
+   `Route.EXPIRED` when ``now`` is outside the keyword's ``[starts, expires)``.
+   Keywords with ``opt_in``/``opt_out = true`` are ordinary keywords here.
+4. Otherwise the number's default configuration: `Route.DEFAULT`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from enum import StrEnum
+
+from gateway.config import (
+    ActionConfig,
+    Config,
+    KeywordConfig,
+    MatchMode,
+    NumberConfig,
+    OptoutConfig,
+    Unrouted,
+)
+from gateway.routing.trie import KeywordTrie, normalize_head, normalize_text
+
+__all__ = ["Decision", "Route", "Router"]
+
+
+class Route(StrEnum):
+    """How an MO was routed (the ``route`` field of the ``mo`` event)."""
+
+    KEYWORD = "keyword"
+    DEFAULT = "default"
+    OPTOUT = "optout"
+    OPTIN = "optin"
+    HELP = "help"
+    EXPIRED = "expired"
+    UNROUTED = "unrouted"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """What to do with one MO.
+
+    - `vmn`: the configured VMN the destination matched; None when unrouted.
+    - `keyword`: the configured ``keyword`` (as written, never the alias) for
+      keyword/expired routes; the configured opt word upper-cased for
+      optout/optin/help; None for default/unrouted.
+    - `action`: the keyword's configuration (keyword/expired: the caller sends only
+      its ``expiry_reply`` when expired) or the number's ``default``; None for
+      optout/optin/help/unrouted.
+    - `args`: the original text after the matched keyword or alias, leading
+      whitespace and punctuation (non-alphanumerics) and trailing whitespace
+      removed; "" when nothing follows and for every other route.
+    - `reject`: True only for an unrouted MO under ``unrouted = "reject"``.
+    """
+
+    route: Route
+    vmn: str | None
+    keyword: str | None = None
+    action: ActionConfig | None = None
+    args: str = ""
+    number: NumberConfig | None = None
+    reject: bool = False
+
+
+# A frozen dataclass's __init__ sets each field through object.__setattr__; on the hot
+# path, writing the slots through their descriptors builds the same object about twice
+# as fast. _decision takes every field, so a new field breaks it loudly (see the test).
+_new_object = object.__new__
+(
+    _set_route,
+    _set_vmn,
+    _set_keyword,
+    _set_action,
+    _set_args,
+    _set_number,
+    _set_reject,
+) = (Decision.__dict__[f.name].__set__ for f in fields(Decision))
+
+
+def _decision(
+    route: Route,
+    vmn: str | None,
+    keyword: str | None,
+    action: ActionConfig | None,
+    args: str,
+    number: NumberConfig | None,
+    reject: bool,
+) -> Decision:
+    """`Decision(...)` with every field given, positionally, built faster."""
+    d: Decision = _new_object(Decision)
+    _set_route(d, route)
+    _set_vmn(d, vmn)
+    _set_keyword(d, keyword)
+    _set_action(d, action)
+    _set_args(d, args)
+    _set_number(d, number)
+    _set_reject(d, reject)
+    return d
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledNumber:
+    number: NumberConfig
+    # value: the keyword's configuration, and whether it has a starts/expires window
+    keywords: KeywordTrie[tuple[KeywordConfig, bool]]
+    opt_words: dict[str, tuple[Route, str]]  # normalized word -> (route, WORD)
+    default: Decision
+    head_limit: int  # no keyword or opt word is longer than this
+
+
+class Router:
+    """The compiled routing table of one `Config`; build a new one on reload."""
+
+    __slots__ = ("_by_address", "_config", "_unrouted", "_vmns")
+
+    def __init__(self, cfg: Config) -> None:
+        self._config = cfg
+        opt_cache: dict[int, dict[str, tuple[Route, str]]] = {}
+        compiled: list[_CompiledNumber] = []
+        for number in cfg.numbers:
+            optout = cfg.optout_for(number)
+            # Numbers without overrides share one OptoutConfig and one word table.
+            opt_words = opt_cache.get(id(optout))
+            if opt_words is None:
+                opt_words = opt_cache[id(optout)] = _opt_words(optout)
+            keywords = _compile_keywords(number)
+            compiled.append(
+                _CompiledNumber(
+                    number=number,
+                    keywords=keywords,
+                    opt_words=opt_words,
+                    default=Decision(
+                        route=Route.DEFAULT,
+                        vmn=number.vmn,
+                        action=number.default,
+                        number=number,
+                    ),
+                    head_limit=max(keywords.max_length, max(map(len, opt_words), default=0)),
+                )
+            )
+
+        # The configured VMN itself wins over a derived form (config validation already
+        # rejects a VMN that equals another with the country code prepended).
+        cc = cfg.gateway.country_code
+        by_address = {c.number.vmn: c for c in compiled}
+        for c in compiled:
+            vmn = c.number.vmn
+            for form in (cc + vmn, "+" + vmn, "+" + cc + vmn, "00" + cc + vmn):
+                by_address.setdefault(form, c)
+        self._by_address = by_address
+        self._vmns = frozenset(c.number.vmn for c in compiled)
+        self._unrouted = Decision(
+            route=Route.UNROUTED, vmn=None, reject=cfg.gateway.unrouted is Unrouted.REJECT
+        )
+
+    @property
+    def config(self) -> Config:
+        """The configuration this router was compiled from."""
+        return self._config
+
+    def vmns(self) -> frozenset[str]:
+        """The configured VMNs."""
+        return self._vmns
+
+    def route(self, destination_addr: str, text: str, now: datetime) -> Decision:
+        """Route one MO sent to `destination_addr` with (decoded, reassembled) `text`.
+
+        `now` must be timezone-aware (keyword windows are aware datetimes).
+        """
+        entry = self._by_address.get(destination_addr)
+        if entry is None:
+            entry = self._by_address.get(destination_addr.strip())
+            if entry is None:
+                return self._unrouted
+
+        norm = normalize_head(text, entry.head_limit)
+        number = entry.number
+        opt = entry.opt_words.get(norm)
+        if opt is not None:
+            return _decision(opt[0], number.vmn, opt[1], None, "", number, False)
+
+        hit = entry.keywords.longest_match(norm)
+        if hit is None:
+            return entry.default
+        (keyword, windowed), length = hit
+        return _decision(
+            Route.EXPIRED if windowed and not keyword.in_window(now) else Route.KEYWORD,
+            number.vmn,
+            keyword.keyword,
+            keyword,
+            "" if length == len(norm) else _args_after(text, norm, length),
+            number,
+            False,
+        )
+
+
+def _compile_keywords(number: NumberConfig) -> KeywordTrie[tuple[KeywordConfig, bool]]:
+    pairs = []
+    for keyword in number.keywords:
+        value = (keyword, keyword.starts is not None or keyword.expires is not None)
+        pairs += [(normalize_text(name), value) for name in (keyword.keyword, *keyword.aliases)]
+    return KeywordTrie(pairs, exact=_is_exact)
+
+
+def _is_exact(value: tuple[KeywordConfig, bool]) -> bool:
+    return value[0].match is MatchMode.EXACT
+
+
+def _opt_words(optout: OptoutConfig) -> dict[str, tuple[Route, str]]:
+    words: dict[str, tuple[Route, str]] = {}
+    for route, group in (
+        (Route.OPTOUT, optout.stop_keywords),
+        (Route.OPTIN, optout.start_keywords),
+        (Route.HELP, optout.help_keywords),
+    ):
+        for word in group:
+            # Validation keeps the three lists disjoint; were they not, STOP wins.
+            words.setdefault(normalize_text(word), (route, word.strip().upper()))
+    return words
+
+
+def _args_after(text: str, norm: str, length: int) -> str:
+    """The part of the original `text` after the keyword that is ``norm[:length]``.
+
+    Normalization keeps words in step with the original (case folding neither makes
+    nor removes whitespace), so the keyword's first k words are the text's first k
+    words and its last word is a prefix of the text's next word, as case-folded.
+    """
+    spaces = norm.count(" ", 0, length)
+    if spaces:
+        parts = text.split(None, spaces)
+        if len(parts) <= spaces:
+            return ""
+        rest = parts[spaces]
+    else:
+        rest = text.lstrip()
+    last = length - (norm.rfind(" ", 0, length) + 1)  # length of the keyword's last word
+    if rest.isascii() or len(rest[:last].casefold()) == last:
+        cut = last  # every character folds to one
+    else:
+        # A character folded to several ("ß" -> "ss"): count folded characters.
+        cut = folded = 0
+        while folded < last and cut < len(rest):
+            folded += len(rest[cut].casefold())
+            cut += 1
+    tail = rest[cut:].lstrip()
+    if tail and not tail[0].isalnum():
+        start, end = 1, len(tail)
+        while start < end and not tail[start].isalnum():
+            start += 1
+        tail = tail[start:]
+    return tail.rstrip()
