@@ -82,6 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--route")
     lg.add_argument("--limit", type=_limit, default=100, help="default 100; 0 = all")
     lg.add_argument("--json", action="store_true", help="one JSON object per line")
+    rd = with_config("redrive", "re-queue dead-lettered actions")
+    rd.add_argument("--kind", choices=["webhook", "email", "mqtt"])
+    rd.add_argument("--id", dest="ids", type=int, action="append", default=[],
+                    metavar="JOB", help="a job id (also re-queues a failed one); repeatable")
+    op = with_config("optins", "the opt-in / opt-out database")
+    op.add_argument("--vmn")
+    op.add_argument("--state", choices=["in", "out"])
+    op.add_argument("--csv", action="store_true")
+    pl = with_config("polls", "poll tallies")
+    pl.add_argument("name", nargs="?")
+    ld = with_config("leads", "recorded leads")
+    ld.add_argument("--csv", action="store_true")
     d = sub.add_parser("demo", help="run the simulator and the gateway and show a few MOs")
     d.add_argument("--keep", action="store_true", help="keep the demo's temporary files")
     return p
@@ -110,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_send(cfg, args.sender, args.to, args.text))
     if args.command == "logs":
         return asyncio.run(_logs(cfg, args))
-    raise AssertionError(args.command)
+    return asyncio.run(_tables(cfg, args))
 
 
 async def _open(cfg: Config) -> Any:
@@ -131,9 +143,58 @@ async def _send(cfg: Config, sender: str, to: str, text: str) -> int:
     try:
         msg_id = await store.queue_mt(sender=sender, recipient=to, text=text)
     finally:
+        await store.close()
         await store.engine.dispose()
     print(msg_id)
     return 0
+
+
+async def _tables(cfg: Config, args: argparse.Namespace) -> int:
+    store = await _open(cfg)
+    try:
+        if args.command == "redrive":
+            n = await store.redrive(kind=args.kind, ids=args.ids)
+            print(f"re-queued {n} action(s); the running daemon picks them up")
+            return 0
+        if args.command == "optins":
+            rows = await store.optins(vmn=args.vmn, state=args.state)
+            _table(["msisdn", "vmn", "state", "keyword", "updated_at"],
+                   [[r["msisdn"], r["vmn"], r["state"], r["keyword"] or "", iso(r["updated_at"])]
+                    for r in rows], csv_out=args.csv)
+            return 0
+        if args.command == "polls":
+            tallies = await store.polls(args.name)
+            for poll, tally in tallies.items():
+                total = sum(tally.values())
+                print(f"{poll}: {total} vote(s)")
+                for option, n in sorted(tally.items(), key=lambda kv: -kv[1]):
+                    print(f"  {option:<20} {n}")
+            if not tallies:
+                print("no votes yet")
+            return 0
+        if args.command == "leads":
+            rows = await store.leads()
+            _table(["at", "vmn", "msisdn", "keyword", "text"],
+                   [[iso(r["at"]), r["vmn"], r["msisdn"], r["keyword"] or "", r["text"]]
+                    for r in rows], csv_out=args.csv)
+            return 0
+    finally:
+        await store.close()
+        await store.engine.dispose()
+    raise AssertionError(args.command)
+
+
+def _table(header: list[str], rows: list[list[Any]], *, csv_out: bool) -> None:
+    if csv_out:
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(header)
+        w.writerows(rows)
+        return
+    widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(header)]
+    for line in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
 
 
 def log_record(row: dict[str, Any]) -> dict[str, Any]:
@@ -145,6 +206,7 @@ def log_record(row: dict[str, Any]) -> dict[str, Any]:
             "keyword": row["keyword"], "route": row["route"], "status": row["status"],
             "received_at": iso(row["created_at"]), "smsc": row["smsc"],
             "segments": row["segments"], "data_coding": row["data_coding"],
+            "actions": [_action(a) for a in row.get("actions", [])],
         }
     ids = row.get("smsc_message_ids") or []
     return {
@@ -155,7 +217,15 @@ def log_record(row: dict[str, Any]) -> dict[str, Any]:
         "client_ref": row["client_ref"], "smsc": row["smsc"], "segments": row["segments"],
         "data_coding": row["data_coding"], "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
+        "actions": [_action(a) for a in row.get("actions", [])],
     }
+
+
+def _action(a: dict[str, Any]) -> dict[str, Any]:
+    return {"job": a["id"], "kind": a["kind"], "target": a["target"], "status": a["status"],
+            "attempts": a["attempts"], "max_attempts": a["max_attempts"],
+            "last_status": a["last_status"], "last_error": a["last_error"],
+            "attempts_log": a["attempts_log"]}
 
 
 async def _logs(cfg: Config, args: argparse.Namespace) -> int:
@@ -164,6 +234,7 @@ async def _logs(cfg: Config, args: argparse.Namespace) -> int:
         rows = await store.list_messages(vmn=args.vmn, msisdn=args.msisdn, since=args.since,
                                          route=args.route, limit=args.limit)
     finally:
+        await store.close()
         await store.engine.dispose()
     for row in rows:
         rec = log_record(row)
@@ -175,4 +246,8 @@ async def _logs(cfg: Config, args: argparse.Namespace) -> int:
             extra = f" route={rec['route']}" if rec["direction"] == "mo" else ""
             print(f"{when} {rec['direction'].upper()} {arrow} [{rec['status']}{extra}] "
                   f"{rec['text']!r}")
+            for a in rec["actions"]:
+                last = f" last: {a['last_error']}" if a["last_error"] else ""
+                print(f"    {a['kind']} -> {a['target']}: {a['status']} after "
+                      f"{a['attempts']} attempt(s){last}")
     return 0

@@ -78,10 +78,19 @@ def expand(conn: Connection, ctx: Context, now: float, limit: int = BATCH) -> St
     stats = Stats()
     if not rows:
         return stats
+    # First every MO's own event (so replies' status webhooks can wait for it), then
+    # everything else.
+    planned = [_plan(ctx, mo) for mo in rows]
+    first: list[dict[str, Any]] = []
+    for mo, (_d, webhook, ev) in zip(rows, planned, strict=True):
+        first += ctx.emitter.event(ev, "mo", mo["vmn"], message_id=mo["id"], now=now,
+                                   webhook=webhook)
+    insert_jobs(conn, first)
     job_rows: list[dict[str, Any]] = []
-    for mo in rows:
-        _expand_one(conn, ctx, mo, now, job_rows, stats)
+    for mo, (d, webhook, ev) in zip(rows, planned, strict=True):
+        _expand_one(conn, ctx, mo, d, webhook, ev, now, job_rows, stats)
     insert_jobs(conn, job_rows)
+    stats.jobs += len(first)
     conn.execute(update(messages).where(messages.c.id.in_([m["id"] for m in rows]))
                  .values(fanout=0))
     stats.mos = len(rows)
@@ -89,22 +98,25 @@ def expand(conn: Connection, ctx: Context, now: float, limit: int = BATCH) -> St
     return stats
 
 
-def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], now: float,
-                job_rows: list[dict[str, Any]], stats: Stats) -> None:
-    emitter = ctx.emitter
+def _plan(ctx: Context, mo: Mapping[str, Any]) -> tuple[Decision, str | None, dict[str, Any]]:
+    """(routing decision, webhook target of the MO event, the MO event)."""
     received = datetime.fromtimestamp(mo["created_at"], UTC)
     # Routing is a pure function of the text, the destination and the time of receipt:
     # the same decision as at intake (unless the configuration was reloaded since).
     d = ctx.router.route(mo["recipient"], mo["text"], received)
+    webhook = webhook_target(d.action) if d.route in (Route.KEYWORD, Route.DEFAULT) else None
+    if d.route in (Route.OPTOUT, Route.OPTIN) and d.number is not None:
+        profile = ctx.cfg.optout_for(d.number).callback_profile
+        webhook = f"profile:{profile}" if profile else None
+    return d, webhook, mo_event(mo)
+
+
+def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decision,
+                webhook: str | None, ev: Mapping[str, Any], now: float,
+                job_rows: list[dict[str, Any]], stats: Stats) -> None:
+    emitter = ctx.emitter
     action = d.action
     number = d.number
-    webhook = webhook_target(action) if d.route in (Route.KEYWORD, Route.DEFAULT) else None
-    if d.route in (Route.OPTOUT, Route.OPTIN) and number is not None:
-        profile = ctx.cfg.optout_for(number).callback_profile
-        webhook = f"profile:{profile}" if profile else None
-    ev = mo_event(mo)
-    job_rows += emitter.event(ev, "mo", mo["vmn"], message_id=mo["id"], now=now,
-                              webhook=webhook)
     if number is None:
         return  # unrouted (accepted): the event is all
     values = {"from": mo["sender"], "vmn": number.vmn, "keyword": d.keyword or "",

@@ -30,7 +30,7 @@ import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -103,6 +103,7 @@ class MqttPublishTimeoutError(MqttLinkError):
 class _Connection:
     client: aiomqtt.Client
     lost: asyncio.Future[None]  # resolved when this connection is no longer usable
+    pending: set[asyncio.Task[None]] = field(default_factory=set)  # publishes awaiting acks
 
 
 class MqttLink:
@@ -123,7 +124,7 @@ class MqttLink:
         reconnect_max: float = 30.0,
         keepalive: int = 30,
         timeout: float = 10.0,
-        max_inflight: int = 1024,
+        max_inflight: int = 0,
     ) -> None:
         if not 0 < reconnect_min <= reconnect_max:
             raise ValueError("expected 0 < reconnect_min <= reconnect_max")
@@ -138,6 +139,9 @@ class MqttLink:
         self._reconnect_max = reconnect_max
         self._keepalive = keepalive
         self._timeout = timeout  # connect/CONNACK, subscribe, status publishes, disconnect
+        # paho's in-flight window for QoS > 0 (default 20; 0 = no limit). The outbox's
+        # concurrency is what bounds it; a limit > 0 also costs paho a scan of every
+        # pending message on each PUBACK.
         self._max_inflight = max_inflight
         self._conn: _Connection | None = None
         self._stopping = asyncio.Event()
@@ -262,6 +266,8 @@ class MqttLink:
             self._conn = None
             if not conn.lost.done():
                 conn.lost.set_result(None)
+            for pub in conn.pending:
+                pub.cancel()  # -> MqttConnectionLostError in publish()
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         """Dispatch commands until stop() (returns) or the connection breaks (raises)."""
@@ -335,26 +341,23 @@ class MqttLink:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.connected.wait(), remaining)
             conn = self._conn
-        # timeout=inf: our own deadline below covers connecting and acknowledging.
-        pub = asyncio.ensure_future(
-            conn.client.publish(topic, payload, qos, retain, timeout=math.inf)
-        )
+        # The ack wait runs as its own task so that the deadline and a lost connection
+        # can end it (by cancelling it) without cancelling the caller.
+        pub = loop.create_task(conn.client.publish(topic, payload, qos, retain, timeout=math.inf))
+        conn.pending.add(pub)
+        timer = loop.call_at(deadline, pub.cancel)
         try:
-            done, _ = await asyncio.wait(
-                (pub, conn.lost),
-                timeout=max(0.0, deadline - loop.time()),
-                return_when=asyncio.FIRST_COMPLETED,
-            )
+            await pub  # raises what aiomqtt/paho raised (MqttCodeError, ValueError)
         except asyncio.CancelledError:
-            _discard(pub)
-            raise
-        if pub in done:
-            pub.result()  # raises what aiomqtt/paho raised
-            return
-        _discard(pub)
-        if conn.lost.done():
-            raise MqttConnectionLostError(f"connection lost before {_ack_name(qos)}")
-        raise MqttPublishTimeoutError(f"no {_ack_name(qos)} within {timeout:g}s")
+            caller = asyncio.current_task()
+            if caller is not None and caller.cancelling():
+                raise  # the caller was cancelled (and `pub` with it)
+            if conn.lost.done():
+                raise MqttConnectionLostError(f"connection lost before {_ack_name(qos)}") from None
+            raise MqttPublishTimeoutError(f"no {_ack_name(qos)} within {timeout:g}s") from None
+        finally:
+            timer.cancel()
+            conn.pending.discard(pub)
 
 
 class MqttAction:
@@ -420,13 +423,3 @@ def _as_bytes(payload: Any) -> bytes:
     if payload is None:
         return b""
     return str(payload).encode()
-
-
-def _discard(task: asyncio.Future[Any]) -> None:
-    """Cancel `task`, or consume its outcome if it already has one (no "never
-    retrieved" warning)."""
-    if task.done():
-        if not task.cancelled():
-            task.exception()
-    else:
-        task.cancel()

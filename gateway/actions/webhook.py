@@ -114,7 +114,8 @@ def _split_template(url: str) -> tuple[tuple[str | int, ...], tuple[str, ...]]:
     """Normalize a GET profile URL around its placeholders and split it.
 
     Placeholders are swapped for lowercase alphanumeric tokens (which URL normalization
-    leaves alone), the URL is normalized by yarl, then cut back at the tokens.
+    leaves alone), the URL is normalized by yarl (a #fragment, never sent, is dropped),
+    then cut back at the tokens.
     """
     fields: list[str] = []
     prefix = "vmnph"
@@ -125,7 +126,7 @@ def _split_template(url: str) -> tuple[tuple[str | int, ...], tuple[str, ...]]:
         fields.append(m[1])
         return f"{prefix}{len(fields) - 1}z"
 
-    normalized = str(URL(_PLACEHOLDER_RE.sub(token, url)))
+    normalized = str(URL(_PLACEHOLDER_RE.sub(token, url)).with_fragment(None))
     parts: list[str | int] = []
     pos = 0
     for m in re.finditer(rf"{prefix}(\d+)z", normalized):

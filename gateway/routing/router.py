@@ -17,7 +17,7 @@ path with a few dict lookups and no regex. The rules, in order (SPEC §3):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -75,17 +75,15 @@ class Decision:
 
 # A frozen dataclass's __init__ sets each field through object.__setattr__; on the hot
 # path, writing the slots through their descriptors builds the same object about twice
-# as fast. _decision takes every field, so a new field breaks it loudly (see the test).
+# as fast. _decision must set every field (test_fast_decision_equals_dataclass_init).
 _new_object = object.__new__
-(
-    _set_route,
-    _set_vmn,
-    _set_keyword,
-    _set_action,
-    _set_args,
-    _set_number,
-    _set_reject,
-) = (Decision.__dict__[f.name].__set__ for f in fields(Decision))
+_set_route = Decision.__dict__["route"].__set__
+_set_vmn = Decision.__dict__["vmn"].__set__
+_set_keyword = Decision.__dict__["keyword"].__set__
+_set_action = Decision.__dict__["action"].__set__
+_set_args = Decision.__dict__["args"].__set__
+_set_number = Decision.__dict__["number"].__set__
+_set_reject = Decision.__dict__["reject"].__set__
 
 
 def _decision(
@@ -126,14 +124,12 @@ class Router:
 
     def __init__(self, cfg: Config) -> None:
         self._config = cfg
-        opt_cache: dict[int, dict[str, tuple[Route, str]]] = {}
+        global_opt_words = _opt_words(cfg.optout)  # shared by numbers without overrides
         compiled: list[_CompiledNumber] = []
         for number in cfg.numbers:
-            optout = cfg.optout_for(number)
-            # Numbers without overrides share one OptoutConfig and one word table.
-            opt_words = opt_cache.get(id(optout))
-            if opt_words is None:
-                opt_words = opt_cache[id(optout)] = _opt_words(optout)
+            opt_words = (
+                global_opt_words if number.optout is None else _opt_words(cfg.optout_for(number))
+            )
             keywords = _compile_keywords(number)
             compiled.append(
                 _CompiledNumber(

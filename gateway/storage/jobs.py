@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, select, text, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.engine import Connection
 
 from gateway.actions.base import Job, Outcome, Result
@@ -18,6 +18,9 @@ from gateway.model import new_id
 from gateway.storage.schema import job_attempts, jobs
 
 PENDING, DONE, FAILED, DEAD = "pending", "done", "failed", "dead"
+# An MQTT event is retried until the broker takes it: an outage delays events, it never
+# dead-letters them (the backoff is capped at retry_max).
+MQTT_ATTEMPTS = 2**31 - 1
 _PENDING_SQL = text("status = 'pending'")  # literal: matches the partial index
 
 
@@ -35,28 +38,33 @@ class Emitter:
     profile_attempts: Mapping[str, int] = field(default_factory=dict)
 
     def attempts_for(self, kind: str, target: str) -> int:
+        if kind == "mqtt":
+            return MQTT_ATTEMPTS
         if kind == "webhook" and target.startswith("profile:"):
             return self.profile_attempts.get(target[8:], self.max_attempts)
         return self.max_attempts
 
     def job(self, kind: str, target: str, payload: Mapping[str, Any], *,
-            message_id: str | None, now: float) -> dict[str, Any]:
+            message_id: str | None, now: float, after: int | None = None) -> dict[str, Any]:
         return {
             "kind": kind, "target": target, "event_id": new_id(), "message_id": message_id,
+            "after": after,
             "payload": _dumps(payload), "status": PENDING, "attempts": 0,
             "max_attempts": self.attempts_for(kind, target), "next_attempt_at": now,
             "created_at": now, "updated_at": now,
         }
 
     def event(self, payload: Mapping[str, Any], *topic_parts: str, message_id: str | None,
-              now: float, webhook: str | None = None) -> list[dict[str, Any]]:
+              now: float, webhook: str | None = None,
+              after: int | None = None) -> list[dict[str, Any]]:
         """The jobs that deliver one event: MQTT (if configured) and a webhook target."""
         out = []
         if self.mqtt_prefix is not None:
             out.append(self.job("mqtt", "/".join((self.mqtt_prefix, *topic_parts)), payload,
                                 message_id=message_id, now=now))
         if webhook:
-            out.append(self.job("webhook", webhook, payload, message_id=message_id, now=now))
+            out.append(self.job("webhook", webhook, payload, message_id=message_id, now=now,
+                                after=after))
         return out
 
 
@@ -65,11 +73,23 @@ def insert_jobs(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         conn.execute(jobs.insert(), list(rows))
 
 
+def last_webhook(conn: Connection, message_ids: Sequence[str], target: str) -> int | None:
+    """The newest webhook job to `target` about any of `message_ids`: what a new one
+    about the same conversation must wait for."""
+    row = conn.execute(select(func.max(jobs.c.id)).where(
+        jobs.c.kind == "webhook", jobs.c.target == target,
+        jobs.c.message_id.in_(list(message_ids)))).first()
+    return None if row is None else row[0]
+
+
 def claim(conn: Connection, kind: str, limit: int, lease: float, now: float) -> list[Job]:
     """Up to `limit` due jobs of `kind`, leased: pushed `lease` seconds ahead so that an
     instance that dies mid-run gives them back."""
+    prev = jobs.alias("prev")
+    waiting = (select(prev.c.id).where(prev.c.id == jobs.c.after, prev.c.status == PENDING)
+               .exists())
     q = (select(jobs.c.id, jobs.c.target, jobs.c.event_id, jobs.c.payload, jobs.c.attempts)
-         .where(_PENDING_SQL, jobs.c.kind == kind, jobs.c.next_attempt_at <= now)
+         .where(_PENDING_SQL, jobs.c.kind == kind, jobs.c.next_attempt_at <= now, ~waiting)
          .order_by(jobs.c.next_attempt_at, jobs.c.id).limit(limit))
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from gateway.events import mt_status_event
 from gateway.mo import TEXT_STATES, Receipt
 from gateway.model import MtStatus, new_id
-from gateway.storage.jobs import Emitter, insert_jobs
+from gateway.storage.jobs import Emitter, insert_jobs, last_webhook
 from gateway.storage.schema import (
     messages,
     mt_segments,
@@ -57,8 +57,12 @@ def announce(conn: Connection, emitter: Emitter, msg_id: str, status: str, now: 
                             smsc_message_id=ids[0] if len(ids) == 1 else (ids or None),
                             error=error, in_reply_to=m.in_reply_to, client_ref=m.client_ref,
                             at=now)
+    after = None
+    if m.notify:
+        after = last_webhook(conn, [msg_id, *([m.in_reply_to] if m.in_reply_to else [])],
+                             m.notify)
     insert_jobs(conn, emitter.event(event, "mt", "status", message_id=msg_id, now=now,
-                                    webhook=m.notify))
+                                    webhook=m.notify, after=after))
 
 
 def insert_mt(conn: Connection, emitter: Emitter, *, sender: str, recipient: str, text: str,

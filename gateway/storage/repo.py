@@ -16,11 +16,23 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.mo import Receipt
-from gateway.model import MtStatus
+from gateway.model import MtStatus, iso
 from gateway.storage import mts
 from gateway.storage.db import create_sync_engine, placeholders, reader
 from gateway.storage.jobs import Emitter
-from gateway.storage.schema import messages, mo_parts, mt_segments, receipts, status_history
+from gateway.storage.jobs import redrive as redrive_jobs
+from gateway.storage.schema import (
+    job_attempts,
+    jobs,
+    leads,
+    messages,
+    mo_parts,
+    mt_segments,
+    opt_state,
+    poll_votes,
+    receipts,
+    status_history,
+)
 
 # Column order of the intake tuples (see pipeline.Intake.on_mo).
 MessageRow = tuple[Any, ...]
@@ -262,10 +274,67 @@ class Store:
                     .where(mt_segments.c.message_id.in_(ids)).order_by(mt_segments.c.seq)
                 ):
                     smsc_ids.setdefault(mid, []).append(sid)
+            actions: dict[str, list[dict[str, Any]]] = {}
+            all_ids = [r["id"] for r in rows]
+            if all_ids:
+                j = jobs.c
+                job_rows = [dict(x._mapping) for x in await conn.execute(
+                    select(j.id, j.message_id, j.kind, j.target, j.status, j.attempts,
+                           j.max_attempts, j.last_status, j.last_error)
+                    .where(j.message_id.in_(all_ids)).order_by(j.id))]
+                tries: dict[int, list[dict[str, Any]]] = {}
+                if job_rows:
+                    a = job_attempts.c
+                    for x in await conn.execute(
+                        select(a.job_id, a.attempt, a.at, a.outcome, a.status, a.latency_ms,
+                               a.detail).where(a.job_id.in_([jr["id"] for jr in job_rows]))
+                        .order_by(a.job_id, a.attempt)
+                    ):
+                        tries.setdefault(x.job_id, []).append({
+                            "attempt": x.attempt, "at": iso(x.at), "outcome": x.outcome,
+                            "status": x.status, "latency_ms": x.latency_ms,
+                            "detail": x.detail})
+                for jr in job_rows:
+                    jr["attempts_log"] = tries.get(jr["id"], [])
+                    actions.setdefault(jr.pop("message_id"), []).append(jr)
         for r in rows:
             r["smsc_message_ids"] = smsc_ids.get(r["id"], [])
+            r["actions"] = actions.get(r["id"], [])
         rows.reverse()
         return rows
+
+    async def redrive(self, *, kind: str | None = None, ids: Sequence[int] = ()) -> int:
+        n = await self.transaction(redrive_jobs, time.time(), kind=kind, ids=ids)
+        self.on_jobs()
+        return n
+
+    async def optins(self, *, vmn: str | None = None,
+                     state: str | None = None) -> list[dict[str, Any]]:
+        o = opt_state.c
+        q = select(o.msisdn, o.vmn, o.state, o.keyword, o.updated_at).order_by(o.updated_at)
+        if vmn:
+            q = q.where(o.vmn.in_([vmn, "*"]))
+        if state:
+            q = q.where(o.state == state)
+        async with self.reader.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(q)]
+
+    async def polls(self, name: str | None = None) -> dict[str, dict[str, int]]:
+        p = poll_votes.c
+        q = select(p.poll, p.option, func.count()).group_by(p.poll, p.option)
+        if name:
+            q = q.where(p.poll == name)
+        out: dict[str, dict[str, int]] = {}
+        async with self.reader.connect() as conn:
+            for poll, option, n in await conn.execute(q.order_by(p.poll, p.option)):
+                out.setdefault(poll, {})[option] = int(n)
+        return out
+
+    async def leads(self) -> list[dict[str, Any]]:
+        c = leads.c
+        async with self.reader.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(
+                select(c.at, c.vmn, c.msisdn, c.keyword, c.text, c.message_id).order_by(c.id))]
 
     async def count(self, table: str) -> int:
         t = {"messages": messages, "mo_parts": mo_parts, "receipts": receipts,

@@ -134,6 +134,9 @@ jobs = Table(
     Column("target", Text, nullable=False),  # URL / profile:NAME, address, topic
     Column("event_id", String(64), nullable=False),
     Column("message_id", String(32)),  # the MO or MT the job is about
+    # runs only once job `after` is no longer pending: a trigger URL hears the MO first,
+    # then the statuses of the replies it caused, in order
+    Column("after", Integer),
     Column("payload", Text, nullable=False),  # JSON
     Column("status", String(12), nullable=False),  # pending | done | failed | dead
     Column("attempts", Integer, nullable=False),

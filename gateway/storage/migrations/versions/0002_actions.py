@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("target", sa.Text, nullable=False),
         sa.Column("event_id", sa.String(64), nullable=False),
         sa.Column("message_id", sa.String(32)),
+        sa.Column("after", sa.Integer),
         sa.Column("payload", sa.Text, nullable=False),
         sa.Column("status", sa.String(12), nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
