@@ -173,7 +173,7 @@ def test_expired_keyword_gets_only_its_expiry_reply(gw: Gateway, sim: Simulator,
 def test_forward_email_and_the_reply_comes_back_as_sms(gw: Gateway, sim: Simulator,
                                                        smtp: SmtpSink) -> None:
     sim.mo(source=CUSTOMER, destination=VMN, text="SUPPORT my order 42 is late")
-    mail_from, rcpts, raw = wait_for(lambda: smtp.messages, what="the email")[0]
+    _mail_from, rcpts, raw = wait_for(lambda: smtp.messages, what="the email")[0]
     msg = BytesParser(policy=default_policy).parsebytes(raw)
     assert rcpts == ["support@vmn.test"] and msg["From"] == "gateway@vmn.test"
     assert CUSTOMER in msg["Subject"] and VMN in msg["Subject"]
