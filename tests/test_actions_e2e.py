@@ -115,9 +115,10 @@ def mts_to(sim: Simulator, to: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def gw(sim: Simulator, sqlite_url: str, hooks: HttpRecorder, smtp: SmtpSink,
+def gw(sim: Simulator, db_url: str, hooks: HttpRecorder, smtp: SmtpSink,
        watcher: MqttWatcher, make_gateway: Callable[..., Gateway]) -> Gateway:
-    g = make_gateway(action_config(db=sqlite_url, sim=sim, hooks=hooks, smtp_port=smtp.port,
+    """The daemon with every action configured, on SQLite and on PostgreSQL."""
+    g = make_gateway(action_config(db=db_url, sim=sim, hooks=hooks, smtp_port=smtp.port,
                                    prefix=watcher.prefix))
     sim.wait_bound(timeout=20)
     return g

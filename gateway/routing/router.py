@@ -107,11 +107,16 @@ def _decision(
     return d
 
 
+# A matched keyword: its configuration, its canonical name, whether it has a window.
+# (Kept apart from the pydantic model so the hot path touches fewer objects.)
+_Keyword = tuple[KeywordConfig, str, bool]
+
+
 @dataclass(frozen=True, slots=True)
 class _CompiledNumber:
+    vmn: str
     number: NumberConfig
-    # value: the keyword's configuration, and whether it has a starts/expires window
-    keywords: KeywordTrie[tuple[KeywordConfig, bool]]
+    keywords: KeywordTrie[_Keyword]
     opt_words: dict[str, tuple[Route, str]]  # normalized word -> (route, WORD)
     default: Decision
     head_limit: int  # no keyword or opt word is longer than this
@@ -133,6 +138,7 @@ class Router:
             keywords = _compile_keywords(number)
             compiled.append(
                 _CompiledNumber(
+                    vmn=number.vmn,
                     number=number,
                     keywords=keywords,
                     opt_words=opt_words,
@@ -149,13 +155,13 @@ class Router:
         # The configured VMN itself wins over a derived form (config validation already
         # rejects a VMN that equals another with the country code prepended).
         cc = cfg.gateway.country_code
-        by_address = {c.number.vmn: c for c in compiled}
+        by_address = {c.vmn: c for c in compiled}
         for c in compiled:
-            vmn = c.number.vmn
+            vmn = c.vmn
             for form in (cc + vmn, "+" + vmn, "+" + cc + vmn, "00" + cc + vmn):
                 by_address.setdefault(form, c)
         self._by_address = by_address
-        self._vmns = frozenset(c.number.vmn for c in compiled)
+        self._vmns = frozenset(c.vmn for c in compiled)
         self._unrouted = Decision(
             route=Route.UNROUTED, vmn=None, reject=cfg.gateway.unrouted is Unrouted.REJECT
         )
@@ -181,35 +187,35 @@ class Router:
                 return self._unrouted
 
         norm = normalize_head(text, entry.head_limit)
-        number = entry.number
         opt = entry.opt_words.get(norm)
         if opt is not None:
-            return _decision(opt[0], number.vmn, opt[1], None, "", number, False)
+            return _decision(opt[0], entry.vmn, opt[1], None, "", entry.number, False)
 
         hit = entry.keywords.longest_match(norm)
         if hit is None:
             return entry.default
-        (keyword, windowed), length = hit
+        (keyword, name, windowed), length = hit
         return _decision(
             Route.EXPIRED if windowed and not keyword.in_window(now) else Route.KEYWORD,
-            number.vmn,
-            keyword.keyword,
+            entry.vmn,
+            name,
             keyword,
             "" if length == len(norm) else _args_after(text, norm, length),
-            number,
+            entry.number,
             False,
         )
 
 
-def _compile_keywords(number: NumberConfig) -> KeywordTrie[tuple[KeywordConfig, bool]]:
+def _compile_keywords(number: NumberConfig) -> KeywordTrie[_Keyword]:
     pairs = []
     for keyword in number.keywords:
-        value = (keyword, keyword.starts is not None or keyword.expires is not None)
+        windowed = keyword.starts is not None or keyword.expires is not None
+        value = (keyword, keyword.keyword, windowed)
         pairs += [(normalize_text(name), value) for name in (keyword.keyword, *keyword.aliases)]
     return KeywordTrie(pairs, exact=_is_exact)
 
 
-def _is_exact(value: tuple[KeywordConfig, bool]) -> bool:
+def _is_exact(value: _Keyword) -> bool:
     return value[0].match is MatchMode.EXACT
 
 

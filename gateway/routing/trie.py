@@ -49,8 +49,8 @@ def normalize_head(s: str, limit: int) -> str:
 class KeywordTrie(Generic[V]):
     """Longest-keyword matcher; despite the name, not a character trie.
 
-    It is a hash map ``{normalized keyword: value}`` plus the distinct keyword
-    lengths, longest first. `longest_match` tries each length L: it checks the
+    It is a hash map ``{normalized keyword: (value, exact)}`` plus the distinct
+    keyword lengths, longest first. `longest_match` tries each length L: it checks the
     boundary character ``text[L]`` and, only if that is not alphanumeric, looks up
     ``text[:L]``. That is at most one slice and one dict lookup per distinct length
     (keywords are at most 30 characters, so at most 30), whatever the number of
@@ -62,7 +62,7 @@ class KeywordTrie(Generic[V]):
     (default: never, i.e. every keyword is matched as the first word(s)).
     """
 
-    __slots__ = ("_exact", "_lengths", "_values", "max_length")
+    __slots__ = ("_entries", "_lengths", "max_length")
 
     def __init__(
         self,
@@ -70,27 +70,24 @@ class KeywordTrie(Generic[V]):
         *,
         exact: Callable[[V], bool] | None = None,
     ) -> None:
-        values: dict[str, V] = {}
-        exact_keys: set[str] = set()
+        # keyword -> (value, exact): one lookup answers both on a hit.
+        entries: dict[str, tuple[V, bool]] = {}
         for key, value in pairs:
             if not key or key != normalize_text(key):
                 raise ValueError(f"keyword {key!r} is not in normalized form")
-            if key in values:
+            if key in entries:
                 raise ValueError(f"keyword {key!r} given twice")
-            values[key] = value
-            if exact is not None and exact(value):
-                exact_keys.add(key)
-        self._values = values
-        self._exact = frozenset(exact_keys)
-        self._lengths = tuple(sorted({len(k) for k in values}, reverse=True))
+            entries[key] = (value, exact is not None and exact(value))
+        self._entries = entries
+        self._lengths = tuple(sorted({len(k) for k in entries}, reverse=True))
         self.max_length: int = self._lengths[0] if self._lengths else 0
         """The length of the longest keyword (0 when there is none)."""
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._entries)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._values
+        return key in self._entries
 
     def longest_match(self, text_norm: str) -> tuple[V, int] | None:
         """The value of the longest keyword matching `text_norm`, and that keyword's length.
@@ -100,14 +97,16 @@ class KeywordTrie(Generic[V]):
         or a non-alphanumeric character; an exact keyword only when it is the whole text.
         """
         n = len(text_norm)
-        values = self._values
+        entries = self._entries
         for length in self._lengths:
             if length < n:
                 if text_norm[length].isalnum():
                     continue  # inside a word: "HELLOWORLD" is not "HELLO"
-                key = text_norm[:length]
-                if key in values and key not in self._exact:
-                    return values[key], length
-            elif length == n and text_norm in values:
-                return values[text_norm], length
+                entry = entries.get(text_norm[:length])
+                if entry is not None and not entry[1]:
+                    return entry[0], length
+            elif length == n:
+                entry = entries.get(text_norm)
+                if entry is not None:
+                    return entry[0], length
         return None
