@@ -12,7 +12,10 @@ For each concurrency C (``--concurrency``, default 16,64,128,256) it does K runs
 3. a separate subscriber process (this file with ``--subscriber``, QoS ``--sub-qos``)
    counts what the broker delivered; after the run an END marker is published on the
    run's topic and the subscriber reports *received* (it should equal ``--count``)
-   and *delivered/s* = received / (last receipt - first call).
+   and *delivered/s* = received / (last receipt - first call);
+4. *CPU s* / *sub CPU* = CPU seconds of the publishing process / of the subscriber
+   during the run, *load* = the 1-minute load average after it: on a shared machine
+   the rates follow the CPU left over (publisher, subscriber and broker all need some).
 
 ``--raw`` adds a reference target: the same workers calling ``aiomqtt.Client.publish``
 (QoS 1, same max in-flight) directly, to show what the link/action layer costs.
@@ -91,6 +94,7 @@ async def subscriber(host: str, port: int, filter_: str, qos: int) -> None:
                     "received": counts.pop(name, 0),
                     "first": first.pop(name, None),
                     "last": last.pop(name, None),
+                    "cpu": time.process_time(),
                 }
                 print(json.dumps(report), flush=True)
                 continue
@@ -106,6 +110,7 @@ class Subscriber:
             "--host", host, "--port", str(port), "--filter", filter_, "--sub-qos", str(qos),
         ]  # fmt: skip
         self.proc: asyncio.subprocess.Process | None = None
+        self.cpu = 0.0  # the subscriber's CPU seconds at its last report
 
     async def __aenter__(self) -> Subscriber:
         self.proc = await asyncio.create_subprocess_exec(
@@ -136,6 +141,7 @@ class Subscriber:
         while True:
             data: dict[str, Any] = json.loads(await self._line(timeout))
             if data["topic"] == name:
+                data["cpu_delta"], self.cpu = data["cpu"] - self.cpu, data["cpu"]
                 return data
 
 
@@ -155,8 +161,10 @@ class Run:
     p50_ms: float
     p99_ms: float
     cpu_s: float
+    sub_cpu_s: float
     received: int
     delivered_per_s: float
+    loadavg_1m: float
 
 
 async def drive(
@@ -225,6 +233,7 @@ async def one_run(
                 return False, str(exc), 0.0
             return True, "", (time.perf_counter() - t0) * 1000
 
+    await sub.report(await _mark(link, name + "-pre"), timeout=60)  # sync the CPU counter
     wall0 = time.time()
     cpu0 = time.process_time()
     start, end, latencies, failures, ok = await drive(args.count, concurrency, call)
@@ -247,9 +256,16 @@ async def one_run(
         p50_ms=round(_pct(latencies, 0.50), 2),
         p99_ms=round(_pct(latencies, 0.99), 2),
         cpu_s=round(cpu, 3),
+        sub_cpu_s=round(float(report["cpu_delta"]), 3),
         received=received,
         delivered_per_s=round(delivered, 1),
+        loadavg_1m=os.getloadavg()[0],
     )
+
+
+async def _mark(link: MqttLink, name: str) -> str:
+    await link.publish(name, END, 1)
+    return name
 
 
 def _median(runs: list[Run], key: str) -> float:
@@ -259,7 +275,7 @@ def _median(runs: list[Run], key: str) -> float:
 def print_table(groups: dict[tuple[str, int], list[Run]], count: int) -> None:
     header = (
         f"{'target':<7} {'conc':>5} {'PUBACKed/s':>11} {'delivered/s':>12} {'received':>9} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'CPU s':>6} {'not OK':>6}"
+        f"{'p50 ms':>7} {'p99 ms':>7} {'CPU s':>6} {'sub CPU':>7} {'load':>5} {'not OK':>6}"
     )
     print(f"\nmedian of {len(next(iter(groups.values())))} runs, {count} QoS-1 events per run")
     print(header)
@@ -270,7 +286,8 @@ def print_table(groups: dict[tuple[str, int], list[Run]], count: int) -> None:
             f"{target:<7} {conc:>5} {_median(runs, 'acked_per_s'):>11,.0f} "
             f"{_median(runs, 'delivered_per_s'):>12,.0f} {min(r.received for r in runs):>9} "
             f"{_median(runs, 'p50_ms'):>7.1f} {_median(runs, 'p99_ms'):>7.1f} "
-            f"{_median(runs, 'cpu_s'):>6.2f} {not_ok:>6}"
+            f"{_median(runs, 'cpu_s'):>6.2f} {_median(runs, 'sub_cpu_s'):>7.2f} "
+            f"{_median(runs, 'loadavg_1m'):>5.1f} {not_ok:>6}"
         )
 
 
@@ -338,7 +355,10 @@ async def amain(args: argparse.Namespace) -> int:
                     "concurrency": c,
                     **{
                         key: _median(runs, key)
-                        for key in ("acked_per_s", "delivered_per_s", "p50_ms", "p99_ms", "cpu_s")
+                        for key in (
+                            "acked_per_s", "delivered_per_s", "p50_ms", "p99_ms", "cpu_s",
+                            "sub_cpu_s", "loadavg_1m",
+                        )  # fmt: skip
                     },
                     "received_min": min(r.received for r in runs),
                 }

@@ -1,16 +1,18 @@
 """`vmn-gateway demo`: a newcomer's first run.
 
-Starts the SMSC simulator (``node sim/smsc.js``) and the gateway daemon on loopback,
-sends a handful of MOs through the simulator (a keyword, a default, STOP, a long
-UCS-2 message in reverse order, an expired keyword), queues one MT with
-``vmn-gateway send``, answers it with a delivery receipt, and shows what the gateway
-logged. Everything runs in subprocesses, exactly as a user would run them; the
-simulator driver here is a small stdlib-only copy of tests/simctl.py (the package
-does not import from tests/).
+Starts the SMSC simulator (``node sim/smsc.js``), a small webhook receiver (in this
+process) and the gateway daemon on loopback, sends a handful of MOs through the
+simulator (a keyword, a default, STOP, a long UCS-2 message in reverse order, an expired
+keyword, a keyword alias), queues one MT with ``vmn-gateway send`` and answers it with a
+delivery receipt, waits until every MO got its reply and the webhook its events, and
+shows what happened to each. The gateway and the CLI run in subprocesses, exactly as a
+user would run them; the simulator driver here is a small stdlib-only copy of
+tests/simctl.py (the package does not import from tests/).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -21,13 +23,18 @@ import sys
 import tempfile
 import threading
 import time
+import unicodedata
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
+
+from aiohttp import web
 
 import gateway
 
@@ -35,20 +42,36 @@ T = TypeVar("T")
 
 VMN = "5551000100"
 CUSTOMER = "15551234567"
+# STOP comes from a second phone: it opts that sender out, and the customer above
+# still gets the replies to its other messages and the MT.
+OTHER_PHONE = "15559876543"
 MT_TEXT = "Your table is ready"
 LONG_TEXT = (
     "Привет! 👋 This long message mixes Cyrillic, Latin and emoji, so it travels as "
     "UCS-2 and does not fit one SMS: the simulator splits it with an 8-bit "
     "concatenation UDH and sends the parts in reverse order. 😀"
 )
-# (what it shows, text, extra /mo fields)
-MOS: list[tuple[str, str, dict[str, Any]]] = [
-    ("keyword HELLO", "HELLO there", {}),
-    ("default", "What time do you open?", {}),
-    ("opt-out", "STOP", {}),
-    ("long UCS-2", LONG_TEXT, {"encoding": "ucs2", "mode": "udh8"}),
-    ("expired SALE", "SALE", {}),
+
+
+@dataclass(frozen=True)
+class DemoMo:
+    label: str  # how the table names it
+    text: str
+    sender: str = CUSTOMER
+    extra: dict[str, Any] = field(default_factory=dict)  # more /mo fields
+    webhook: bool = False  # its configuration (gateway/demo.toml) has a webhook
+
+
+MOS: list[DemoMo] = [
+    DemoMo("HELLO there", "HELLO there", webhook=True),
+    DemoMo("What time do you open?", "What time do you open?", webhook=True),
+    DemoMo("STOP (2nd phone)", "STOP", sender=OTHER_PHONE),
+    DemoMo("Привет! 👋 (long UCS-2)", LONG_TEXT, extra={"encoding": "ucs2", "mode": "udh8"},
+           webhook=True),
+    DemoMo("SALE", "SALE"),
+    DemoMo("PRICE?", "PRICE?"),
 ]
+FINAL_MT = ("submitted", "delivered", "failed", "blocked")
 UCS2_PART_OCTETS = 134  # the simulator's default part size for UCS-2 with a UDH
 
 BIND_TIMEOUT = 20.0
@@ -71,6 +94,12 @@ def _say(text: str = "") -> None:
 def _short(text: str, width: int = 34) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _pad(text: str, width: int) -> str:
+    """ljust by terminal columns: wide characters (emoji, CJK) take two."""
+    columns = sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+    return text + " " * max(0, width - columns)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -233,6 +262,77 @@ def ucs2_parts(text: str, part_octets: int = UCS2_PART_OCTETS) -> int:
     return parts
 
 
+# --------------------------------------------------------------------------- webhooks
+
+
+class WebhookReceiver:
+    """A tiny HTTP server (aiohttp, its own event loop on a thread) that keeps every
+    request's JSON body: the trigger URL of the demo's configuration."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self._events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        self._thread = threading.Thread(target=self._serve, name="demo-webhooks", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._error is not None:
+            raise DemoError(f"the demo's webhook receiver did not start: {self._error}")
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+
+        async def handle(request: web.Request) -> web.Response:
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                body = json.loads(await request.read())
+                if isinstance(body, dict):
+                    with self._lock:
+                        self._events.append(body)
+            return web.Response(text="ok")
+
+        async def start() -> web.AppRunner:
+            app = web.Application()
+            app.router.add_route("*", "/{tail:.*}", handle)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            return runner
+
+        try:
+            runner = loop.run_until_complete(start())
+            host, port = runner.addresses[0][:2]
+            self.url = f"http://{host}:{port}/hook"
+        except Exception as exc:  # reported by start()
+            self._error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+
+    def events(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._events)
+
+    def stop(self) -> None:
+        if self._thread is None or self._loop is None or not self._thread.is_alive():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop already closed
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+
 # --------------------------------------------------------------------------- gateway
 
 
@@ -286,11 +386,12 @@ class Gateway:
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
-def write_config(directory: Path, smpp_port: int) -> Path:
+def write_config(directory: Path, smpp_port: int, webhook_url: str) -> Path:
     template = resources.files("gateway").joinpath("demo.toml").read_text(encoding="utf-8")
     db = f"sqlite+aiosqlite:///{directory / 'gateway.db'}"
     toml_db = db.replace("\\", "\\\\").replace('"', '\\"')
-    text = template.replace("@SMPP_PORT@", str(smpp_port)).replace("@DATABASE@", toml_db)
+    text = (template.replace("@SMPP_PORT@", str(smpp_port)).replace("@DATABASE@", toml_db)
+            .replace("@WEBHOOK@", webhook_url))
     path = directory / "gateway.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -303,24 +404,27 @@ def run_demo(*, keep: bool = False) -> int:
     """Run the demo; 0 on success, 1 (with the reason printed) on failure."""
     workdir = Path(tempfile.mkdtemp(prefix="vmn-demo-"))
     sim = Simulator(sim_dir(), workdir / "simulator.log")
+    hooks = WebhookReceiver()
     gw: Gateway | None = None
     ok = False
     # The children run in their own sessions (a Ctrl-C must not reach them before the
     # demo stops them in order); a SIGTERM to the demo is handled like a Ctrl-C.
     previous = _on_sigterm(_interrupt)
     try:
-        _say("vmn-gateway demo: an SMSC simulator and the gateway on 127.0.0.1")
+        _say("vmn-gateway demo: an SMSC simulator, a webhook receiver and the gateway "
+             "on 127.0.0.1")
         sim.start()
-        cfg = write_config(workdir, sim.smpp_port)
+        hooks.start()
+        cfg = write_config(workdir, sim.smpp_port, hooks.url)
         gw = Gateway(cfg, workdir / "gateway.log")
-        _demo(sim, gw)
+        _demo(sim, hooks, gw)
         ok = True
     except DemoError as exc:
         _say(f"\ndemo failed: {exc}")
     except KeyboardInterrupt:
         _say("\ndemo interrupted")
     finally:
-        ok = _cleanup(sim, gw) and ok
+        ok = _cleanup(sim, hooks, gw) and ok
         if ok:
             _next_steps(workdir, keep)
         elif gw is not None or sim.proc is not None:
@@ -346,8 +450,53 @@ def _on_sigterm(handler: _Handler) -> _Handler:
     return signal.signal(signal.SIGTERM, handler)
 
 
-def _demo(sim: Simulator, gw: Gateway) -> None:
+@dataclass
+class Outcome:
+    """What became of one of the demo's MOs."""
+
+    mo: DemoMo
+    row: dict[str, Any] | None  # its `vmn-gateway logs --json` record
+    replies: list[dict[str, Any]]  # the MT records with in_reply_to = its id
+    hooks: list[dict[str, Any]]  # webhook bodies: its mo event, its replies' mt_status
+
+    def problem(self) -> str | None:
+        """Why it is not finished yet (None: it is)."""
+        if self.row is None:
+            return "not in `vmn-gateway logs`"
+        if self.row["status"] != "received":
+            return f"logged as {self.row['status']}"
+        if not self.replies:
+            return "no reply queued"
+        if any(r["status"] not in FINAL_MT for r in self.replies):
+            return "its reply is not submitted yet"
+        if self.mo.webhook:
+            if not any(e.get("type") == "mo" for e in self.hooks):
+                return "the webhook did not get its mo event"
+            heard = {(e.get("id"), e.get("status")) for e in self.hooks
+                     if e.get("type") == "mt_status"}
+            if any((r["id"], r["status"]) not in heard for r in self.replies):
+                return "the webhook did not get its reply's mt_status"
+        return None
+
+
+def _outcomes(logs: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[Outcome]:
+    rows = {(r["from"], r["text"]): r for r in logs if r["direction"] == "mo"}
+    result = []
+    for mo in MOS:
+        row = rows.get((mo.sender, mo.text))
+        mo_id = None if row is None else row["id"]
+        replies = [r for r in logs if r["direction"] == "mt" and mo_id is not None
+                   and r.get("in_reply_to") == mo_id]
+        hooks = [e for e in events if mo_id is not None and (
+            (e.get("type") == "mo" and e.get("id") == mo_id)
+            or (e.get("type") == "mt_status" and e.get("in_reply_to") == mo_id))]
+        result.append(Outcome(mo, row, replies, hooks))
+    return result
+
+
+def _demo(sim: Simulator, hooks: WebhookReceiver, gw: Gateway) -> None:
     _say(f"  simulator: SMPP on port {sim.smpp_port}, control API on port {sim.control_port}")
+    _say(f"  webhooks:  {hooks.url} (the trigger URL in the demo's configuration)")
     gw.start()
 
     def alive() -> None:
@@ -359,74 +508,109 @@ def _demo(sim: Simulator, gw: Gateway) -> None:
     _say(f"  gateway:   bound as {binds[0]['system_id']!r} ({binds[0]['bind_type']}), "
          f"config {gw.config_path}")
 
-    _say(f"\nSending {len(MOS)} MOs from {CUSTOMER} to {VMN} ...")
-    for _what, text, extra in MOS:
-        body: dict[str, Any] = {"source": CUSTOMER, "destination": VMN, "text": text, **extra}
-        if extra.get("mode") == "udh8":
-            body["order"] = list(range(ucs2_parts(text), 0, -1))  # last part first
+    _say(f"\nSending {len(MOS)} MOs to {VMN} from {CUSTOMER} (STOP from {OTHER_PHONE}) ...")
+    for mo in MOS:
+        body: dict[str, Any] = {"source": mo.sender, "destination": VMN, "text": mo.text,
+                                **mo.extra}
+        if mo.extra.get("mode") == "udh8":
+            body["order"] = list(range(ucs2_parts(mo.text), 0, -1))  # last part first
         alive()
         res = sim.mo(**body)
         bad = [s for s in res.get("statuses", []) if s != 0]
         if bad or res.get("sent") != len(res.get("statuses", [])):
-            _say(f"  note: {_short(text, 20)!r} was answered with {res.get('statuses')}")
-
-    def all_mos() -> list[dict[str, Any]] | None:
-        rows = [r for r in gw.logs() if r["direction"] == "mo"]
-        return rows if len(rows) >= len(MOS) else None
-
-    try:
-        mos = _wait_for(all_mos, STEP_TIMEOUT, f"{len(MOS)} MOs in `vmn-gateway logs`", alive)
-    except DemoError:
-        mos = [r for r in gw.logs() if r["direction"] == "mo"]  # show what did arrive
+            _say(f"  note: {_short(mo.text, 20)!r} was answered with {res.get('statuses')}")
 
     mt_id = gw.cli("send", "--from", VMN, "--to", CUSTOMER, MT_TEXT).strip()
     submit = _wait_for(
         lambda: next((s for s in sim.submits() if s.get("destination_addr") == CUSTOMER
-                      and s.get("command_status") == 0), None),
+                      and s.get("text") == MT_TEXT and s.get("command_status") == 0), None),
         STEP_TIMEOUT, "the MT's submit_sm at the simulator", alive)
     rcpt = sim.receipt(message_id=submit["message_id"], stat="DELIVRD")
     _say(f"Queued an MT with `vmn-gateway send` -> submit_sm {submit['message_id']}, "
          f"receipt DELIVRD sent (deliver_sm_resp {rcpt.get('status')})")
 
-    def mt_delivered() -> dict[str, Any] | None:
-        for r in gw.logs():
-            if r["id"] == mt_id and r["status"] == "delivered":
-                return r
-        return None
+    # Wait until every MO has its reply submitted, the webhook heard what it should,
+    # and the MT is delivered; on a timeout, show how far it got.
+    seen: dict[str, Any] = {"outcomes": _outcomes([], []), "mt": None, "events": []}
 
-    mt = _wait_for(mt_delivered, STEP_TIMEOUT, "the MT to show as delivered", alive, 0.3)
-    missing = _report(mos, mt, sim.state())
-    if missing:
-        raise DemoError(f"{missing} MO(s) did not arrive whole; see {gw.log_path}")
+    def finished() -> bool:
+        logs, events = gw.logs(), hooks.events()
+        outcomes = _outcomes(logs, events)
+        mt = next((r for r in logs if r["id"] == mt_id), None)
+        seen.update(outcomes=outcomes, mt=mt, events=events)
+        return (all(o.problem() is None for o in outcomes)
+                and mt is not None and mt["status"] == "delivered")
+
+    problems: list[str] = []
+    try:
+        _wait_for(finished, STEP_TIMEOUT, "the replies, the webhook calls and the MT's "
+                  "receipt", alive, 0.3)
+    except DemoError as exc:
+        problems.append(str(exc))
+    outcomes: list[Outcome] = seen["outcomes"]
+    mt: dict[str, Any] | None = seen["mt"]
+    _report(outcomes, seen["events"], mt, sim.state(), sim.submits())
+    problems += [f"{o.mo.label}: {o.problem()}" for o in outcomes if o.problem()]
+    if mt is None or mt["status"] != "delivered":
+        problems.append(f"the MT is {'missing' if mt is None else mt['status']}")
+    if problems:
+        raise DemoError("; ".join(problems) + f"; see {gw.log_path}")
 
 
-def _report(mos: list[dict[str, Any]], mt: dict[str, Any], state: dict[str, Any]) -> int:
-    """Print the table; returns how many MOs are not in the log exactly as sent."""
-    by_text = {row["text"]: row for row in mos}
-    missing = 0
-    _say("\nWhat the gateway logged (`vmn-gateway logs`):")
-    _say(f"  {'MO':<14} {'segs':>4} {'dc':>3}  {'status':<10} {'route':<7} text")
-    for what, text, _extra in MOS:
-        row = by_text.get(text)
-        if row is None:
-            missing += 1
-            _say(f"  {what:<14} {'-':>4} {'-':>3}  {'MISSING':<10} {'-':<7} {_short(text)}")
+def _wire_text(mt: dict[str, Any], submits: dict[str, dict[str, Any]]) -> str:
+    """The MT's text as the simulator received it (its submit_sm parts), else as logged."""
+    ids = mt.get("smsc_message_id")
+    ids = ids if isinstance(ids, list) else [ids]
+    parts = [submits[i].get("text") for i in ids if i in submits]
+    if parts and all(isinstance(p, str) for p in parts):
+        return "".join(str(p) for p in parts)
+    return str(mt.get("text") or "")
+
+
+def _report(outcomes: list[Outcome], events: list[dict[str, Any]], mt: dict[str, Any] | None,
+            state: dict[str, Any], submit_list: list[dict[str, Any]]) -> None:
+    submits = {s["message_id"]: s for s in submit_list if s.get("message_id")}
+    _say("\nWhat happened to each (`vmn-gateway logs --json`, the simulator's submits, "
+         "the webhook):")
+    _say(f"  {'MO':<24} {'route':<8} {'keyword':<8} {'segs/dc':<7}  webhook calls")
+    for o in outcomes:
+        if o.row is None:
+            _say(f"  {_pad(o.mo.label, 24)} MISSING from the log")
             continue
-        route = row.get("route") or "-"
-        _say(f"  {what:<14} {row['segments']:>4} {row['data_coding']:>3}  "
-             f"{row['status']:<10} {route:<7} {_short(text)}")
-    _say(f"  {'MT':<14} to {mt['to']}  {mt['status']}  smsc_message_id "
-         f"{mt['smsc_message_id']}  {_short(mt['text'] or '')}")
+        statuses = [e for e in o.hooks if e.get("type") == "mt_status"]
+        hooked = (f"mo + {len(statuses)} mt_status" if any(e.get("type") == "mo"
+                                                           for e in o.hooks)
+                  else f"{len(statuses)} mt_status" if statuses else "-")
+        seg = f"{o.row['segments']}/{o.row['data_coding']}"
+        if o.row["status"] != "received":
+            seg += f" {o.row['status']}"
+        _say(f"  {_pad(o.mo.label, 24)} {o.row.get('route') or '-':<8} "
+             f"{o.row.get('keyword') or '-':<8} {seg:<7}  {hooked}")
+        for r in o.replies or [{}]:
+            if not r:
+                _say("      (no reply)")
+                continue
+            state_note = "" if r["status"] in ("submitted", "delivered") else f" [{r['status']}]"
+            _say(f"      reply{state_note}: {_short(_wire_text(r, submits), 66)}")
+    if mt is None:
+        _say(f"  MT to {CUSTOMER}: MISSING from the log")
+    else:
+        _say(f"  MT `vmn-gateway send` to {mt['to']}: {mt['text']!r} -> "
+             f"{mt['smsc_message_id']}, {mt['status']}")
     counts = state.get("deliver_sm_resp") or {}
     shown = ", ".join(f"status {k}: {v}" for k, v in sorted(counts.items())) or "none"
-    _say(f"Simulator: deliver_sm_resp {shown} (0 = ESME_ROK: every part acknowledged)")
-    _say("Keyword routing and actions (replies, webhooks, STOP) are not active yet, "
-         "so route is '-'.")
-    return missing
+    _say(f"Simulator: deliver_sm_resp {shown} (0 = ESME_ROK: every part acknowledged), "
+         f"{state.get('submits_accepted', 0)} submit_sm accepted")
+    kinds = Counter(str(e.get("type")) for e in events)
+    detail = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+    _say(f"Webhook receiver: {len(events)} POSTs" + (f" ({detail})" if detail else ""))
+    _say("Routes: keyword = a keyword or alias matched, default = none did, optout = STOP,")
+    _say("        expired = the keyword's campaign is over (only its expiry_reply is sent).")
 
 
-def _cleanup(sim: Simulator, gw: Gateway | None) -> bool:
-    """Stop the gateway (it must exit 0 on SIGTERM) and the simulator; True if clean."""
+def _cleanup(sim: Simulator, hooks: WebhookReceiver, gw: Gateway | None) -> bool:
+    """Stop the gateway (it must exit 0 on SIGTERM), the simulator and the webhook
+    receiver; True if the gateway stopped cleanly."""
     clean = True
     try:
         if gw is not None and gw.proc is not None:
@@ -445,6 +629,7 @@ def _cleanup(sim: Simulator, gw: Gateway | None) -> bool:
                 clean = False
     finally:
         sim.stop()
+        hooks.stop()
     return clean
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+CUSTOMER = "15551234567"
 
 
 def run_demo(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -24,24 +26,58 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert res.returncode == 0, f"stdout:\n{out}\nstderr:\n{res.stderr}"
     lines = out.splitlines()
 
-    def line_with(text: str) -> str:
-        found = [line for line in lines if text in line]
-        assert found, f"{text!r} not in the output:\n{out}"
-        return found[0]
+    def block(label: str) -> tuple[str, list[str]]:
+        """The table row of one MO and the reply lines under it."""
+        found = [i for i, line in enumerate(lines) if line.startswith(f"  {label}")]
+        assert found, f"{label!r} not in the output:\n{out}"
+        i = found[0]
+        replies = []
+        for line in lines[i + 1:]:
+            if not line.startswith("      "):
+                break
+            replies.append(line.strip())
+        return lines[i], replies
 
-    assert "received" in line_with("HELLO there")
-    assert "received" in line_with("What time do you open?")
-    stop = line_with("opt-out")
-    assert "STOP" in stop and "received" in stop
-    long = line_with("Привет!")
-    assert " 8 " in long and "received" in long  # UCS-2, reassembled from its parts
-    sale = line_with("expired SALE")
-    assert "SALE" in sale and "received" in sale
-    mt = line_with("Your table is ready")
-    assert "delivered" in mt and "15551234567" in mt and "sim-1" in mt
+    def cells(row: str, label: str) -> list[str]:
+        return row[len(label) + 2:].split()
+
+    hello, replies = block("HELLO there")
+    assert cells(hello, "HELLO there")[:3] == ["keyword", "HELLO", "1/0"], hello
+    assert "mo + 2 mt_status" in hello
+    assert replies == [f"reply: Hello {CUSTOMER}! You said: there"]
+
+    default, replies = block("What time do you open?")
+    assert cells(default, "What time do you open?")[:2] == ["default", "-"], default
+    assert "mo + 2 mt_status" in default
+    assert replies == [f"reply: Thanks {CUSTOMER}, we got your message"]
+
+    stop, replies = block("STOP")
+    assert " optout " in stop and " STOP " in stop and stop.rstrip().endswith("-"), stop
+    assert len(replies) == 1 and "unsubscribed" in replies[0]
+
+    long, replies = block("Привет!")
+    assert " default " in long and "/8 " in long, long  # UCS-2, reassembled from its parts
+    assert int(long.split("/8")[0].split()[-1]) > 1  # several parts
+    assert "mo + 2 mt_status" in long
+    assert replies == [f"reply: Thanks {CUSTOMER}, we got your message"]
+
+    sale, replies = block("SALE")
+    assert cells(sale, "SALE") == ["expired", "SALE", "1/0", "-"], sale  # no webhook
+    assert replies == ["reply: The SALE has ended"]  # only the expiry reply
+
+    price, replies = block("PRICE?")
+    assert cells(price, "PRICE?")[:2] == ["keyword", "PRICE"], price
+    assert replies == ["reply: Our prices: https://example.com/prices"]
+
+    hooks = next(line for line in lines if line.startswith("Webhook receiver:"))
+    assert "(3 mo, 6 mt_status)" in hooks, hooks  # HELLO and the two defaults
+    mt = next(line for line in lines if "Your table is ready" in line and "MT" in line)
+    assert "delivered" in mt and CUSTOMER in mt and "sim-" in mt
+    acks = next(line for line in lines if line.startswith("Simulator:"))
+    assert "deliver_sm_resp status 0:" in acks and "7 submit_sm accepted" in acks, acks
     assert "Gateway stopped cleanly" in out
-    assert "MISSING" not in out
-    assert len(lines) <= 35, out  # short and friendly
+    assert "MISSING" not in out and "not active yet" not in out
+    assert len(lines) <= 40, out  # short and friendly
     assert not list(tmp_path.glob("vmn-demo-*"))  # the temporary files are gone
 
 
@@ -52,11 +88,33 @@ def test_demo_keep_leaves_the_files(tmp_path: Path) -> None:
     assert str(workdir) in res.stdout
     for name in ("gateway.toml", "gateway.db", "gateway.log", "simulator.log"):
         assert (workdir / name).is_file(), name
-    check = subprocess.run(
-        [sys.executable, "-m", "gateway", "check", "-c", str(workdir / "gateway.toml")],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-    )
+    cfg = str(workdir / "gateway.toml")
+    check = subprocess.run([sys.executable, "-m", "gateway", "check", "-c", cfg],
+                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert check.returncode == 0, check.stderr
+    assert "@WEBHOOK@" not in (workdir / "gateway.toml").read_text()
+    # What the gateway itself recorded.
+    logs = subprocess.run([sys.executable, "-m", "gateway", "logs", "-c", cfg, "--json",
+                           "--limit", "0"], cwd=REPO, capture_output=True, text=True,
+                          encoding="utf-8", timeout=60)
+    assert logs.returncode == 0, logs.stderr
+    records = [json.loads(line) for line in logs.stdout.splitlines() if line.strip()]
+    mos = {r["text"]: r for r in records if r["direction"] == "mo"}
+    assert {r["route"] for r in mos.values()} == {"keyword", "default", "optout", "expired"}
+
+    def replies(text: str) -> list[dict[str, object]]:
+        return [r for r in records if r.get("in_reply_to") == mos[text]["id"]]
+
+    sale = mos["SALE"]
+    assert sale["route"] == "expired" and sale["keyword"] == "SALE"
+    assert [r["text"] for r in replies("SALE")] == ["The SALE has ended"]
+    assert not [a for a in sale["actions"] if a["kind"] == "webhook"]
+    for text in ("HELLO there", "What time do you open?"):
+        hooks = [a for a in mos[text]["actions"] if a["kind"] == "webhook"]
+        assert hooks and all(a["status"] == "done" for a in hooks), mos[text]
+    assert all(r["status"] == "submitted" for t in mos for r in replies(t))
+    (mt,) = [r for r in records if r["direction"] == "mt" and r["in_reply_to"] is None]
+    assert mt["text"] == "Your table is ready" and mt["status"] == "delivered"
 
 
 def test_demo_without_simulator_dependencies_explains_the_fix(tmp_path: Path) -> None:

@@ -314,13 +314,18 @@ def test_long_whitespace_before_keyword() -> None:
 # ------------------------------------------------------------------ KeywordTrie directly
 
 
-def test_trie_rejects_unnormalized_and_duplicate_keys() -> None:
-    with pytest.raises(ValueError, match="normalized"):
-        KeywordTrie([("HELLO", 1)])
-    with pytest.raises(ValueError, match="normalized"):
-        KeywordTrie([("", 1)])
+def test_trie_normalizes_keywords() -> None:
+    trie = KeywordTrie([("  Get\tPRICE ", 1), ("straße", 2)])
+    assert trie.longest_match("get price now") == (1, 9)
+    assert trie.longest_match("strasse") == (2, 7)
+    assert "get price" in trie and len(trie) == 2
+
+
+def test_trie_rejects_empty_and_duplicate_keywords() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        KeywordTrie([(" \t", 1)])
     with pytest.raises(ValueError, match="twice"):
-        KeywordTrie([("a", 1), ("a", 2)])
+        KeywordTrie([("a", 1), ("A", 2)])
 
 
 def test_trie_empty() -> None:
@@ -393,9 +398,7 @@ def reference_args(text: str, matched_length: int) -> str:
 def test_trie_equals_reference(case: tuple[list[tuple[str, MatchMode]], str]) -> None:
     keywords, text = case
     modes = dict(keywords)
-    trie = KeywordTrie(
-        [(normalize_text(k), k) for k, _ in keywords], exact=lambda k: modes[k] is MatchMode.EXACT
-    )
+    trie = KeywordTrie([(k, k) for k, _ in keywords], exact=lambda k: modes[k] is MatchMode.EXACT)
     expected = reference_match(keywords, text)
     assert trie.longest_match(normalize_text(text)) == expected
     assert trie.longest_match(normalize_head(text, trie.max_length)) == expected

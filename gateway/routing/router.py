@@ -211,7 +211,7 @@ def _compile_keywords(number: NumberConfig) -> KeywordTrie[_Keyword]:
     for keyword in number.keywords:
         windowed = keyword.starts is not None or keyword.expires is not None
         value = (keyword, keyword.keyword, windowed)
-        pairs += [(normalize_text(name), value) for name in (keyword.keyword, *keyword.aliases)]
+        pairs += [(name, value) for name in (keyword.keyword, *keyword.aliases)]
     return KeywordTrie(pairs, exact=_is_exact)
 
 

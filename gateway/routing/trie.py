@@ -49,20 +49,24 @@ def normalize_head(s: str, limit: int) -> str:
 class KeywordTrie(Generic[V]):
     """Longest-keyword matcher; despite the name, not a character trie.
 
-    It is a hash map ``{normalized keyword: (value, exact)}`` plus the distinct
-    keyword lengths, longest first. `longest_match` tries each length L: it checks the
-    boundary character ``text[L]`` and, only if that is not alphanumeric, looks up
-    ``text[:L]``. That is at most one slice and one dict lookup per distinct length
-    (keywords are at most 30 characters, so at most 30), whatever the number of
-    keywords, and it measures faster in CPython than walking a dict-of-dicts trie one
-    character at a time, with a fraction of the memory for 100k keywords.
+    It is a hash map ``{normalized keyword: (value, exact)}`` plus, per first
+    character, the distinct lengths of the keywords that start with it, longest
+    first. `longest_match` takes the lengths for the text's first character and, for
+    each length L, checks the boundary character ``text[L]`` and, only if that is not
+    alphanumeric, looks up ``text[:L]``: at most one slice and one dict lookup per
+    distinct length (keywords are at most 30 characters), whatever the number of
+    keywords, and a text whose first character starts no keyword costs one lookup.
+    A dict-of-dicts character trie measured about as fast to match, but 10 times
+    slower to build and 10 times larger (100k keywords over 10k VMNs).
 
-    Built from ``(normalized_keyword, value)`` pairs; aliases are more pairs with the
-    same value. ``exact(value)`` says whether a keyword must equal the whole text
-    (default: never, i.e. every keyword is matched as the first word(s)).
+    Built from ``(keyword, value)`` pairs, keywords normalized here (idempotent, so
+    already-normalized ones are fine); aliases are more pairs with the same value.
+    ``exact(value)`` says whether a keyword must equal the whole text (default: never,
+    i.e. every keyword is matched as the first word(s)). An empty keyword, or two that
+    normalize alike, is a ValueError.
     """
 
-    __slots__ = ("_entries", "_lengths", "max_length")
+    __slots__ = ("_entries", "_lengths_by_first", "max_length")
 
     def __init__(
         self,
@@ -72,15 +76,20 @@ class KeywordTrie(Generic[V]):
     ) -> None:
         # keyword -> (value, exact): one lookup answers both on a hit.
         entries: dict[str, tuple[V, bool]] = {}
-        for key, value in pairs:
-            if not key or key != normalize_text(key):
-                raise ValueError(f"keyword {key!r} is not in normalized form")
+        lengths: dict[str, set[int]] = {}
+        for keyword, value in pairs:
+            key = normalize_text(keyword)
+            if not key:
+                raise ValueError(f"empty keyword {keyword!r}")
             if key in entries:
-                raise ValueError(f"keyword {key!r} given twice")
+                raise ValueError(f"keyword {keyword!r} given twice (as {key!r})")
             entries[key] = (value, exact is not None and exact(value))
+            lengths.setdefault(key[0], set()).add(len(key))
         self._entries = entries
-        self._lengths = tuple(sorted({len(k) for k in entries}, reverse=True))
-        self.max_length: int = self._lengths[0] if self._lengths else 0
+        self._lengths_by_first = {
+            first: tuple(sorted(found, reverse=True)) for first, found in lengths.items()
+        }
+        self.max_length: int = max(map(len, entries), default=0)
         """The length of the longest keyword (0 when there is none)."""
 
     def __len__(self) -> int:
@@ -96,9 +105,12 @@ class KeywordTrie(Generic[V]):
         first-word keyword matches when it is a prefix followed by the end of the text
         or a non-alphanumeric character; an exact keyword only when it is the whole text.
         """
+        lengths = self._lengths_by_first.get(text_norm[:1])
+        if lengths is None:
+            return None
         n = len(text_norm)
         entries = self._entries
-        for length in self._lengths:
+        for length in lengths:
             if length < n:
                 if text_norm[length].isalnum():
                     continue  # inside a word: "HELLOWORLD" is not "HELLO"
