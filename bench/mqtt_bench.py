@@ -53,6 +53,9 @@ from gateway.actions.mqtt import MqttAction, MqttLink, topic  # noqa: E402
 from gateway.config import MqttConfig  # noqa: E402
 
 END = b"__END__"
+SUMMARY_KEYS = (
+    "acked_per_s", "delivered_per_s", "p50_ms", "p99_ms", "cpu_s", "sub_cpu_s", "loadavg_1m",
+)  # fmt: skip
 
 
 def event(i: int) -> dict[str, Any]:
@@ -353,13 +356,7 @@ async def amain(args: argparse.Namespace) -> int:
                 {
                     "target": t,
                     "concurrency": c,
-                    **{
-                        key: _median(runs, key)
-                        for key in (
-                            "acked_per_s", "delivered_per_s", "p50_ms", "p99_ms", "cpu_s",
-                            "sub_cpu_s", "loadavg_1m",
-                        )  # fmt: skip
-                    },
+                    **{key: _median(runs, key) for key in SUMMARY_KEYS},
                     "received_min": min(r.received for r in runs),
                 }
                 for (t, c), runs in groups.items()
