@@ -130,8 +130,18 @@ class Outbox:
         for k in self.kinds.values():
             k.wake.set()
             k.slot_free.set()
-        deadline = time.monotonic() + timeout
-        while any(k.inflight for k in self.kinds.values()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        async def drained(k: _Kind) -> None:
+            while k.inflight:
+                k.slot_free.clear()
+                await k.slot_free.wait()
+
+        waits = [asyncio.ensure_future(drained(k)) for k in self.kinds.values()]
+        if waits:
+            _done, pending = await asyncio.wait(waits, timeout=timeout)
+            for w in pending:
+                w.cancel()
+            if pending:
+                log.warning("outbox.shutdown_cut_off",
+                            inflight={n: k.inflight for n, k in self.kinds.items()})
         for k in self.kinds.values():
             await k.action.close()
