@@ -73,6 +73,8 @@ class Daemon:
         self._signals = 0
         self.intake: Intake | None = None
         self.store: Store | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._reloading: asyncio.Task[None] | None = None
 
     def request_stop(self) -> None:
         self._signals += 1
@@ -82,13 +84,25 @@ class Daemon:
         log.info("daemon.stopping")
         self._stop.set()
 
-    def reload(self) -> None:
-        """SIGHUP: validate the file, compile the new routing, then swap it in one step.
-        An invalid file is logged and the running configuration stays. Binds are not
-        touched ([[smsc]] changes need a restart)."""
-        try:
+    def on_sighup(self) -> None:
+        if self._tg is None:
+            return
+        if self._reloading is not None and not self._reloading.done():
+            log.info("config.reload_pending")
+            return
+        self._reloading = self._tg.create_task(self.reload(), name="reload")
+
+    async def reload(self) -> None:
+        """SIGHUP: validate the file, compile the new routing (in a thread: 100k keywords
+        take about a second, which the acks must not wait for), then swap it in one
+        step. An invalid file is logged and the running configuration stays. Binds are
+        not touched ([[smsc]] changes need a restart)."""
+        def build() -> tuple[Config, Context]:
             new = load_config(self.cfg.source_file)
-            context = context_for(new)
+            return new, context_for(new)
+
+        try:
+            new, context = await asyncio.to_thread(build)
         except (ConfigError, ValueError) as exc:
             log.error("config.reload_rejected", error=str(exc))
             return
@@ -161,7 +175,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        loop.add_signal_handler(signal.SIGHUP, self.on_sighup)
         admin = None
         if gw.admin_listen:
             from gateway.admin import build_app, serve
@@ -173,6 +187,7 @@ class Daemon:
                  open_groups=len(intake.reassembler), actions=sorted(actions))
         try:
             async with asyncio.TaskGroup() as tg:
+                self._tg = tg
                 tasks = [
                     tg.create_task(intake.run(), name="intake"),
                     tg.create_task(mt.run(), name="mt"),
@@ -193,6 +208,8 @@ class Daemon:
                     await mqtt_link.stop()
                 for t in tasks:
                     t.cancel()
+                if self._reloading is not None:
+                    self._reloading.cancel()
         finally:
             if admin is not None:
                 await admin.cleanup()
