@@ -218,6 +218,7 @@ def log_record(row: dict[str, Any]) -> dict[str, Any]:
         "data_coding": row["data_coding"], "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
         "actions": [_action(a) for a in row.get("actions", [])],
+        "history": row.get("history", []),
     }
 
 

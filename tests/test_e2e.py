@@ -146,6 +146,7 @@ def test_receipt_updates_mt_and_creates_no_mo(sim: Simulator, db_url: str,
     assert gw.mos() == []
     mt = next(r for r in gw.logs() if r["id"] == first)
     assert mt["smsc_message_id"] == ids[CUSTOMER] and mt["to"] == CUSTOMER
+    assert [h["status"] for h in mt["history"]] == ["queued", "submitted", "delivered"]
 
 
 def test_receipt_before_submit_is_recorded_is_applied_later(

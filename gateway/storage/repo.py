@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.mo import Receipt
 from gateway.model import MtStatus, iso
@@ -30,7 +30,6 @@ from gateway.storage.schema import (
     mt_segments,
     opt_state,
     poll_votes,
-    receipts,
     status_history,
 )
 
@@ -46,11 +45,8 @@ _PART_COLS = ("smsc", "concat_key", "seq", "total", "data_coding", "body", "raw_
               "received_at", "dedup_key")
 _RECEIPT_COLS = ("smsc", "smsc_message_id", "state", "error", "raw_pdu", "received_at")
 
-QUEUED_MTS = text("direction = 'mt' AND status IN ('queued', 'sending')")
 P = ParamSpec("P")
 T = TypeVar("T")
-
-FINAL_MT = (MtStatus.DELIVERED.value, MtStatus.FAILED.value, MtStatus.BLOCKED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,7 +264,15 @@ class Store:
             rows = [dict(r._mapping) for r in await conn.execute(q)]
             ids = [r["id"] for r in rows if r["direction"] == "mt"]
             smsc_ids: dict[str, list[str]] = {}
+            history: dict[str, list[dict[str, Any]]] = {}
             if ids:
+                h = status_history.c
+                for mid, st, at, detail in await conn.execute(
+                    select(h.message_id, h.status, h.at, h.detail)
+                    .where(h.message_id.in_(ids)).order_by(h.id)
+                ):
+                    history.setdefault(mid, []).append(
+                        {"status": st, "at": iso(at), "detail": detail})
                 for mid, sid in await conn.execute(
                     select(mt_segments.c.message_id, mt_segments.c.smsc_message_id)
                     .where(mt_segments.c.message_id.in_(ids)).order_by(mt_segments.c.seq)
@@ -299,6 +303,7 @@ class Store:
                     actions.setdefault(jr.pop("message_id"), []).append(jr)
         for r in rows:
             r["smsc_message_ids"] = smsc_ids.get(r["id"], [])
+            r["history"] = history.get(r["id"], [])
             r["actions"] = actions.get(r["id"], [])
         rows.reverse()
         return rows
@@ -335,22 +340,3 @@ class Store:
         async with self.reader.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(
                 select(c.at, c.vmn, c.msisdn, c.keyword, c.text, c.message_id).order_by(c.id))]
-
-    async def count(self, table: str) -> int:
-        t = {"messages": messages, "mo_parts": mo_parts, "receipts": receipts,
-             "mt_segments": mt_segments}[table]
-        async with self.reader.connect() as conn:
-            return int((await conn.execute(select(func.count()).select_from(t))).scalar_one())
-
-    async def history(self, msg_id: str) -> list[tuple[str, float, str | None]]:
-        async with self.reader.connect() as conn:
-            rows = await conn.execute(
-                select(status_history.c.status, status_history.c.at, status_history.c.detail)
-                .where(status_history.c.message_id == msg_id).order_by(status_history.c.id))
-            return [(s, a, d) for s, a, d in rows]
-
-
-async def _history(conn: AsyncConnection, msg_id: str, status: str, at: float,
-                   detail: str | None) -> None:
-    await conn.execute(status_history.insert().values(
-        message_id=msg_id, status=status, at=at, detail=detail))
