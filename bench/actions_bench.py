@@ -816,16 +816,17 @@ def print_report(
         f"paced = {args.lat_count:,} MO at {args.lat_rate:,.0f}/s; warm-up {args.warmup:,}; "
         f"median of {args.runs} run(s)"
     )
+    at = _at(args.lat_rate)
     cols: list[tuple[str, str, str]] = [
         ("acked MO/s", "acked_per_s", "rate"),
-        ("ack p99@1k", "ack_p99_ms", "ms"),
+        (f"ack p99{at}", "ack_p99_ms", "ms"),
         ("hook drain/s", "webhook_drain_per_s", "rate"),
         ("mqtt drain/s", "mqtt_drain_per_s", "rate"),
-        ("hook p50@1k", "webhook_p50_ms", "ms"),
-        ("hook p99@1k", "webhook_p99_ms", "ms"),
+        (f"hook p50{at}", "webhook_p50_ms", "ms"),
+        (f"hook p99{at}", "webhook_p99_ms", "ms"),
         ("hook max", "webhook_max_ms", "ms"),
-        ("mqtt p50@1k", "mqtt_p50_ms", "ms"),
-        ("mqtt p99@1k", "mqtt_p99_ms", "ms"),
+        (f"mqtt p50{at}", "mqtt_p50_ms", "ms"),
+        (f"mqtt p99{at}", "mqtt_p99_ms", "ms"),
         ("mqtt max", "mqtt_max_ms", "ms"),
         ("CPU ms/MO", "target_cpu_ms_per_mo", "ms3"),
         ("RSS MiB", "rss_mib", "mib"),
@@ -842,7 +843,7 @@ def print_report(
         )
     _table(["target", "ok", *(c[0] for c in cols)], rows)
     print(
-        "(latencies in ms; @1k = the paced phase; drain = burst MOs / (last delivery - "
+        f"(latencies in ms; {at} = the paced phase; drain = burst MOs / (last delivery - "
         "first MO sent); CPU ms/MO = target CPU time from the burst's first MO until its events "
         "were delivered, per burst MO; peak RSS = VmHWM of the target's process tree)"
     )
@@ -908,7 +909,13 @@ def print_report(
     )
 
 
+def _at(rate: float) -> str:
+    """Column suffix naming the paced rate: "@1k", "@200"."""
+    return f"@{rate / 1000:g}k" if rate >= 1000 else f"@{rate:g}"
+
+
 async def amain(args: argparse.Namespace) -> int:
+    at = _at(args.lat_rate)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     bad = [t for t in targets if t not in TARGETS]
     if bad:
@@ -930,16 +937,16 @@ async def amain(args: argparse.Namespace) -> int:
                 continue
             m = metrics(r)
             line = (
-                f"{tag} {_fmt(m['acked_per_s'], 'rate')} acked MO/s, ack p99@1k "
+                f"{tag} {_fmt(m['acked_per_s'], 'rate')} acked MO/s, ack p99{at} "
                 f"{_fmt(m['ack_p99_ms'], 'ms')} ms, RSS {_fmt(m['rss_mib'], 'mib')} MiB"
             )
             if r.webhook:
                 wb, mb = r.webhook["burst"], r.mqtt["burst"]
                 line += (
                     f"; webhook drain {wb['received']}/{wb['expected']} "
-                    f"{wb['drain_per_s']:,.0f}/s p99@1k {_fmt(m['webhook_p99_ms'], 'ms')}"
+                    f"{wb['drain_per_s']:,.0f}/s p99{at} {_fmt(m['webhook_p99_ms'], 'ms')}"
                     f" ms; mqtt drain {mb['received']}/{mb['expected']} "
-                    f"{mb['drain_per_s']:,.0f}/s p99@1k {_fmt(m['mqtt_p99_ms'], 'ms')} ms"
+                    f"{mb['drain_per_s']:,.0f}/s p99{at} {_fmt(m['mqtt_p99_ms'], 'ms')} ms"
                 )
             if r.warnings:
                 line += "  WARNING: " + "; ".join(r.warnings)
