@@ -27,7 +27,7 @@ from gateway.config import ActionConfig, Config, NumberConfig, OptoutScope, rend
 from gateway.events import mo_event, opt_event, poll_event
 from gateway.routing.router import Decision, Route, Router
 from gateway.storage import mts
-from gateway.storage.jobs import Emitter, insert_jobs
+from gateway.storage.jobs import Emitter, JobRow, insert_jobs
 from gateway.storage.repo import Store
 from gateway.storage.schema import email_tokens, leads, messages, opt_state, poll_votes
 
@@ -71,7 +71,10 @@ def webhook_target(action: ActionConfig | None) -> str | None:
 
 
 def expand(conn: Connection, ctx: Context, now: float, limit: int = BATCH) -> Stats:
-    q = select(messages).where(_PENDING).order_by(messages.c.created_at).limit(limit)
+    m = messages.c
+    q = (select(m.id, m.smsc, m.vmn, m.sender, m.recipient, m.text, m.keyword, m.route,
+                m.created_at, m.segments, m.data_coding, m.status)
+         .where(_PENDING).order_by(m.created_at).limit(limit))
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
     rows = [dict(r._mapping) for r in conn.execute(q)]
@@ -81,12 +84,12 @@ def expand(conn: Connection, ctx: Context, now: float, limit: int = BATCH) -> St
     # First every MO's own event (so replies' status webhooks can wait for it), then
     # everything else.
     planned = [_plan(ctx, mo) for mo in rows]
-    first: list[dict[str, Any]] = []
+    first: list[JobRow] = []
     for mo, (_d, webhook, ev) in zip(rows, planned, strict=True):
         first += ctx.emitter.event(ev, "mo", mo["vmn"], message_id=mo["id"], now=now,
                                    webhook=webhook)
     insert_jobs(conn, first)
-    job_rows: list[dict[str, Any]] = []
+    job_rows: list[JobRow] = []
     for mo, (d, webhook, ev) in zip(rows, planned, strict=True):
         _expand_one(conn, ctx, mo, d, webhook, ev, now, job_rows, stats)
     insert_jobs(conn, job_rows)
@@ -113,7 +116,7 @@ def _plan(ctx: Context, mo: Mapping[str, Any]) -> tuple[Decision, str | None, di
 
 def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decision,
                 webhook: str | None, ev: Mapping[str, Any], now: float,
-                job_rows: list[dict[str, Any]], stats: Stats) -> None:
+                job_rows: list[JobRow], stats: Stats) -> None:
     emitter = ctx.emitter
     action = d.action
     number = d.number
@@ -174,7 +177,7 @@ def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decisi
         }, message_id=mo["id"], now=now))
 
 
-def _set_opt(conn: Connection, ctx: Context, stats: Stats, job_rows: list[dict[str, Any]],
+def _set_opt(conn: Connection, ctx: Context, stats: Stats, job_rows: list[JobRow],
              mo: Mapping[str, Any], number: NumberConfig, state: str, keyword: str | None,
              now: float, scope: OptoutScope) -> None:
     msisdn = mo["sender"]
@@ -192,7 +195,7 @@ def _set_opt(conn: Connection, ctx: Context, stats: Stats, job_rows: list[dict[s
     stats.opt_changes.append((msisdn, shown, state))
 
 
-def _vote(conn: Connection, ctx: Context, job_rows: list[dict[str, Any]],
+def _vote(conn: Connection, ctx: Context, job_rows: list[JobRow],
           mo: Mapping[str, Any], d: Decision, number: NumberConfig, action: ActionConfig,
           values: Mapping[str, str], now: float, mt: Callable[..., None]) -> None:
     poll = action.poll
@@ -238,7 +241,9 @@ class Fanout:
             self._wake.clear()
             while True:
                 try:
-                    stats = await self.store.transaction(expand, self.context(), time.time())
+                    # Atomic with clearing the flags: if a power failure loses it, the
+                    # MOs are simply expanded again, so no need to wait for the disk.
+                    stats = await self.store.relaxed(expand, self.context(), time.time())
                 except Exception as exc:
                     log.error("fanout.failed", error=str(exc))
                     await asyncio.sleep(1.0)  # the rows stay flagged: retried

@@ -58,15 +58,17 @@ class Outbox:
 
     async def _claim_loop(self, name: str, k: _Kind, tg: asyncio.TaskGroup) -> None:
         limit = k.action.concurrency
+        # Claim in sizeable batches: each claim is a write transaction.
+        low_water = max(1, limit // 4)
         while not self._stopping:
             free = limit - k.inflight
-            if free <= 0:
+            if free <= 0 or (k.inflight and free < low_water):
                 k.slot_free.clear()
                 await k.slot_free.wait()
                 continue
             k.wake.clear()
             try:
-                batch = await self.store.transaction(jobq.claim, name, free, LEASE, time.time())
+                batch = await self.store.relaxed(jobq.claim, name, free, LEASE, time.time())
             except Exception as exc:
                 log.error("outbox.claim_failed", kind=name, error=str(exc))
                 batch = []
@@ -97,7 +99,8 @@ class Outbox:
                 continue
             now = time.time()
             try:
-                ended = await self.store.transaction(jobq.finish, batch, self.backoff, now)
+                # Losing an outcome on a power failure only re-runs the job.
+                ended = await self.store.relaxed(jobq.finish, batch, self.backoff, now)
             except Exception as exc:
                 # Not recorded: the lease brings these jobs back (at-least-once).
                 log.error("outbox.finish_failed", kind=name, error=str(exc), jobs=len(batch))

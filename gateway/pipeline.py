@@ -47,9 +47,6 @@ class Fate:
         self.ok = ok
 
 
-COMMITTED = Fate(True)
-
-
 @dataclass(slots=True)
 class Batch:
     messages: list[MessageRow] = field(default_factory=list)
@@ -86,7 +83,11 @@ class Intake:
         self.reassembly_timeout = reassembly_timeout
         self.clock = clock
         self.reassembler = Reassembler()
-        self.recent: dict[str, tuple[float, Fate]] = {}
+        # key -> time first seen. str -> float only, so the garbage collector never
+        # scans it (it can hold hundreds of thousands of keys).
+        self.recent: dict[str, float] = {}
+        # keys of batches not yet committed -> that batch's fate
+        self._pending_keys: dict[str, Fate] = {}
         self._recent_order: deque[tuple[float, str]] = deque()
         self._batch = Batch()
         self._wake = asyncio.Event()
@@ -110,20 +111,20 @@ class Intake:
                                  p.received_at)
         self.recent.clear()
         self._recent_order.clear()
+        self._pending_keys.clear()
         if self.dedup_window > 0:
             for key, at in await self.store.recent_dedup_keys(now - self.dedup_window):
-                self._remember(key, at, COMMITTED)
+                self._remember(key, at)
 
-    def _remember(self, key: str, at: float, fate: Fate) -> None:
-        self.recent[key] = (at, fate)
+    def _remember(self, key: str, at: float) -> None:
+        self.recent[key] = at
         self._recent_order.append((at, key))
 
     def _prune_recent(self, now: float) -> None:
         order, recent, horizon = self._recent_order, self.recent, now - self.dedup_window
         while order and order[0][0] < horizon:
             at, key = order.popleft()
-            entry = recent.get(key)
-            if entry is not None and entry[0] == at:
+            if recent.get(key) == at:
                 del recent[key]
 
     # -- routing ----------------------------------------------------------------------
@@ -180,13 +181,15 @@ class Intake:
         if self.dedup_window > 0:
             key = dedup_key(smsc, pdu)
             seen = self.recent.get(key)
-            if seen is not None and now - seen[0] <= self.dedup_window:
-                # Answered with the original's fate (see `_ack`).
-                batch.acks.append((link, pdu.command_id, pdu.sequence_number, seen[1]))
+            if seen is not None and now - seen <= self.dedup_window:
+                # Answered with the original's fate (see `_ack`): None = committed.
+                batch.acks.append((link, pdu.command_id, pdu.sequence_number,
+                                   self._pending_keys.get(key)))
                 batch.duplicates += 1
                 self._wake.set()
                 return
-            self._remember(key, now, batch.fate)
+            self._remember(key, now)
+            self._pending_keys[key] = batch.fate
             batch.keys.append(key)
         batch.acks.append(ack)
         part, body = split_part(pdu, smsc)
@@ -274,6 +277,10 @@ class Intake:
             log.error("intake.commit_failed", error=str(exc), pdus=len(batch.acks))
         else:
             batch.fate.ok = True
+            pending = self._pending_keys
+            for key in batch.keys:
+                if pending.get(key) is batch.fate:
+                    del pending[key]
             stats = self.stats
             stats["commits"] += 1
             stats["mo"] += len(batch.messages)
@@ -291,11 +298,11 @@ class Intake:
 
     def _undo(self, batch: Batch) -> None:
         """Forget what a failed batch did in memory, so its redelivery is taken afresh."""
-        recent = self.recent
+        recent, pending = self.recent, self._pending_keys
         for key in batch.keys:
-            entry = recent.get(key)
-            if entry is not None and entry[1] is batch.fate:
-                del recent[key]
+            if pending.get(key) is batch.fate:
+                del pending[key]
+                recent.pop(key, None)
         groups = self.reassembler.groups
         for group in batch.closed:
             groups.setdefault(group.key, group)

@@ -9,7 +9,8 @@ database and never sleeps to retry: it reports what happened and the outbox deci
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol
@@ -29,6 +30,32 @@ class Result:
     latency_ms: float = 0.0
 
 
+class LazyJson(Mapping[str, Any]):
+    """A JSON object parsed on first use: most actions send the stored bytes as they are
+    and never need the fields."""
+
+    __slots__ = ("_data", "raw")
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self._data: dict[str, Any] | None = None
+
+    def _obj(self) -> dict[str, Any]:
+        if self._data is None:
+            value = json.loads(self.raw)
+            self._data = value if isinstance(value, dict) else {}
+        return self._data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._obj()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._obj())
+
+    def __len__(self) -> int:
+        return len(self._obj())
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Job:
     id: int
@@ -37,6 +64,7 @@ class Job:
     event_id: str  # stable across retries, unique per job: X-VMN-Event-Id
     payload: Mapping[str, Any]  # the event (SPEC §4) or the action's data
     attempts: int  # attempts made before this one
+    raw: bytes | None = None  # payload as stored (compact JSON): sent as-is when given
 
 
 class Action(Protocol):

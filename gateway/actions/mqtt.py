@@ -392,7 +392,8 @@ class MqttAction:
         if not target or any(c in target for c in "+#\0"):
             return result(Outcome.FAIL, f"invalid topic {target!r}")
         try:
-            payload = json.dumps(job.payload, separators=(",", ":"), ensure_ascii=False).encode()
+            payload = job.raw if job.raw is not None else json.dumps(
+                job.payload, separators=(",", ":"), ensure_ascii=False).encode()
         except (TypeError, ValueError) as exc:
             return result(Outcome.FAIL, f"payload is not JSON-serialisable: {exc}")
         try:

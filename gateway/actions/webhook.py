@@ -284,7 +284,7 @@ class WebhookAction:
             headers["X-VMN-Event-Id"] = job.event_id
             body: bytes | None
             if target.url is not None:
-                body = _encode_body(job.payload)
+                body = job.raw if job.raw is not None else _encode_body(job.payload)
                 url = target.url
                 signed = body
             else:

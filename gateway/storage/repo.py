@@ -75,6 +75,8 @@ class Store:
         # at p99 that way, against 0.5 / 2.0 ms with one hop.
         self._executor: ThreadPoolExecutor | None = None
         self._sync_conn: Connection | None = None
+        self._synchronous = synchronous
+        self._sync_durable = True
         if self.is_sqlite:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
             self._sync_engine = create_sync_engine(str(engine.url), synchronous=synchronous)
@@ -111,15 +113,27 @@ class Store:
     # -- the single writer ------------------------------------------------------------
     async def transaction(self, fn: Callable[Concatenate[Connection, P], T],
                           *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn(conn, ...)` in one write transaction: on the SQLite writer thread, or
-        on a pooled PostgreSQL connection."""
+        """Run `fn(conn, ...)` in one durable write transaction: on the SQLite writer
+        thread, or on a pooled PostgreSQL connection."""
         if self._executor is not None:
             return await asyncio.get_running_loop().run_in_executor(
-                self._executor, lambda: self._run_sync(fn, *args, **kwargs))
+                self._executor, lambda: self._run_sync(fn, True, *args, **kwargs))
         async with self.engine.begin() as conn:
             return await conn.run_sync(fn, *args, **kwargs)
 
-    def _run_sync(self, fn: Callable[Concatenate[Connection, P], T],
+    async def relaxed(self, fn: Callable[Concatenate[Connection, P], T],
+                      *args: P.args, **kwargs: P.kwargs) -> T:
+        """Like `transaction`, for bookkeeping whose loss on a power failure only makes
+        work run again (job claims and outcomes, fan-out, which is atomic with clearing
+        its flag): on SQLite it commits without waiting for the disk (synchronous=NORMAL
+        for that transaction; the next durable commit syncs it too)."""
+        if self._executor is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, lambda: self._run_sync(fn, False, *args, **kwargs))
+        async with self.engine.begin() as conn:
+            return await conn.run_sync(fn, *args, **kwargs)
+
+    def _run_sync(self, fn: Callable[Concatenate[Connection, P], T], durable: bool,
                   *args: P.args, **kwargs: P.kwargs) -> T:
         conn = self._sync_conn
         if conn is None or conn.closed or conn.invalidated:
@@ -128,6 +142,14 @@ class Store:
             # Not on the ack path: `checkpoint()` runs them on another connection.
             conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
             conn.commit()
+            self._sync_durable = True
+        if durable != self._sync_durable and self._synchronous == "FULL":
+            # On the driver connection: through SQLAlchemy it would autobegin a
+            # transaction, and SQLite refuses to change the level inside one.
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._sync_durable = durable
         try:
             with conn.begin():
                 return fn(conn, *args, **kwargs)
