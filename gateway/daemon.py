@@ -19,7 +19,7 @@ from gateway import commands, sdnotify
 from gateway.actions.base import Action
 from gateway.actions.webhook import WebhookAction
 from gateway.config import Config, ConfigError, load_config, split_host_port
-from gateway.fanout import Context, Fanout, Stats
+from gateway.fanout import Context, Fanout, Stats, mo_rows
 from gateway.mt import MtSender
 from gateway.outbox import Outbox
 from gateway.pipeline import Batch, Intake
@@ -149,19 +149,19 @@ class Daemon:
                                  on_command=lambda p: self._command(store, mt, p))
             actions["mqtt"] = MqttAction(mqtt_link, qos=cfg.mqtt.qos)
         outbox = Outbox(store, actions, backoff=jobq.Backoff(gw.retry_base, gw.retry_max),
-                        poll_interval=gw.mt_poll_interval)
+                        poll_interval=gw.mt_poll_interval, quiet=intake.quiet)
 
         def expanded(stats: Stats) -> None:
             if stats.mts:
                 mt.wake()
-            if stats.jobs:
+            outbox.dispatch(stats.ready)
+            if stats.jobs > len(stats.ready):
                 outbox.wake()
 
-        fanout = Fanout(store, lambda: self.context, expanded)
+        fanout = Fanout(store, lambda: self.context, expanded, quiet=intake.quiet)
+
         def committed(batch: Batch) -> None:
-            # The flag is the last column of a message row: wake only for real work.
-            if any(row[-1] for row in batch.messages):
-                fanout.wake()
+            fanout.submit(mo_rows(batch.messages))
 
         intake.on_committed.append(committed)
         store.on_jobs = outbox.wake

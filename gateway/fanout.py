@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,11 +23,12 @@ import structlog
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.engine import Connection
 
+from gateway.actions.base import Job
 from gateway.config import ActionConfig, Config, NumberConfig, OptoutScope, render_template
 from gateway.events import mo_event, opt_event, poll_event
 from gateway.routing.router import Decision, Route, Router
 from gateway.storage import mts
-from gateway.storage.jobs import Emitter, JobRow, insert_jobs
+from gateway.storage.jobs import LEASE, Emitter, JobRow, insert_jobs, ready_job
 from gateway.storage.repo import Store
 from gateway.storage.schema import email_tokens, leads, messages, opt_state, poll_votes
 
@@ -58,6 +59,7 @@ class Stats:
     mts: int = 0
     jobs: int = 0
     opt_changes: list[tuple[str, str, str]] = field(default_factory=list)
+    ready: list[Job] = field(default_factory=list)  # claimed already: run them now
 
 
 def webhook_target(action: ActionConfig | None) -> str | None:
@@ -70,24 +72,35 @@ def webhook_target(action: ActionConfig | None) -> str | None:
     return None
 
 
-def expand(conn: Connection, ctx: Context, now: float, limit: int = BATCH) -> Stats:
-    m = messages.c
-    q = (select(m.id, m.smsc, m.vmn, m.sender, m.recipient, m.text, m.keyword, m.route,
-                m.created_at, m.segments, m.data_coding, m.status)
-         .where(_PENDING).order_by(m.created_at).limit(limit))
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    rows = [dict(r._mapping) for r in conn.execute(q)]
+def expand(conn: Connection, ctx: Context, now: float,
+           given: Sequence[Mapping[str, Any]] | None = None, limit: int = BATCH) -> Stats:
+    """Expand `given` MO rows (handed over by the intake right after its commit), or the
+    flagged MOs found in the database (after a restart or a failure)."""
+    if given is None:
+        m = messages.c
+        q = (select(m.id, m.smsc, m.vmn, m.sender, m.recipient, m.text, m.keyword, m.route,
+                    m.created_at, m.segments, m.data_coding, m.status)
+             .where(_PENDING).order_by(m.created_at).limit(limit))
+        if conn.dialect.name == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        rows: Sequence[Mapping[str, Any]] = [dict(r._mapping) for r in conn.execute(q)]
+    else:
+        rows = given
     stats = Stats()
     if not rows:
         return stats
     # First every MO's own event (so replies' status webhooks can wait for it), then
-    # everything else.
+    # everything else. The MO events are claimed by this instance as they are written
+    # and handed straight to the workers (no claim round trip).
     planned = [_plan(ctx, mo) for mo in rows]
     first: list[JobRow] = []
+    lease_until = now + LEASE
     for mo, (_d, webhook, ev) in zip(rows, planned, strict=True):
-        first += ctx.emitter.event(ev, "mo", mo["vmn"], message_id=mo["id"], now=now,
-                                   webhook=webhook)
+        for row in ctx.emitter.event(ev, "mo", mo["vmn"], message_id=mo["id"], now=now,
+                                     webhook=webhook):
+            row, job = ready_job(row, lease_until)
+            first.append(row)
+            stats.ready.append(job)
     insert_jobs(conn, first)
     job_rows: list[JobRow] = []
     for mo, (d, webhook, ev) in zip(rows, planned, strict=True):
@@ -99,6 +112,19 @@ def expand(conn: Connection, ctx: Context, now: float, limit: int = BATCH) -> St
     stats.mos = len(rows)
     stats.jobs += len(job_rows)
     return stats
+
+
+def mo_rows(messages_rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    """The intake's message tuples (storage/repo.py `_MSG_COLS`) that need fan-out, as
+    the mappings `expand` reads."""
+    out = []
+    for r in messages_rows:
+        if r[-1]:
+            out.append({"id": r[0], "smsc": r[2], "vmn": r[3], "sender": r[5],
+                        "recipient": r[6], "text": r[7], "data_coding": r[8],
+                        "segments": r[9], "status": r[10], "created_at": r[11],
+                        "keyword": r[15], "route": r[16]})
+    return out
 
 
 def _plan(ctx: Context, mo: Mapping[str, Any]) -> tuple[Decision, str | None, dict[str, Any]]:
@@ -222,34 +248,47 @@ def _vote(conn: Connection, ctx: Context, job_rows: list[JobRow],
 
 
 class Fanout:
-    """Runs `expand` whenever the intake committed MOs with actions."""
+    """Runs `expand` on the MOs the intake just committed, and on flagged MOs found in
+    the database at start-up or after a failure."""
 
     def __init__(self, store: Store, context: Callable[[], Context],
-                 on_expanded: Callable[[Stats], None]) -> None:
+                 on_expanded: Callable[[Stats], None],
+                 quiet: Callable[[], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.context = context
         self.on_expanded = on_expanded
+        self.quiet = quiet
+        self._queue: list[dict[str, Any]] = []
+        self._scan = True  # MOs left flagged from before a restart
         self._wake = asyncio.Event()
-        self._wake.set()  # MOs left from before a restart
-
-    def wake(self) -> None:
         self._wake.set()
+
+    def submit(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            self._queue.extend(rows)
+            self._wake.set()
 
     async def run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while True:
+            while self._queue or self._scan:
+                if self.quiet is not None:
+                    await self.quiet()  # acks first: wait while the intake is busy
+                given = None
+                if self._queue:
+                    given, self._queue = self._queue[:BATCH], self._queue[BATCH:]
                 try:
                     # Atomic with clearing the flags: if a power failure loses it, the
                     # MOs are simply expanded again, so no need to wait for the disk.
-                    stats = await self.store.relaxed(expand, self.context(), time.time())
+                    stats = await self.store.relaxed(expand, self.context(), time.time(),
+                                                     given)
                 except Exception as exc:
                     log.error("fanout.failed", error=str(exc))
-                    await asyncio.sleep(1.0)  # the rows stay flagged: retried
-                    self._wake.set()
-                    break
+                    self._scan = True  # those rows stay flagged: found again
+                    await asyncio.sleep(1.0)
+                    continue
+                if given is None and stats.mos < BATCH:
+                    self._scan = False
                 if stats.mos:
                     self.on_expanded(stats)
-                if stats.mos < BATCH:
-                    break

@@ -12,6 +12,7 @@ the original's fate, never acknowledged ahead of it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +35,8 @@ from gateway.storage.repo import MessageRow, PartRow, ReceiptRow, Store
 log = structlog.get_logger("gateway.intake")
 
 _UNROUTED = Decision(route=Route.UNROUTED, vmn=None)
+BUSY_BATCH = 64  # a batch this big means MOs arrive faster than one per commit time
+QUIET_MAX_WAIT = 0.25
 _ALWAYS_FAN_OUT = frozenset({Route.OPTOUT, Route.OPTIN, Route.HELP})
 
 
@@ -93,6 +96,10 @@ class Intake:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        # Set while the intake keeps up easily; background writers wait for it (briefly)
+        # so that a burst of MOs is acknowledged first and drained afterwards.
+        self._calm = asyncio.Event()
+        self._calm.set()
         self.on_committed: list[Callable[[Batch], None]] = []
         self.router: Router | None = None
         self.reject_unrouted = False
@@ -254,6 +261,10 @@ class Intake:
             batch = self._batch
             if not batch.acks and not batch.messages:
                 continue
+            if len(batch.acks) >= BUSY_BATCH:
+                self._calm.clear()
+            else:
+                self._calm.set()
             self._idle.clear()
             self._batch = Batch()
             try:
@@ -325,6 +336,14 @@ class Intake:
             out.append(encode_empty_resp(cid, seq, st))
         for link, chunks in by_link.items():
             link.write_responses(b"".join(chunks))
+
+    async def quiet(self) -> None:
+        """Return when the intake is not under a burst, or after QUIET_MAX_WAIT: the
+        drains yield to the acks, but are never starved."""
+        if self._calm.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._calm.wait(), QUIET_MAX_WAIT)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until everything received so far is committed and answered."""

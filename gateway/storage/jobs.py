@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from gateway.model import new_id
 from gateway.storage.schema import jobs
 
 PENDING, DONE, FAILED, DEAD = "pending", "done", "failed", "dead"
+LEASE = 300.0  # a claimed job comes back after this long if its instance died
 # An MQTT event is retried until the broker takes it: an outage delays events, it never
 # dead-letters them (the backoff is capped at retry_max).
 MQTT_ATTEMPTS = 2**31 - 1
@@ -48,7 +50,7 @@ class Emitter:
             message_id: str | None, now: float, after: int | None = None) -> JobRow:
         """A row for `insert_jobs` (column order: `_JOB_COLS`)."""
         body = payload if isinstance(payload, str) else _dumps(payload)
-        return (kind, target, new_id(), message_id, after, body, PENDING, 0,
+        return (new_job_id(), kind, target, new_id(), message_id, after, body, PENDING, 0,
                 self.attempts_for(kind, target), now, now, now)
 
     def event(self, payload: Mapping[str, Any], *topic_parts: str, message_id: str | None,
@@ -69,9 +71,31 @@ class Emitter:
 
 
 JobRow = tuple[Any, ...]
-_JOB_COLS = ("kind", "target", "event_id", "message_id", "after", "payload", "status",
+_JOB_COLS = ("id", "kind", "target", "event_id", "message_id", "after", "payload", "status",
              "attempts", "max_attempts", "next_attempt_at", "created_at", "updated_at")
 _ATTEMPT_COLS = ("job_id", "attempt", "at", "outcome", "status", "latency_ms", "detail")
+
+
+_INSTANCE = random.getrandbits(8)
+_job_seq = 0
+
+
+def new_job_id() -> int:
+    """Ids chosen here, not by the database, so that the jobs a fan-out creates can be
+    handed to the workers without reading them back: 31 bits of seconds, 8 random bits
+    per process (instances sharing a database), 24 bits of sequence."""
+    global _job_seq
+    _job_seq = (_job_seq + 1) & 0xFFFFFF
+    return (int(time.time()) << 32) | (_INSTANCE << 24) | _job_seq
+
+
+def ready_job(row: JobRow, lease_until: float) -> tuple[JobRow, Job]:
+    """Mark a new job row as already claimed by this instance (leased until
+    `lease_until`) and return it with the Job to run now."""
+    raw = row[6].encode()
+    job = Job(id=row[0], kind=row[1], target=row[2], event_id=row[3],
+              payload=LazyJson(raw), attempts=0, raw=raw)
+    return (*row[:10], lease_until, *row[11:]), job
 
 
 def _marks(conn: Connection, n: int) -> str:

@@ -4,6 +4,7 @@ same on SQLite and PostgreSQL; the CLI and events render them as ISO-8601 UTC.""
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Index,
@@ -126,17 +127,21 @@ Index("ix_status_history_msg", status_history.c.message_id)
 # -- actions (issue 3) ----------------------------------------------------------------
 
 # The durable action queue: one row per webhook call, email or MQTT event to deliver.
+# 64-bit ids chosen by the gateway (storage/jobs.py); on SQLite an INTEGER PRIMARY KEY
+# is the 64-bit rowid.
+JobId = BigInteger().with_variant(Integer(), "sqlite")
+
 jobs = Table(
     "jobs",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", JobId, primary_key=True, autoincrement=False),
     Column("kind", String(16), nullable=False),  # webhook | email | mqtt
     Column("target", Text, nullable=False),  # URL / profile:NAME, address, topic
     Column("event_id", String(64), nullable=False),
     Column("message_id", String(32)),  # the MO or MT the job is about
     # runs only once job `after` is no longer pending: a trigger URL hears the MO first,
     # then the statuses of the replies it caused, in order
-    Column("after", Integer),
+    Column("after", JobId),
     Column("payload", Text, nullable=False),  # JSON
     Column("status", String(12), nullable=False),  # pending | done | failed | dead
     Column("attempts", Integer, nullable=False),
@@ -156,7 +161,7 @@ job_attempts = Table(
     "job_attempts",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("job_id", Integer, nullable=False),
+    Column("job_id", JobId, nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("at", Float, nullable=False),
     Column("outcome", String(8), nullable=False),  # ok | retry | fail

@@ -22,14 +22,15 @@ def upgrade() -> None:
     fanout = sa.text("fanout = 1")
     op.create_index("ix_messages_fanout", "messages", ["created_at"], sqlite_where=fanout,
                     postgresql_where=fanout)
+    job_id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
     op.create_table(
         "jobs",
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", job_id, primary_key=True, autoincrement=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("target", sa.Text, nullable=False),
         sa.Column("event_id", sa.String(64), nullable=False),
         sa.Column("message_id", sa.String(32)),
-        sa.Column("after", sa.Integer),
+        sa.Column("after", job_id),
         sa.Column("payload", sa.Text, nullable=False),
         sa.Column("status", sa.String(12), nullable=False),
         sa.Column("attempts", sa.Integer, nullable=False),
@@ -47,7 +48,7 @@ def upgrade() -> None:
     op.create_table(
         "job_attempts",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("job_id", sa.Integer, nullable=False),
+        sa.Column("job_id", job_id, nullable=False),
         sa.Column("attempt", sa.Integer, nullable=False),
         sa.Column("at", sa.Float, nullable=False),
         sa.Column("outcome", sa.String(8), nullable=False),
