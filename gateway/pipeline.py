@@ -12,7 +12,6 @@ the original's fate, never acknowledged ahead of it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +35,7 @@ log = structlog.get_logger("gateway.intake")
 
 _UNROUTED = Decision(route=Route.UNROUTED, vmn=None)
 BUSY_BATCH = 64  # a batch this big means MOs arrive faster than one per commit time
+BUSY_HOLD = 0.05
 QUIET_MAX_WAIT = 0.25
 _ALWAYS_FAN_OUT = frozenset({Route.OPTOUT, Route.OPTIN, Route.HELP})
 
@@ -96,10 +96,9 @@ class Intake:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        # Set while the intake keeps up easily; background writers wait for it (briefly)
-        # so that a burst of MOs is acknowledged first and drained afterwards.
-        self._calm = asyncio.Event()
-        self._calm.set()
+        # Until when the intake counts as under a burst: background writers wait for it
+        # (briefly) so that a burst of MOs is acknowledged first and drained afterwards.
+        self._busy_until = 0.0
         self.on_committed: list[Callable[[Batch], None]] = []
         self.router: Router | None = None
         self.reject_unrouted = False
@@ -262,9 +261,9 @@ class Intake:
             if not batch.acks and not batch.messages:
                 continue
             if len(batch.acks) >= BUSY_BATCH:
-                self._calm.clear()
-            else:
-                self._calm.set()
+                # The SMSC sends a window, waits for the acks, sends again: the intake
+                # looks idle between windows, so a burst lasts a little past each one.
+                self._busy_until = time.monotonic() + BUSY_HOLD
             self._idle.clear()
             self._batch = Batch()
             try:
@@ -340,10 +339,13 @@ class Intake:
     async def quiet(self) -> None:
         """Return when the intake is not under a burst, or after QUIET_MAX_WAIT: the
         drains yield to the acks, but are never starved."""
-        if self._calm.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._calm.wait(), QUIET_MAX_WAIT)
+        start = time.monotonic()
+        while True:
+            now = time.monotonic()
+            left = min(self._busy_until, start + QUIET_MAX_WAIT) - now
+            if left <= 0:
+                return
+            await asyncio.sleep(left)
 
     async def drain(self, timeout: float) -> bool:
         """Wait until everything received so far is committed and answered."""
