@@ -182,7 +182,7 @@ def make_gateway(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
             gw.kill()
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.05,
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
              what: str = "condition") -> Any:
     """Poll a test-side predicate (never used inside the product)."""
     deadline = time.monotonic() + timeout

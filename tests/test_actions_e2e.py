@@ -337,7 +337,7 @@ def test_mqtt_broker_outage_loses_no_event(sim: Simulator, sqlite_url: str,
     broker.start()
     try:
         with MqttWatcher(prefix="out", port=broker.port) as w:
-            wait_for(lambda: len({e["text"] for e in w.events("mo")}) == 20, timeout=30,
+            wait_for(lambda: len({e["text"] for e in w.events("mo")}) == 20, timeout=90,
                      what="every MO event after the broker came back")
     finally:
         broker.stop()
