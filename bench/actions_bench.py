@@ -91,6 +91,7 @@ name = "bench"
 database = "sqlite+aiosqlite:///{tmpdir}/bench.db"
 retry_base = 0.2
 mt_poll_interval = 0.5
+action_workers = {action_workers}
 
 [[smsc]]
 name = "bench"
@@ -554,7 +555,11 @@ class RunResult:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+ACTION_WORKERS = "0"  # set by --action-workers
+
+
 def _config(template: str, values: dict[str, str]) -> str:
+    values = {"action_workers": ACTION_WORKERS, **values}
     for key, value in values.items():
         template = template.replace("{" + key + "}", value)
     return template
@@ -990,6 +995,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--targets", default=",".join(TARGETS), help="comma list of: %(default)s")
+    p.add_argument("--action-workers", type=int, choices=[0, 1], default=0,
+                   help="[gateway] action_workers for the gateway targets")
     p.add_argument("--runs", "-k", type=int, default=3, help="runs per target (median)")
     p.add_argument("--count", type=int, default=30_000, help="burst MOs (unlimited rate)")
     p.add_argument("--window", type=int, default=1000, help="max outstanding deliver_sm")
@@ -1045,7 +1052,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global ACTION_WORKERS
     args = parse_args(argv)
+    ACTION_WORKERS = str(args.action_workers)
     if args.role:
         return role_main(args)
     try:

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     with_config("run", "run the daemon in the foreground")
+    with_config("action-worker", argparse.SUPPRESS)  # started by `run` itself
     with_config("check", "validate the configuration and print a summary")
     s = with_config("send", "queue an MT (sent by the running daemon)")
     s.add_argument("--from", dest="sender", required=True, type=_vmn, metavar="VMN")
@@ -118,6 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         log.configure(cfg.gateway.log_level.value)
         return asyncio.run(daemon.run(cfg))
+    if args.command == "action-worker":
+        from gateway import log, worker
+
+        log.configure(cfg.gateway.log_level.value)
+        return asyncio.run(worker.run(cfg))
     if args.command == "send":
         return asyncio.run(_send(cfg, args.sender, args.to, args.text))
     if args.command == "logs":

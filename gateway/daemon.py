@@ -46,7 +46,8 @@ def context_for(cfg: Config) -> Context:
     er = cfg.email_replies
     return Context(router=Router(cfg), emitter=emitter_for(cfg),
                    email_domain=er.domain if er else None,
-                   token_ttl_days=er.token_ttl if er else 30)
+                   token_ttl_days=er.token_ttl if er else 30,
+                   pre_claim=cfg.gateway.action_workers == 0)
 
 
 class _DbTokens:
@@ -148,15 +149,22 @@ class Daemon:
             mqtt_link = MqttLink(cfg.mqtt, gateway_name=gw.name,
                                  on_command=lambda p: self._command(store, mt, p))
             actions["mqtt"] = MqttAction(mqtt_link, qos=cfg.mqtt.qos)
+        worker = None
+        if gw.action_workers:
+            from gateway.worker import WorkerProcess
+
+            worker = WorkerProcess(cfg.source_file)
+            actions = {}  # the worker process runs them
         outbox = Outbox(store, actions, backoff=jobq.Backoff(gw.retry_base, gw.retry_max),
                         poll_interval=gw.mt_poll_interval, quiet=intake.quiet)
+        poke = worker.poke if worker is not None else outbox.wake
 
         def expanded(stats: Stats) -> None:
             if stats.mts:
                 mt.wake()
             outbox.dispatch(stats.ready)
             if stats.jobs > len(stats.ready):
-                outbox.wake()
+                poke()
 
         fanout = Fanout(store, lambda: self.context, expanded, quiet=intake.quiet)
 
@@ -164,7 +172,7 @@ class Daemon:
             fanout.submit(mo_rows(batch.messages))
 
         intake.on_committed.append(committed)
-        store.on_jobs = outbox.wake
+        store.on_jobs = poke
 
         replies = None
         if cfg.email_replies is not None:
@@ -211,9 +219,13 @@ class Daemon:
                 ]
                 if mqtt_link is not None:
                     tasks.append(tg.create_task(mqtt_link.run(), name="mqtt"))
+                if worker is not None:
+                    tasks.append(tg.create_task(worker.run(), name="action-worker"))
                 tasks += [tg.create_task(s.run(), name=f"smpp:{s.name}") for s in sessions]
                 await self._stop.wait()
                 await self._shutdown(intake, sessions, mt, outbox)
+                if worker is not None:
+                    await worker.stop(gw.shutdown_timeout / 2)
                 if replies is not None:
                     await replies.stop()
                 if mqtt_link is not None:

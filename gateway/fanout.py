@@ -47,6 +47,9 @@ class Context:
     emitter: Emitter
     email_domain: str | None = None
     token_ttl_days: int = 30
+    # Hand the MO events to this process's workers as they are written (no claim round
+    # trip); off when the actions run in a worker process, which claims them.
+    pre_claim: bool = True
 
     @property
     def cfg(self) -> Config:
@@ -98,9 +101,10 @@ def expand(conn: Connection, ctx: Context, now: float,
     for mo, (_d, webhook, ev) in zip(rows, planned, strict=True):
         for row in ctx.emitter.event(ev, "mo", mo["vmn"], message_id=mo["id"], now=now,
                                      webhook=webhook):
-            row, job = ready_job(row, lease_until)
+            if ctx.pre_claim:
+                row, job = ready_job(row, lease_until)
+                stats.ready.append(job)
             first.append(row)
-            stats.ready.append(job)
     insert_jobs(conn, first)
     job_rows: list[JobRow] = []
     for mo, (d, webhook, ev) in zip(rows, planned, strict=True):

@@ -397,3 +397,24 @@ reply = "matched {keyword}"
              what="old routing kept")
     assert sim.state()["bind_count"] == 1 and gw.running
     assert json.loads(json.dumps(gw.mos()))[-1]["keyword"] == "BETA"
+
+
+def test_actions_in_a_worker_process(sim: Simulator, sqlite_url: str, hooks: HttpRecorder,
+                                     smtp: SmtpSink, watcher: MqttWatcher,
+                                     make_gateway: Callable[..., Gateway]) -> None:
+    """`action_workers = 1`: webhooks, emails and MQTT events run in a second process;
+    the daemon keeps the status topic and the commands."""
+    gw = make_gateway(action_config(db=sqlite_url, sim=sim, hooks=hooks, smtp_port=smtp.port,
+                                    prefix=watcher.prefix).replace(
+        "retry_base = 0.05", "retry_base = 0.05\naction_workers = 1"))
+    sim.wait_bound()
+    wait_for(lambda: gw.log_events("worker.started"), what="the worker process")
+    sim.mo(source=CUSTOMER, destination=VMN, text="hi from a worker")
+    sim.mo(source="15550000021", destination=VMN, text="SUPPORT via worker")
+    req = wait_for(lambda: requests_to(hooks, "/crm"), what="the webhook")[0]
+    assert req.json()["text"] == "hi from a worker"
+    wait_for(lambda: watcher.events("mo"), what="the MQTT event")
+    wait_for(lambda: smtp.messages, what="the email")
+    assert "online" in watcher.on("gateway/test/status")
+    assert gw.terminate() == 0
+    assert gw.log_events("worker.stopped")

@@ -125,12 +125,17 @@ class MqttLink:
         keepalive: int = 30,
         timeout: float = 10.0,
         max_inflight: int = 0,
+        announce: bool = True,
     ) -> None:
         if not 0 < reconnect_min <= reconnect_max:
             raise ValueError("expected 0 < reconnect_min <= reconnect_max")
         self.cfg = cfg
         self.gateway_name = gateway_name
+        # announce=False: a publisher only (an action worker process): no status, no will.
+        self.announce = announce
         self.client_id = cfg.client_id or f"vmn-gateway-{gateway_name}"
+        if not announce:
+            self.client_id += "-actions"
         self.status_topic = topic(cfg.topic_prefix, "gateway", gateway_name, "status")
         self.command_topic = topic(cfg.topic_prefix, *COMMAND_SUFFIX)
         self.connected = asyncio.Event()
@@ -227,7 +232,8 @@ class MqttLink:
             username=cfg.username,
             password=cfg.password_value(),
             identifier=self.client_id,
-            will=aiomqtt.Will(self.status_topic, STATUS_OFFLINE, qos=1, retain=True),
+            will=aiomqtt.Will(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
+            if self.announce else None,
             keepalive=self._keepalive,
             timeout=self._timeout,
             max_inflight_messages=self._max_inflight,
@@ -242,7 +248,8 @@ class MqttLink:
         """One connection's life, from CONNACK to `stop()` or an MqttError."""
         conn = _Connection(client, asyncio.get_running_loop().create_future())
         try:
-            await client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True)
+            if self.announce:
+                await client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True)
             if self._on_command is not None:
                 await client.subscribe(self.command_topic, qos=1)
             self._conn = conn
@@ -303,6 +310,8 @@ class MqttLink:
                 self._idle.set()
 
     async def _say_offline(self, client: aiomqtt.Client) -> None:
+        if not self.announce:
+            return
         try:
             await client.publish(
                 self.status_topic, STATUS_OFFLINE, qos=1, retain=True, timeout=self._timeout
