@@ -1,4 +1,4 @@
-"""The events of SPEC §4, as plain dicts, and their MQTT topics. Pure."""
+"""The events of SPEC §4, as plain dicts. Pure."""
 
 from __future__ import annotations
 
@@ -6,10 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.model import iso
-
-
-def topic(prefix: str, *parts: str) -> str:
-    return "/".join((prefix, *parts))
 
 
 def mo_event(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from typing import Protocol
 import structlog
 
 from gateway.config import SmscConfig
-from gateway.smpp.codec import FrameError, PduDecodeError, SmppError
+from gateway.smpp.codec import FrameError, PduDecodeError, SmppError, encode
 from gateway.smpp.connection import Connection, encode_empty_resp
 from gateway.smpp.pdu import (
     BindTransceiver,
@@ -180,8 +180,6 @@ class Link(asyncio.Protocol):
 
 
 def encode_empty_nack(sequence_number: int, status: int) -> bytes:
-    from gateway.smpp.codec import encode
-
     return encode(GenericNack(sequence_number=sequence_number, command_status=status))
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import and_, select, text, update
 from sqlalchemy.engine import Connection
 
 from gateway.events import mt_status_event
-from gateway.mo import TEXT_STATES, Receipt
+from gateway.mo import Receipt
 from gateway.model import MtStatus, new_id
 from gateway.storage.jobs import Emitter, insert_jobs, last_webhook
 from gateway.storage.schema import (
@@ -149,7 +149,7 @@ def apply_receipts(conn: Connection, emitter: Emitter, items: Sequence[Receipt],
     """Move MT segments (and their messages) to the receipts' states."""
     touched: set[str] = set()
     for r in items:
-        status = TEXT_STATES.get(r.state, MtStatus.SUBMITTED.value)
+        status = r.mt_status
         res = conn.execute(
             update(mt_segments)
             .where(mt_segments.c.smsc_message_id == r.smsc_message_id,
