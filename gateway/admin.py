@@ -1,30 +1,152 @@
-"""Optional HTTP listener (`[gateway] admin_listen`): /health and /metrics.
+"""Optional HTTP listener (`[gateway] admin_listen`): /healthz (alias /health) and
+/metrics.
 
-Metrics are read from the components' counters at scrape time, so the MO hot path
-pays nothing for them."""
+Nothing here is on the MO path. The intake and the sessions keep plain ints and
+small histograms (`gateway.metrics`); this module turns them into Prometheus metric
+families when `/metrics` is scraped, together with what only the database knows (the
+action queues, MT statuses, action attempts: these are shared with the action worker
+process, the CLI and other instances), read once per scrape."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.metrics import Histogram
 from gateway.pipeline import Intake
 from gateway.smpp.session import SmppSession
+from gateway.storage.repo import Store
+
+log = structlog.get_logger("gateway.admin")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DB_TIMEOUT = 2.0  # a database that does not answer a query in this time is down
 
 
-class _GatewayCollector(Collector):
-    def __init__(self, intake: Intake, sessions: Sequence[SmppSession]) -> None:
+class _Tail:
+    """Counts the rows of an append-only table (`status_history`, `job_attempts`) by
+    label, from the rows added since the daemon started: a Prometheus counter.
+
+    Ids are assigned before commit, so on PostgreSQL a row can become visible after
+    rows with higher ids. The last `SLACK` ids are therefore re-read on every scrape
+    (remembering which were counted); rows older than that are counted in one GROUP BY.
+    """
+
+    SLACK = 1000
+
+    def __init__(self, table: str, id_col: str, labels: str, joins: str = "") -> None:
+        self._max = f"SELECT max({id_col}) FROM {table}"
+        self._grouped = (f"SELECT {labels}, count(*) FROM {table} {joins} "
+                         f"WHERE {id_col} > :lo AND {id_col} <= :hi GROUP BY {labels}")
+        self._rows = f"SELECT {id_col}, {labels} FROM {table} {joins} WHERE {id_col} > :lo"
+        self.mark: int | None = None  # every id <= mark is counted
+        self.seen: dict[int, tuple[str, ...]] = {}  # ids > mark that are counted
+        self.counts: dict[tuple[str, ...], int] = {}
+
+    async def start(self, conn: AsyncConnection) -> None:
+        self.mark = int((await conn.execute(text(self._max))).scalar() or 0)
+
+    async def refresh(self, conn: AsyncConnection) -> None:
+        if self.mark is None:
+            await self.start(conn)
+            return
+        counts, seen = self.counts, self.seen
+        hi = int((await conn.execute(text(self._max))).scalar() or 0)
+        cut = hi - self.SLACK
+        if cut > self.mark:
+            for row in await conn.execute(text(self._grouped), {"lo": self.mark, "hi": cut}):
+                key = tuple(str(v) for v in row[:-1])
+                counts[key] = counts.get(key, 0) + int(row[-1])
+            for row_id in [i for i in seen if i <= cut]:
+                key = seen.pop(row_id)
+                counts[key] -= 1  # counted one by one before, and again in the GROUP BY
+            self.mark = cut
+        for row in await conn.execute(text(self._rows), {"lo": self.mark}):
+            row_id = int(row[0])
+            if row_id not in seen:
+                key = tuple(str(v) for v in row[1:])
+                seen[row_id] = key
+                counts[key] = counts.get(key, 0) + 1
+
+
+@dataclass
+class _Snapshot:
+    """What the database said at the last scrape."""
+
+    db_up: bool = False
+    queues: dict[str, tuple[int, float | None]] = field(default_factory=dict)  # depth, oldest
+    mt_queue: dict[str, int] = field(default_factory=dict)
+
+
+class Metrics(Collector):
+    """The gateway's metrics: in-memory counters plus a database snapshot per scrape."""
+
+    def __init__(self, intake: Intake, sessions: Sequence[SmppSession], store: Store, *,
+                 kinds: Sequence[str], mqtt_connected: asyncio.Event | None = None) -> None:
         self.intake = intake
         self.sessions = sessions
+        self.store = store
+        self.kinds = tuple(kinds)
+        self.mqtt_connected = mqtt_connected
+        self.mt_status = _Tail("status_history", "id", "status")
+        self.attempts = _Tail("job_attempts a", "a.id", "coalesce(j.kind, ''), a.outcome",
+                              "LEFT JOIN jobs j ON j.id = a.job_id")
+        self.snapshot = _Snapshot()
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        stats = self.intake.stats
+    async def start(self) -> None:
+        """Counters start at the daemon's start (rows written before are not counted)."""
+        async with self.store.reader.connect() as conn:
+            await self.mt_status.start(conn)
+            await self.attempts.start(conn)
+
+    async def refresh(self) -> None:
+        snap = _Snapshot()
+        try:
+            async with asyncio.timeout(DB_TIMEOUT * 2):
+                async with self.store.reader.connect() as conn:
+                    await self._read(conn, snap)
+        except Exception as exc:  # the metrics say so (vmn_database_up 0); log why
+            log.warning("admin.metrics_db_failed", error=str(exc) or type(exc).__name__)
+            snap.db_up = False
+        self.snapshot = snap
+
+    async def _read(self, conn: AsyncConnection, snap: _Snapshot) -> None:
+        for kind, n, oldest in await conn.execute(text(
+                "SELECT kind, count(*), min(created_at) FROM jobs "
+                "WHERE status = 'pending' GROUP BY kind")):
+            snap.queues[str(kind)] = (int(n), None if oldest is None else float(oldest))
+        # Matches the partial index ix_messages_queue: MOs are never scanned.
+        for status, n in await conn.execute(text(
+                "SELECT status, count(*) FROM messages "
+                "WHERE direction = 'mt' AND status IN ('queued', 'sending') GROUP BY status")):
+            snap.mt_queue[str(status)] = int(n)
+        await self.mt_status.refresh(conn)
+        await self.attempts.refresh(conn)
+        snap.db_up = True
+
+    def collect(self) -> Iterator[Metric]:
+        intake, stats = self.intake, self.intake.stats
+        mo = CounterMetricFamily("vmn_mo_received", "MOs stored, by VMN and route",
+                                 labels=["vmn", "route"])
+        for (vmn, route), n in sorted(intake.mo_by_route.items()):
+            mo.add_metric([vmn, route], n)
+        yield mo
         for key, help_text in (
             ("mo", "MOs stored (after reassembly)"),
             ("parts", "MO parts stored"),
@@ -34,32 +156,121 @@ class _GatewayCollector(Collector):
             ("failed_commits", "intake transactions that failed (batch answered with an error)"),
         ):
             yield CounterMetricFamily(f"vmn_intake_{key}", help_text, value=stats[key])
+        yield _histogram("vmn_deliver_sm_resp_latency_seconds",
+                         "deliver_sm received -> deliver_sm_resp written (after the commit)",
+                         intake.ack_latency)
+        yield _histogram("vmn_db_commit_latency_seconds",
+                         "one intake transaction (the MOs of a group commit)",
+                         intake.commit_latency)
+        yield GaugeMetricFamily("vmn_reassembly_open_groups", "long MOs waiting for parts",
+                                value=len(intake.reassembler))
+
         bound = GaugeMetricFamily("vmn_smpp_bound", "1 when the bind is up", labels=["smsc"])
-        binds = CounterMetricFamily("vmn_smpp_reconnects", "reconnect attempts", labels=["smsc"])
+        reconnects = CounterMetricFamily("vmn_smpp_reconnects", "reconnect attempts",
+                                         labels=["smsc"])
+        failures = CounterMetricFamily("vmn_smpp_bind_failures",
+                                       "binds refused or timed out", labels=["smsc"])
+        outstanding = GaugeMetricFamily("vmn_smpp_window_outstanding",
+                                        "submit_sm in the window", labels=["smsc"])
+        window = GaugeMetricFamily("vmn_smpp_window_size", "the bind's window",
+                                   labels=["smsc"])
         for s in self.sessions:
             bound.add_metric([s.name], 1.0 if s.is_bound else 0.0)
-            binds.add_metric([s.name], s.reconnects)
-        yield bound
-        yield binds
-        yield GaugeMetricFamily("vmn_reassembly_open_groups",
-                                "long MOs waiting for parts", value=len(self.intake.reassembler))
+            reconnects.add_metric([s.name], s.reconnects)
+            failures.add_metric([s.name], s.bind_failures)
+            outstanding.add_metric([s.name], s.outstanding)
+            window.add_metric([s.name], s.cfg.window)
+        yield from (bound, reconnects, failures, outstanding, window)
+
+        snap = self.snapshot
+        yield GaugeMetricFamily("vmn_database_up", "1 when the last scrape's queries worked",
+                                value=1.0 if snap.db_up else 0.0)
+        if not snap.db_up:
+            return  # no stale or invented figures from the database
+        mtq = GaugeMetricFamily("vmn_mt_queue", "MTs waiting to be sent", labels=["status"])
+        for status in ("queued", "sending"):
+            mtq.add_metric([status], snap.mt_queue.get(status, 0))
+        yield mtq
+        mts = CounterMetricFamily("vmn_mt_status", "MT status changes (status_history) "
+                                  "since the daemon started, in this database",
+                                  labels=["status"])
+        for (status,), n in sorted(self.mt_status.counts.items()):
+            mts.add_metric([status], n)
+        yield mts
+
+        depth = GaugeMetricFamily("vmn_action_queue_depth", "pending jobs", labels=["kind"])
+        age = GaugeMetricFamily("vmn_action_queue_oldest_age_seconds",
+                                "age of the oldest pending job", labels=["kind"])
+        now = time.time()
+        for kind in sorted(set(self.kinds) | set(snap.queues)):
+            n, oldest = snap.queues.get(kind, (0, None))
+            depth.add_metric([kind], n)
+            age.add_metric([kind], 0.0 if oldest is None else max(0.0, now - oldest))
+        yield from (depth, age)
+        attempts = CounterMetricFamily("vmn_action_attempts", "action attempts since the "
+                                       "daemon started, in this database",
+                                       labels=["kind", "outcome"])
+        failed = CounterMetricFamily("vmn_action_failures", "attempts that did not succeed "
+                                     "(retry or fail)", labels=["kind"])
+        per_kind_failed: dict[str, int] = {k: 0 for k in self.kinds}
+        for (kind, outcome), n in sorted(self.attempts.counts.items()):
+            attempts.add_metric([kind, outcome], n)
+            if outcome != "ok":
+                per_kind_failed[kind] = per_kind_failed.get(kind, 0) + n
+        for kind, n in sorted(per_kind_failed.items()):
+            failed.add_metric([kind], n)
+        yield from (attempts, failed)
+        if self.mqtt_connected is not None:
+            yield GaugeMetricFamily("vmn_mqtt_outbox_depth",
+                                    "MQTT events not yet acknowledged by the broker",
+                                    value=snap.queues.get("mqtt", (0, None))[0])
+            yield GaugeMetricFamily("vmn_mqtt_connected", "1 when connected to the broker",
+                                    value=1.0 if self.mqtt_connected.is_set() else 0.0)
 
 
-def build_app(intake: Intake, sessions: Sequence[SmppSession]) -> web.Application:
-    registry = CollectorRegistry()
-    registry.register(_GatewayCollector(intake, sessions))
+def _histogram(name: str, help_text: str, h: Histogram) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, help_text, buckets=h.buckets(), sum_value=h.sum)
 
-    async def health(_request: web.Request) -> web.Response:
-        binds = {s.name: s.is_bound for s in sessions}
-        ok = any(binds.values()) or not binds
-        return web.json_response({"ok": ok, "binds": binds}, status=200 if ok else 503)
 
-    async def metrics(_request: web.Request) -> web.Response:
+def bind_states(sessions: Sequence[SmppSession]) -> dict[str, dict[str, Any]]:
+    return {s.name: {"state": s.state, "host": s.cfg.host, "port": s.cfg.port,
+                     "reconnects": s.reconnects, "outstanding": s.outstanding}
+            for s in sessions}
+
+
+async def database_answers(store: Store) -> bool:
+    try:
+        async with asyncio.timeout(DB_TIMEOUT):
+            async with store.reader.connect() as conn:
+                # Reads a table: on SQLite a bare SELECT 1 would not touch the file.
+                await conn.execute(text("SELECT 1 FROM messages LIMIT 1"))
+    except Exception as exc:
+        log.warning("admin.database_down", error=str(exc) or type(exc).__name__)
+        return False
+    return True
+
+
+def build_app(metrics: Metrics) -> web.Application:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics)
+    sessions = metrics.sessions
+
+    async def healthz(_request: web.Request) -> web.Response:
+        """200 when at least one bind is up and the database answers, else 503."""
+        binds = bind_states(sessions)
+        db = await database_answers(metrics.store)
+        ok = db and any(s.is_bound for s in sessions)
+        return web.json_response({"ok": ok, "database": db, "binds": binds},
+                                 status=200 if ok else 503)
+
+    async def scrape(_request: web.Request) -> web.Response:
+        await metrics.refresh()
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application()
-    app.router.add_get("/health", health)
-    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/health", healthz)  # the name used before /healthz
+    app.router.add_get("/metrics", scrape)
     return app
 
 

@@ -90,11 +90,21 @@ def build_parser() -> argparse.ArgumentParser:
     op = with_config("optins", "the opt-in / opt-out database")
     op.add_argument("--vmn")
     op.add_argument("--state", choices=["in", "out"])
-    op.add_argument("--csv", action="store_true")
+    op.add_argument("--msisdn", type=_msisdn)
+    op.add_argument("--history", action="store_true",
+                    help="every opt keyword received (who, when, keyword, VMN)")
+    op.add_argument("--since", type=parse_since, metavar="T",
+                    help="with --history: ISO-8601 or an age like 15m, 2h, 7d")
+    op.add_argument("--csv", action="store_true", help="RFC 4180, spreadsheet-safe")
     pl = with_config("polls", "poll tallies")
     pl.add_argument("name", nargs="?")
+    pl.add_argument("--json", action="store_true",
+                    help="one JSON object per poll: poll, tally, votes")
     ld = with_config("leads", "recorded leads")
-    ld.add_argument("--csv", action="store_true")
+    ld.add_argument("--vmn")
+    ld.add_argument("--since", type=parse_since, metavar="T",
+                    help="last seen at or after: ISO-8601 or an age like 15m, 2h, 7d")
+    ld.add_argument("--csv", action="store_true", help="RFC 4180, spreadsheet-safe")
     d = sub.add_parser("demo", help="run the simulator and the gateway and show a few MOs")
     d.add_argument("--keep", action="store_true", help="keep the demo's temporary files")
     return p
@@ -162,27 +172,40 @@ async def _tables(cfg: Config, args: argparse.Namespace) -> int:
             n = await store.redrive(kind=args.kind, ids=args.ids)
             print(f"re-queued {n} action(s); the running daemon picks them up")
             return 0
+        if args.command == "optins" and args.history:
+            rows = await store.opt_history(vmn=args.vmn, state=args.state,
+                                           msisdn=args.msisdn, since=args.since)
+            _table(["at", "msisdn", "vmn", "received_on", "state", "keyword", "changed",
+                    "message_id"],
+                   [[iso(r["at"]), r["msisdn"], r["vmn"], r["received_on"] or "", r["state"],
+                     r["keyword"] or "", "yes" if r["changed"] else "no",
+                     r["message_id"] or ""] for r in rows], csv_out=args.csv)
+            return 0
         if args.command == "optins":
-            rows = await store.optins(vmn=args.vmn, state=args.state)
+            rows = await store.optins(vmn=args.vmn, state=args.state, msisdn=args.msisdn)
             _table(["msisdn", "vmn", "state", "keyword", "updated_at"],
                    [[r["msisdn"], r["vmn"], r["state"], r["keyword"] or "", iso(r["updated_at"])]
                     for r in rows], csv_out=args.csv)
             return 0
         if args.command == "polls":
-            tallies = await store.polls(args.name)
+            tallies = _tallies(cfg, await store.polls(args.name), args.name)
             for poll, tally in tallies.items():
                 total = sum(tally.values())
+                if args.json:
+                    print(json.dumps({"poll": poll, "tally": tally, "votes": total},
+                                     ensure_ascii=False))
+                    continue
                 print(f"{poll}: {total} vote(s)")
                 for option, n in sorted(tally.items(), key=lambda kv: -kv[1]):
                     print(f"  {option:<20} {n}")
-            if not tallies:
+            if not tallies and not args.json:
                 print("no votes yet")
             return 0
         if args.command == "leads":
-            rows = await store.leads()
-            _table(["at", "vmn", "msisdn", "keyword", "text"],
-                   [[iso(r["at"]), r["vmn"], r["msisdn"], r["keyword"] or "", r["text"]]
-                    for r in rows], csv_out=args.csv)
+            rows = await store.leads(vmn=args.vmn, since=args.since)
+            _table(["first_seen", "last_seen", "count", "vmn", "msisdn", "keyword", "text"],
+                   [[iso(r["at"]), iso(r["last_at"]), r["count"], r["vmn"], r["msisdn"],
+                     r["keyword"] or "", r["text"]] for r in rows], csv_out=args.csv)
             return 0
     finally:
         await store.close()
@@ -190,13 +213,46 @@ async def _tables(cfg: Config, args: argparse.Namespace) -> int:
     raise AssertionError(args.command)
 
 
+def _tallies(cfg: Config, counted: dict[str, dict[str, int]],
+             name: str | None) -> dict[str, dict[str, int]]:
+    """Every configured poll (or `name`) with every option, 0 when nobody chose it, in
+    the configured order (the `tally` of a `poll` event); polls no longer configured
+    keep what they counted."""
+    out: dict[str, dict[str, int]] = {}
+    for number in cfg.numbers:
+        for action in (number.default, *number.keywords):
+            poll = action.poll
+            if poll is not None and (name is None or poll.name == name):
+                tally = out.setdefault(poll.name, {})
+                for option in poll.options:
+                    tally.setdefault(option, 0)
+    for poll_name, tally in counted.items():
+        merged = out.setdefault(poll_name, {})
+        for option, n in tally.items():
+            merged[option] = n
+    return out
+
+
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection):
+# such a cell gets a leading apostrophe, which spreadsheets show as text.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> str:
+    """`value` as a CSV cell that a spreadsheet will not evaluate."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def _table(header: list[str], rows: list[list[Any]], *, csv_out: bool) -> None:
     if csv_out:
         import csv
 
-        w = csv.writer(sys.stdout)
+        # RFC 4180: CRLF line ends, fields quoted when they hold a comma, quote or
+        # line break, quotes doubled (the csv module's "excel" dialect).
+        w = csv.writer(sys.stdout, lineterminator="\r\n")
         w.writerow(header)
-        w.writerows(rows)
+        w.writerows([csv_cell(v) for v in row] for row in rows)
         return
     widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(header)]
     for line in [header, *rows]:

@@ -670,11 +670,49 @@ def _check_poll_options(options: tuple[str, ...]) -> tuple[str, ...]:
 
 
 class PollConfig(_Model):
-    """``poll = { name, options, invalid_reply }``: the text after the keyword is a vote."""
+    """``poll = { name, options, aliases, invalid_reply }``: the text after the keyword
+    is a vote; ``aliases = { RED = ["R", "ROUGE"] }`` are other words for an option."""
 
     name: Name
     options: Annotated[tuple[Keyword, ...], AfterValidator(_check_poll_options)]
+    aliases: FrozenDict[str, tuple[Keyword, ...]] = Field(default_factory=FrozenDict)
     invalid_reply: Template | None = None
+
+    @field_validator("aliases")
+    @classmethod
+    def _aliases_of_options(
+        cls, value: FrozenDict[str, tuple[str, ...]], info: ValidationInfo
+    ) -> FrozenDict[str, tuple[str, ...]]:
+        options = info.data.get("options")
+        if options is None:
+            return value  # options failed validation already
+        seen = {normalize_keyword(o): f"option {_q(o)}" for o in options}
+        out: dict[str, tuple[str, ...]] = {}
+        for option, words in value.items():
+            canonical = next(
+                (o for o in options if normalize_keyword(o) == normalize_keyword(option)), None
+            )
+            if canonical is None:
+                raise ValueError(f"{_q(option)} is not one of the options")
+            for word in words:
+                key = normalize_keyword(word)
+                if key in seen:
+                    raise ValueError(f"alias {_q(word)} clashes with {seen[key]}")
+                seen[key] = f"alias {_q(word)}"
+            out[canonical] = words
+        return FrozenDict(out)
+
+    def option_for(self, vote: str) -> str | None:
+        """The option (as configured) that `vote` names, by itself or by an alias;
+        compared case-folded and whitespace-collapsed."""
+        key = normalize_keyword(vote)
+        for option in self.options:
+            if normalize_keyword(option) == key:
+                return option
+        for option, words in self.aliases.items():
+            if any(normalize_keyword(w) == key for w in words):
+                return option
+        return None
 
 
 class ActionConfig(_Model):

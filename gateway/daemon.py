@@ -192,10 +192,14 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.on_sighup)
         admin = None
         if gw.admin_listen:
-            from gateway.admin import build_app, serve
+            from gateway.admin import Metrics, build_app, serve
 
             host, port = split_host_port(gw.admin_listen)
-            admin = await serve(build_app(intake, sessions), host, port)
+            kinds = ["webhook", *(["email"] if cfg.smtp else []), *(["mqtt"] if cfg.mqtt else [])]
+            metrics = Metrics(intake, sessions, store, kinds=kinds,
+                              mqtt_connected=mqtt_link.connected if mqtt_link else None)
+            await metrics.start()
+            admin = await serve(build_app(metrics), host, port)
             log.info("admin.listening", host=host, port=port)
         # Everything built so far lives as long as the process: keep it out of the
         # collector's full scans (which grow with it and stall the loop for tens of ms),
@@ -223,13 +227,14 @@ class Daemon:
                     tasks.append(tg.create_task(worker.run(), name="action-worker"))
                 tasks += [tg.create_task(s.run(), name=f"smpp:{s.name}") for s in sessions]
                 await self._stop.wait()
-                await self._shutdown(intake, sessions, mt, outbox)
+                end = loop.time() + gw.shutdown_timeout
+                await self._shutdown(intake, sessions, mt, outbox, end)
                 if worker is not None:
-                    await worker.stop(gw.shutdown_timeout / 2)
+                    await worker.stop(max(0.5, end - loop.time()))
                 if replies is not None:
                     await replies.stop()
                 if mqtt_link is not None:
-                    await mqtt_link.stop()
+                    await mqtt_link.stop(max(0.5, end - loop.time()))
                 for t in tasks:
                     t.cancel()
                 if self._reloading is not None:
@@ -261,16 +266,26 @@ class Daemon:
         store.on_jobs()
 
     async def _shutdown(self, intake: Intake, sessions: list[SmppSession], mt: MtSender,
-                        outbox: Outbox) -> None:
-        """Stop taking work, finish in-flight work up to the deadline, unbind."""
-        deadline = self.cfg.gateway.shutdown_timeout
+                        outbox: Outbox, end: float) -> None:
+        """Stop taking work, finish in-flight work up to the deadline `end` (loop time),
+        unbind. Every step gets a share of what is left, at least half a second."""
+        loop = asyncio.get_running_loop()
+
+        def left(share: float = 1.0) -> float:
+            return max(0.5, (end - loop.time()) * share)
+
         sdnotify.notify("STOPPING=1")
-        await mt.stop(deadline / 2)
-        if not await intake.drain(deadline / 2):
-            log.warning("daemon.drain_timeout")
-        await asyncio.gather(*(s.stop() for s in sessions))
-        await intake.drain(deadline / 4)
-        await outbox.stop(deadline / 4)
+        sdnotify.notify("STATUS=stopping: finishing in-flight work, unbinding")
+        await mt.stop(left(0.25))
+        # Commit and acknowledge what the SMSCs sent so far while the binds are up...
+        if not await intake.drain(left(0.25)):
+            log.warning("daemon.drain_timeout", step="before_unbind")
+        # ...then unbind: deliver_sm that cross the unbind are refused (the SMSC
+        # redelivers them), the ones already taken are committed and answered below.
+        await asyncio.gather(*(s.stop(left(0.5)) for s in sessions))
+        if not await intake.drain(left(0.5)):
+            log.warning("daemon.drain_timeout", step="after_unbind")
+        await outbox.stop(left())
 
     async def _expire_loop(self, intake: Intake) -> None:
         period = max(0.5, min(5.0, intake.reassembly_timeout / 4))
@@ -289,6 +304,13 @@ class Daemon:
             except Exception as exc:
                 log.warning("storage.checkpoint_failed", error=str(exc))
 
+    def _status(self, sessions: list[SmppSession]) -> str:
+        """The systemd STATUS= line: e.g. "1/2 binds up: alpha bound, beta down"."""
+        up = sum(s.is_bound for s in sessions)
+        states = ", ".join(f"{s.name} {s.state}" for s in sessions)
+        stopping = "stopping: " if self._stop.is_set() else ""
+        return f"{stopping}{up}/{len(sessions)} binds up: {states}"
+
     async def _ready(self, sessions: list[SmppSession]) -> None:
         """READY=1 after the first bind, or after one bind timeout when no SMSC answers
         yet (the daemon is up and retrying); then keep the watchdog fed."""
@@ -298,7 +320,12 @@ class Daemon:
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for w in waits:
             w.cancel()
-        sdnotify.notify("READY=1")
+        def changed(_session: SmppSession) -> None:
+            sdnotify.notify(f"STATUS={self._status(sessions)}")
+
+        for s in sessions:
+            s.on_change.append(changed)
+        sdnotify.notify(f"READY=1\nSTATUS={self._status(sessions)}")
         log.info("daemon.ready", bound=[s.name for s in sessions if s.is_bound])
         interval = sdnotify.watchdog_interval()
         while interval:

@@ -50,9 +50,11 @@ def mt_status_event(*, id: str, to: str, sender: str, status: str,
 
 
 def opt_event(*, msisdn: str, vmn: str, state: str, keyword: str | None,
-              at: float) -> dict[str, Any]:
+              at: float, received_on: str | None = None) -> dict[str, Any]:
+    """`vmn` is the scope (a VMN, or "*" for every sender ID); `received_on` the VMN the
+    keyword was sent to."""
     return {"type": "opt", "msisdn": msisdn, "vmn": vmn, "state": state, "keyword": keyword,
-            "at": iso(at)}
+            "at": iso(at), "received_on": received_on}
 
 
 def poll_event(*, poll: str, option: str, msisdn: str, tally: Mapping[str, int],

@@ -28,14 +28,23 @@ from gateway.config import ActionConfig, Config, NumberConfig, OptoutScope, rend
 from gateway.events import mo_event, opt_event, poll_event
 from gateway.routing.router import Decision, Route, Router
 from gateway.storage import mts
+from gateway.storage.db import upsert
 from gateway.storage.jobs import LEASE, Emitter, JobRow, insert_jobs, ready_job
 from gateway.storage.repo import Store
-from gateway.storage.schema import email_tokens, leads, messages, opt_state, poll_votes
+from gateway.storage.schema import (
+    email_tokens,
+    leads,
+    messages,
+    opt_history,
+    opt_state,
+    poll_votes,
+)
 
 log = structlog.get_logger("gateway.fanout")
 
 BATCH = 500
 FORWARD_TEMPLATE = "From {from} to {vmn}: {text}"
+STOP_ALL = "STOPALL"  # always opts out of every sender ID, whatever the scope
 _PENDING = text("fanout = 1")  # literal: matches the partial index
 
 
@@ -137,10 +146,9 @@ def _plan(ctx: Context, mo: Mapping[str, Any]) -> tuple[Decision, str | None, di
     # Routing is a pure function of the text, the destination and the time of receipt:
     # the same decision as at intake (unless the configuration was reloaded since).
     d = ctx.router.route(mo["recipient"], mo["text"], received)
+    # STOP/START/HELP: the MO event goes to MQTT only; `[optout] callback_profile`
+    # hears the `opt` event of the change (see _set_opt).
     webhook = webhook_target(d.action) if d.route in (Route.KEYWORD, Route.DEFAULT) else None
-    if d.route in (Route.OPTOUT, Route.OPTIN) and d.number is not None:
-        profile = ctx.cfg.optout_for(d.number).callback_profile
-        webhook = f"profile:{profile}" if profile else None
     return d, webhook, mo_event(mo)
 
 
@@ -169,7 +177,8 @@ def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decisi
             mt(mo["sender"], render_template(action.expiry_reply, values))
         return
     if d.route is Route.OPTOUT:
-        _set_opt(conn, ctx, stats, job_rows, mo, number, "out", d.keyword, now, optout.scope)
+        scope = OptoutScope.ALL if d.keyword == STOP_ALL else optout.scope
+        _set_opt(conn, ctx, stats, job_rows, mo, number, "out", d.keyword, now, scope)
         mt(mo["sender"], render_template(optout.stop_reply, values), exempt=True)
         return
     if d.route is Route.OPTIN:
@@ -186,9 +195,7 @@ def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decisi
     if action.poll is not None:
         _vote(conn, ctx, job_rows, mo, d, number, action, values, now, mt)
     if action.lead:
-        conn.execute(leads.insert().values(vmn=number.vmn, msisdn=mo["sender"],
-                                           keyword=d.keyword, text=mo["text"],
-                                           message_id=mo["id"], at=now))
+        _lead(conn, mo, number, d.keyword, now)
     if action.reply:
         mt(mo["sender"], render_template(action.reply, values),
            exempt=bool(action.opt_out))
@@ -210,19 +217,54 @@ def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decisi
 def _set_opt(conn: Connection, ctx: Context, stats: Stats, job_rows: list[JobRow],
              mo: Mapping[str, Any], number: NumberConfig, state: str, keyword: str | None,
              now: float, scope: OptoutScope) -> None:
+    """Record `state` for the sender: for this VMN (and its sender ID, since MTs are
+    checked by their sender), or for every sender ID ("*"), which also clears the
+    per-sender rows so that a later per-sender START or STOP is the more specific
+    answer (storage/mts.py `opted_out`). Every opt keyword is kept in `opt_history`;
+    an actual change is announced on MQTT and to `[optout] callback_profile`."""
     msisdn = mo["sender"]
-    # Keyed by the VMN and by its sender ID, since MTs are checked by their sender.
-    scopes = ["*"] if scope is OptoutScope.ALL else sorted({number.vmn, number.sender_id})
-    conn.execute(delete(opt_state).where(opt_state.c.msisdn == msisdn,
-                                         opt_state.c.vmn.in_(scopes)))
-    conn.execute(opt_state.insert(), [
-        {"msisdn": msisdn, "vmn": s, "state": state, "keyword": keyword, "updated_at": now}
-        for s in scopes])
-    shown = "*" if scope is OptoutScope.ALL else number.vmn
+    o = opt_state.c
+    every = scope is OptoutScope.ALL
+    keys = ["*"] if every else sorted({number.vmn, number.sender_id})
+    q = select(o.vmn, o.state).where(o.msisdn == msisdn)
+    before: dict[str, str] = {
+        v: st for v, st in conn.execute(q if every else q.where(o.vmn.in_(keys)))}
+    changed = any(s != state for s in before.values()) or any(k not in before for k in keys)
+    if every:
+        conn.execute(delete(opt_state).where(o.msisdn == msisdn, o.vmn != "*"))
+    ins = upsert(conn, opt_state)
+    conn.execute(
+        ins.on_conflict_do_update(index_elements=[o.msisdn, o.vmn], set_={
+            "state": ins.excluded.state, "keyword": ins.excluded.keyword,
+            "updated_at": ins.excluded.updated_at}),
+        [{"msisdn": msisdn, "vmn": k, "state": state, "keyword": keyword, "updated_at": now}
+         for k in keys])
+    shown = "*" if every else number.vmn
+    conn.execute(opt_history.insert().values(
+        msisdn=msisdn, vmn=shown, received_on=number.vmn, state=state, keyword=keyword,
+        message_id=mo["id"], changed=1 if changed else 0, at=now))
+    if not changed:
+        return
+    profile = ctx.cfg.optout_for(number).callback_profile
     job_rows += ctx.emitter.event(
-        opt_event(msisdn=msisdn, vmn=shown, state=state, keyword=keyword, at=now),
-        "opt", shown, message_id=mo["id"], now=now)
+        opt_event(msisdn=msisdn, vmn=shown, state=state, keyword=keyword, at=now,
+                  received_on=number.vmn),
+        "opt", shown, message_id=mo["id"], now=now,
+        webhook=f"profile:{profile}" if profile else None)
     stats.opt_changes.append((msisdn, shown, state))
+
+
+def _lead(conn: Connection, mo: Mapping[str, Any], number: NumberConfig,
+          keyword: str | None, now: float) -> None:
+    """One row per (VMN, msisdn, keyword): counted, with the latest text and time."""
+    c = leads.c
+    ins = upsert(conn, leads).values(
+        vmn=number.vmn, msisdn=mo["sender"], keyword=keyword or "", text=mo["text"],
+        message_id=mo["id"], at=now, count=1, last_at=now)
+    conn.execute(ins.on_conflict_do_update(
+        index_elements=[c.vmn, c.msisdn, c.keyword],
+        set_={"count": c.count + 1, "last_at": ins.excluded.last_at,
+              "text": ins.excluded.text, "message_id": ins.excluded.message_id}))
 
 
 def _vote(conn: Connection, ctx: Context, job_rows: list[JobRow],
@@ -230,21 +272,21 @@ def _vote(conn: Connection, ctx: Context, job_rows: list[JobRow],
           values: Mapping[str, str], now: float, mt: Callable[..., None]) -> None:
     poll = action.poll
     assert poll is not None
-    choice = (d.args if d.route is Route.KEYWORD else mo["text"]).strip().casefold()
-    option = next((o for o in poll.options if o.casefold() == choice), None)
+    option = poll.option_for(d.args if d.route is Route.KEYWORD else mo["text"])
     if option is None:
         if poll.invalid_reply:
             mt(mo["sender"], render_template(poll.invalid_reply, values))
         return
-    conn.execute(delete(poll_votes).where(poll_votes.c.poll == poll.name,
-                                          poll_votes.c.msisdn == mo["sender"]))
-    conn.execute(poll_votes.insert().values(poll=poll.name, msisdn=mo["sender"],
-                                            option=option, vmn=number.vmn,
-                                            message_id=mo["id"], at=now))
+    v = poll_votes.c
+    # One vote per msisdn per poll: a later vote replaces the earlier one.
+    ins = upsert(conn, poll_votes).values(poll=poll.name, msisdn=mo["sender"], option=option,
+                                          vmn=number.vmn, message_id=mo["id"], at=now)
+    conn.execute(ins.on_conflict_do_update(index_elements=[v.poll, v.msisdn], set_={
+        "option": ins.excluded.option, "vmn": ins.excluded.vmn,
+        "message_id": ins.excluded.message_id, "at": ins.excluded.at}))
     tally = {o: 0 for o in poll.options}
-    for opt, n in conn.execute(select(poll_votes.c.option, func.count())
-                               .where(poll_votes.c.poll == poll.name)
-                               .group_by(poll_votes.c.option)):
+    for opt, n in conn.execute(select(v.option, func.count()).where(v.poll == poll.name)
+                               .group_by(v.option)):
         tally[opt] = int(n)
     job_rows += ctx.emitter.event(
         poll_event(poll=poll.name, option=option, msisdn=mo["sender"], tally=tally, at=now),

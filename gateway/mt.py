@@ -12,7 +12,6 @@ from functools import partial
 import structlog
 
 from gateway.config import SmscConfig
-from gateway.model import MtStatus
 from gateway.smpp.pdu import SubmitSm, status_name
 from gateway.smpp.session import LinkClosed, SmppSession, SubmitError
 from gateway.smpp.text import encode_mt
@@ -71,13 +70,20 @@ class MtSender:
                     await self._any_bound()
                     continue
                 free = self._concurrency - len(self._inflight)
-                batch = await self.store.claim_mts(free, LEASE) if free > 0 else []
+                try:
+                    claimed = await self.store.claim_mts(free, LEASE) if free > 0 else None
+                except Exception as exc:  # the database is down: retry at the next poll
+                    log.error("mt.claim_failed", error=str(exc) or type(exc).__name__)
+                    claimed = None
+                batch = claimed.send if claimed is not None else []
+                for mt in claimed.blocked if claimed is not None else ():
+                    log.info("mt.blocked", id=mt.id, to=mt.recipient, sender=mt.sender)
                 for mt in batch:
                     await self._slots.acquire()
                     task = tg.create_task(self._send(mt), name=f"mt:{mt.id}")
                     self._inflight.add(task)
                     task.add_done_callback(self._inflight.discard)
-                if len(batch) == free and free > 0:
+                if claimed is not None and len(batch) + len(claimed.blocked) == free:
                     continue
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -95,11 +101,7 @@ class MtSender:
 
     async def _send(self, mt: QueuedMt) -> None:
         try:
-            if not mt.exempt and await self.store.mt_opted_out(mt.sender, mt.recipient):
-                await self.store.mt_failed(mt.id, error="recipient opted out",
-                                           status=MtStatus.BLOCKED)
-                log.info("mt.blocked", id=mt.id, to=mt.recipient, sender=mt.sender)
-                return
+            # (MTs to opted-out numbers never get here: the claim blocks them.)
             session = self._pick(mt.smsc)
             if session is None:
                 await self.store.mt_retry(mt.id, error="no bound SMSC", delay=1.0)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import structlog
 
 from gateway.config import Unrouted
+from gateway.metrics import Histogram
 from gateway.mo import Receipt, dedup_key, is_receipt, parse_receipt, split_part
 from gateway.model import MoStatus, new_id
 from gateway.reassembly import Group, Reassembler
@@ -57,8 +58,9 @@ class Batch:
     # (message_id, concat_key) of groups that completed or timed out in this batch
     closed_groups: list[tuple[str, str]] = field(default_factory=list)
     receipts: list[tuple[ReceiptRow, Receipt]] = field(default_factory=list)
-    # (link, command_id, sequence_number, fate of the original for a duplicate)
-    acks: list[tuple[Link, int, int, Fate | None]] = field(default_factory=list)
+    # (link, command_id, sequence_number, fate of the original for a duplicate,
+    #  time received), in arrival order
+    acks: list[tuple[Link, int, int, Fate | None, float]] = field(default_factory=list)
     duplicates: int = 0
     # what to undo in memory if the commit fails
     keys: list[str] = field(default_factory=list)
@@ -106,6 +108,10 @@ class Intake:
         self.events_enabled = False
         self.stats = {"mo": 0, "parts": 0, "receipts": 0, "duplicates": 0, "commits": 0,
                       "failed_commits": 0}
+        # Read by the admin listener at scrape time; updated once per batch.
+        self.mo_by_route: dict[tuple[str, str], int] = {}  # (vmn, route) -> MOs stored
+        self.ack_latency = Histogram()  # deliver_sm received -> its resp written
+        self.commit_latency = Histogram()  # one intake transaction
 
     # -- start-up ---------------------------------------------------------------------
     async def load_state(self) -> None:
@@ -164,7 +170,7 @@ class Intake:
         batch = self._batch
         now = self.clock()
         smsc = link.name
-        ack = (link, pdu.command_id, pdu.sequence_number, None)
+        ack = (link, pdu.command_id, pdu.sequence_number, None, now)
         if is_receipt(pdu):
             batch.acks.append(ack)
             receipt = parse_receipt(pdu)
@@ -190,7 +196,7 @@ class Intake:
             if seen is not None and now - seen <= self.dedup_window:
                 # Answered with the original's fate (see `_ack`): None = committed.
                 batch.acks.append((link, pdu.command_id, pdu.sequence_number,
-                                   self._pending_keys.get(key)))
+                                   self._pending_keys.get(key), now))
                 batch.duplicates += 1
                 self._wake.set()
                 return
@@ -274,6 +280,7 @@ class Intake:
 
     async def _commit(self, batch: Batch) -> None:
         status = CommandStatus.ESME_ROK
+        started = time.perf_counter()
         try:
             await self.store.write_intake(
                 batch.messages, batch.parts, batch.closed_groups,
@@ -297,9 +304,15 @@ class Intake:
             stats["parts"] += len(batch.parts)
             stats["receipts"] += len(batch.receipts)
             stats["duplicates"] += batch.duplicates
+            self.commit_latency.observe(time.perf_counter() - started)
+            by_route = self.mo_by_route
+            for m in batch.messages:
+                vr = (m[3], m[16])  # vmn, route
+                by_route[vr] = by_route.get(vr, 0) + 1
             if self.dedup_window > 0:
                 self._prune_recent(self.clock())
         self._ack(batch, status)
+        self.ack_latency.observe_since(batch.acks, 4, self.clock())
         if status == CommandStatus.ESME_ROK:
             for hook in self.on_committed:
                 hook(batch)
@@ -327,7 +340,7 @@ class Intake:
     def _ack(batch: Batch, status: int) -> None:
         by_link: dict[Link, list[bytes]] = {}
         failed = CommandStatus.ESME_RX_T_APPN
-        for link, cid, seq, origin in batch.acks:
+        for link, cid, seq, origin, _at in batch.acks:
             out = by_link.get(link)
             if out is None:
                 out = by_link[link] = []

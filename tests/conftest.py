@@ -1,5 +1,9 @@
 """Shared fixtures: the SMSC simulator, a database per test (SQLite file or a fresh
-PostgreSQL database), and the gateway daemon as a real subprocess."""
+PostgreSQL database), and the gateway daemon as a real subprocess.
+
+VMN_TEST_DB picks the backend of a run: `sqlite` (default) or `postgres`. `.ci/run`
+runs the suite once with each. In a PostgreSQL run every database fixture (`db_url`,
+`sqlite_url`) hands out a new, empty PostgreSQL database; in a SQLite run a new file."""
 
 from __future__ import annotations
 
@@ -22,6 +26,9 @@ from simctl import Simulator
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("VMN_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+TEST_DB = os.environ.get("VMN_TEST_DB", "sqlite")
+if TEST_DB not in ("sqlite", "postgres"):
+    raise RuntimeError(f"VMN_TEST_DB must be sqlite or postgres (got {TEST_DB!r})")
 
 
 @pytest.fixture
@@ -44,12 +51,7 @@ def _pg_admin(sql: str) -> None:
     asyncio.run(go())
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL with nothing in it: a SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
-        return
+def _fresh_pg() -> Iterator[str]:
     name = f"vmn_t_{uuid.uuid4().hex[:12]}"
     _pg_admin(f"CREATE DATABASE {name}")
     base = PG_URL.rsplit("/", 1)[0]
@@ -59,9 +61,51 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         _pg_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+# The parameter id stays "sqlite" / "postgres", so `-k postgres` keeps working.
+@pytest.fixture(params=["sqlite"] if TEST_DB == "sqlite"
+                else [pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL with nothing in it: a SQLite file, or a new PostgreSQL database
+    (the backend of this run, see VMN_TEST_DB)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
+        return
+    yield from _fresh_pg()
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    """The database of tests that need only one backend: a SQLite file, or a new
+    PostgreSQL database when VMN_TEST_DB=postgres (the name predates that switch)."""
+    if TEST_DB == "postgres":
+        yield from _fresh_pg()
+        return
+    yield f"sqlite+aiosqlite:///{tmp_path}/gateway.db"
+
+
+def run_sql(url: str, *statements: str) -> None:
+    """Run statements on a test database of either backend, outside the gateway."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        db = sqlite3.connect(url.split("///", 1)[1], isolation_level=None, timeout=30)
+        try:
+            for sql in statements:
+                db.execute(sql)
+        finally:
+            db.close()
+        return
+    import asyncpg
+
+    async def go() -> None:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+        try:
+            for sql in statements:
+                await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
 
 
 SMSC_DEFAULTS: dict[str, float] = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
-from conftest import Gateway, gateway_config, wait_for
+from conftest import Gateway, gateway_config, run_sql, wait_for
 from simctl import ESME_RINVCMDID, Simulator
 
 VMN = "5551000100"
@@ -114,20 +114,23 @@ def test_deliver_sm_is_refused_with_an_error_when_the_database_fails(
     """If the commit fails, the MO gets an error status (the SMSC will redeliver) rather
     than an ack for something that is not stored; once the database works again the
     redelivery is stored."""
-    import sqlite3
-
     gw = make_gateway(gateway_config(db=sqlite_url, sim=sim))
     sim.wait_bound()
     assert sim.mo(source="15550004", destination=VMN, text="stored")["statuses"] == [0]
-    path = sqlite_url.split("///", 1)[1]
-    db = sqlite3.connect(path, isolation_level=None, timeout=30)
-    db.execute("CREATE TRIGGER fail BEFORE INSERT ON messages "
-               "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    if sqlite_url.startswith("sqlite"):
+        run_sql(sqlite_url, "CREATE TRIGGER fail BEFORE INSERT ON messages "
+                            "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+    else:
+        run_sql(sqlite_url,
+                "CREATE FUNCTION fail() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'disk on fire'; END $$",
+                "CREATE TRIGGER fail BEFORE INSERT ON messages "
+                "FOR EACH ROW EXECUTE FUNCTION fail()")
     res = sim.mo(source="15550004", destination=VMN, text="not yet stored")
     assert res["statuses"] == [0x64], res  # ESME_RX_T_APPN: try again later
     assert gw.log_events("intake.commit_failed")
-    db.execute("DROP TRIGGER fail")
-    db.close()
+    run_sql(sqlite_url, "DROP TRIGGER fail" if sqlite_url.startswith("sqlite")
+            else "DROP TRIGGER fail ON messages")
     res = sim.mo(source="15550004", destination=VMN, text="not yet stored")  # redelivery
     assert res["statuses"] == [0], res
     wait_for(lambda: sorted(m["text"] for m in gw.mos()) == ["not yet stored", "stored"],

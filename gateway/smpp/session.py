@@ -219,10 +219,30 @@ class SmppSession:
         self._throttle_pause = cfg.throttle_backoff
         self.reconnects = 0
         self.bind_failures = 0
+        self.outstanding = 0  # submit_sm in the window (sent or about to be)
+        # Called on every bind state change (the daemon's systemd STATUS= line).
+        self.on_change: list[Callable[[SmppSession], None]] = []
 
     @property
     def is_bound(self) -> bool:
         return self.bound.is_set() and self.link is not None and self.link.is_open
+
+    @property
+    def state(self) -> str:
+        """bound, down (connecting or waiting to reconnect) or stopped."""
+        if self._stopping:
+            return "stopped"
+        return "bound" if self.is_bound else "down"
+
+    def _set_bound(self, up: bool) -> None:
+        if up == self.bound.is_set():
+            return
+        if up:
+            self.bound.set()
+        else:
+            self.bound.clear()
+        for hook in self.on_change:
+            hook(self)
 
     # -- lifecycle --------------------------------------------------------------------
     async def run(self) -> None:
@@ -281,7 +301,7 @@ class SmppSession:
             return False
         log.info("smpp.bound", smsc=self.name, host=cfg.host, port=cfg.port,
                  system_id=cfg.system_id)
-        self.bound.set()
+        self._set_bound(True)
         self._throttle_pause = cfg.throttle_backoff
         try:
             async with asyncio.TaskGroup() as tg:
@@ -290,7 +310,7 @@ class SmppSession:
                 await link.closed
                 keepalive.cancel()
         finally:
-            self.bound.clear()
+            self._set_bound(False)
             if not self._stopping:
                 log.warning("smpp.connection_lost", smsc=self.name)
         return True
@@ -310,14 +330,15 @@ class SmppSession:
                 return
 
     def on_peer_unbind(self) -> None:
-        self.bound.clear()
+        self._set_bound(False)
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Unbind cleanly (wait for unbind_resp up to `timeout`) and close."""
+        """Unbind cleanly (wait for unbind_resp) and close, within `timeout` in all."""
         self._stopping = True
         link = self.link
         if link is None or not link.is_open:
             return
+        end = time.monotonic() + timeout
         if link.conn.state is BindState.BOUND_TRX:
             try:
                 await link.request(lambda seq: Unbind(sequence_number=seq), timeout)
@@ -327,35 +348,42 @@ class SmppSession:
                             error=str(exc) or type(exc).__name__)
         if link.transport is not None:
             link.transport.close()
-        await asyncio.wait({link.closed}, timeout=timeout)
+        await asyncio.wait({link.closed}, timeout=max(0.1, end - time.monotonic()))
 
     # -- MT ---------------------------------------------------------------------------
     async def submit(self, make: Callable[[int], SubmitSm]) -> SubmitSmResp:
         """Send one submit_sm; retry while the SMSC throttles. Raises SubmitError."""
-        cfg = self.cfg
         async with self._window:
-            while True:
-                pause = self._paused_until - time.monotonic()
-                if pause > 0:
-                    await asyncio.sleep(pause)
-                wait = self._bucket.delay()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                link = self.link
-                if link is None or not self.is_bound:
-                    raise LinkClosed(f"{self.name} not bound")
-                resp = await link.request(make, cfg.response_timeout)
-                status = resp.command_status
-                if status in THROTTLE_STATUSES:
-                    pause = self._throttle_pause
-                    self._throttle_pause = min(MAX_THROTTLE_PAUSE, pause * 2)
-                    self._paused_until = time.monotonic() + pause
-                    log.warning("smpp.throttled", smsc=self.name, status=status_name(status),
-                                pause=round(pause, 3))
-                    continue
-                self._throttle_pause = cfg.throttle_backoff
-                if status != 0 or not isinstance(resp, SubmitSmResp):
-                    raise SubmitError(
-                        f"submit_sm refused: {status_name(status)}", command_status=status
-                    )
-                return resp
+            self.outstanding += 1
+            try:
+                return await self._submit_in_window(make)
+            finally:
+                self.outstanding -= 1
+
+    async def _submit_in_window(self, make: Callable[[int], SubmitSm]) -> SubmitSmResp:
+        cfg = self.cfg
+        while True:
+            pause = self._paused_until - time.monotonic()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            wait = self._bucket.delay()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            link = self.link
+            if link is None or not self.is_bound:
+                raise LinkClosed(f"{self.name} not bound")
+            resp = await link.request(make, cfg.response_timeout)
+            status = resp.command_status
+            if status in THROTTLE_STATUSES:
+                pause = self._throttle_pause
+                self._throttle_pause = min(MAX_THROTTLE_PAUSE, pause * 2)
+                self._paused_until = time.monotonic() + pause
+                log.warning("smpp.throttled", smsc=self.name, status=status_name(status),
+                            pause=round(pause, 3))
+                continue
+            self._throttle_pause = cfg.throttle_backoff
+            if status != 0 or not isinstance(resp, SubmitSmResp):
+                raise SubmitError(
+                    f"submit_sm refused: {status_name(status)}", command_status=status
+                )
+            return resp

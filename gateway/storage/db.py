@@ -7,8 +7,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from sqlalchemy import Table, event, text
 from sqlalchemy import create_engine as create_sync_engine_
-from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -85,6 +86,14 @@ async def migrate(engine: AsyncEngine) -> None:
     """Apply every pending migration (idempotent; safe with several instances)."""
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade)
+
+
+def upsert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """`INSERT` with `on_conflict_do_update` / `.excluded` (SQLite 3.24+ and PostgreSQL
+    spell it alike): safe when two instances write the same key at once."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
 
 
 def placeholders(engine: AsyncEngine, n: int) -> str:

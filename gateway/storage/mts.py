@@ -82,7 +82,20 @@ def insert_mt(conn: Connection, emitter: Emitter, *, sender: str, recipient: str
     return msg_id
 
 
-def claim(conn: Connection, limit: int, lease: float, now: float) -> list[QueuedMt]:
+BLOCKED_ERROR = "recipient opted out"
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    send: list[QueuedMt]  # leased to the caller: submit them
+    blocked: list[QueuedMt]  # to opted-out numbers: recorded `blocked` already
+
+
+def claim(conn: Connection, emitter: Emitter, limit: int, lease: float,
+          now: float) -> Claimed:
+    """Lease up to `limit` due MTs. The opt-out check of the whole batch is one query in
+    the same transaction (no round trip per MT): an MT to a number opted out of its
+    sender is `blocked` here, unless it is exempt (STOP confirmation, HELP reply)."""
     # The literal terms match the partial index's WHERE, so SQLite can use it.
     due = and_(QUEUED_MTS, messages.c.next_attempt_at <= now)
     q = (select(messages.c.id, messages.c.sender, messages.c.recipient, messages.c.text,
@@ -91,19 +104,40 @@ def claim(conn: Connection, limit: int, lease: float, now: float) -> list[Queued
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
     rows = [QueuedMt(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in conn.execute(q)]
-    if rows:
-        conn.execute(update(messages).where(messages.c.id.in_([r.id for r in rows]))
+    if not rows:
+        return Claimed([], [])
+    checked = [(r.sender, r.recipient) for r in rows if not r.exempt]
+    out = opted_out_many(conn, checked) if checked else set()
+    blocked = [r for r in rows if not r.exempt and (r.sender, r.recipient) in out]
+    send = [r for r in rows if r.exempt or (r.sender, r.recipient) not in out]
+    if send:
+        conn.execute(update(messages).where(messages.c.id.in_([r.id for r in send]))
                      .values(status=MtStatus.SENDING.value, next_attempt_at=now + lease,
                              attempts=messages.c.attempts + 1))
-    return rows
+    for r in blocked:
+        final(conn, emitter, r.id, MtStatus.BLOCKED, error=BLOCKED_ERROR, now=now)
+    return Claimed(send, blocked)
+
+
+def opted_out_many(conn: Connection,
+                   pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (sender, recipient) pairs whose recipient opted out of that sender: its row
+    for the sender when there is one, else its row for every sender ("*"). An opt
+    keyword of scope "all" clears the per-sender rows (fanout.py), so a per-sender row
+    is always the later word: STOPALL then START on one VMN lets that VMN through.
+    One query by primary key (msisdn, vmn) for the whole batch."""
+    o = opt_state.c
+    senders = {s for s, _ in pairs}
+    states: dict[tuple[str, str], str] = {
+        (m, v): st for m, v, st in conn.execute(select(o.msisdn, o.vmn, o.state).where(
+            o.msisdn.in_({r for _, r in pairs}), o.vmn.in_([*senders, "*"])))}
+    return {(s, r) for s, r in pairs
+            if states.get((r, s), states.get((r, "*"))) == "out"}
 
 
 def opted_out(conn: Connection, sender: str, recipient: str) -> bool:
-    """Whether `recipient` opted out of `sender` (or of every sender)."""
-    row = conn.execute(select(opt_state.c.state).where(
-        opt_state.c.msisdn == recipient, opt_state.c.vmn.in_([sender, "*"]),
-        opt_state.c.state == "out").limit(1)).first()
-    return row is not None
+    """Whether `recipient` opted out of `sender` (see `opted_out_many`)."""
+    return bool(opted_out_many(conn, [(sender, recipient)]))
 
 
 def submitted(conn: Connection, emitter: Emitter, msg_id: str, *, smsc: str,

@@ -28,6 +28,7 @@ from gateway.storage.schema import (
     messages,
     mo_parts,
     mt_segments,
+    opt_history,
     opt_state,
     poll_votes,
     status_history,
@@ -230,20 +231,20 @@ class Store:
             now=time.time(), smsc=smsc, in_reply_to=in_reply_to, client_ref=client_ref,
             notify=notify, exempt=exempt)
 
-    async def claim_mts(self, limit: int, lease: float) -> list[mts.QueuedMt]:
+    async def claim_mts(self, limit: int, lease: float) -> mts.Claimed:
         """Take up to `limit` due MTs for sending, leased for `lease` seconds (an
-        instance that dies mid-send gives them back when the lease runs out)."""
+        instance that dies mid-send gives them back when the lease runs out); those to
+        opted-out numbers come back `blocked` instead (see `mts.claim`)."""
         now = time.time()
         async with self.reader.connect() as conn:  # cheap check without the write lock
             first = await conn.execute(select(messages.c.id).where(
                 mts.QUEUED_MTS, messages.c.next_attempt_at <= now).limit(1))
             if first.first() is None:
-                return []
-        return await self.transaction(mts.claim, limit, lease, now)
-
-    async def mt_opted_out(self, sender: str, recipient: str) -> bool:
-        async with self.reader.connect() as conn:
-            return await conn.run_sync(mts.opted_out, sender, recipient)
+                return mts.Claimed([], [])
+        claimed = await self.transaction(mts.claim, self.emitter, limit, lease, now)
+        if claimed.blocked:
+            self.on_jobs()  # their mt_status events
+        return claimed
 
     async def mt_submitted(self, msg_id: str, *, smsc: str, data_coding: int,
                            segment_ids: Sequence[str]) -> None:
@@ -335,14 +336,35 @@ class Store:
         self.on_jobs()
         return n
 
-    async def optins(self, *, vmn: str | None = None,
-                     state: str | None = None) -> list[dict[str, Any]]:
+    async def optins(self, *, vmn: str | None = None, state: str | None = None,
+                     msisdn: str | None = None) -> list[dict[str, Any]]:
+        """Current opt states, oldest change first (`vmn` "*": every sender ID)."""
         o = opt_state.c
         q = select(o.msisdn, o.vmn, o.state, o.keyword, o.updated_at).order_by(o.updated_at)
         if vmn:
             q = q.where(o.vmn.in_([vmn, "*"]))
         if state:
             q = q.where(o.state == state)
+        if msisdn:
+            q = q.where(o.msisdn == msisdn)
+        async with self.reader.connect() as conn:
+            return [dict(r._mapping) for r in await conn.execute(q)]
+
+    async def opt_history(self, *, vmn: str | None = None, state: str | None = None,
+                          msisdn: str | None = None,
+                          since: float | None = None) -> list[dict[str, Any]]:
+        """Every opt keyword received, oldest first."""
+        h = opt_history.c
+        q = select(h.at, h.msisdn, h.vmn, h.received_on, h.state, h.keyword, h.changed,
+                   h.message_id).order_by(h.at, h.id)
+        if vmn:
+            q = q.where((h.vmn == vmn) | (h.received_on == vmn))
+        if state:
+            q = q.where(h.state == state)
+        if msisdn:
+            q = q.where(h.msisdn == msisdn)
+        if since is not None:
+            q = q.where(h.at >= since)
         async with self.reader.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(q)]
 
@@ -357,8 +379,16 @@ class Store:
                 out.setdefault(poll, {})[option] = int(n)
         return out
 
-    async def leads(self) -> list[dict[str, Any]]:
+    async def leads(self, *, vmn: str | None = None,
+                    since: float | None = None) -> list[dict[str, Any]]:
+        """One row per (VMN, msisdn, keyword), first captured first; `since` keeps the
+        leads seen (last) at or after it."""
         c = leads.c
+        q = select(c.at, c.last_at, c.count, c.vmn, c.msisdn, c.keyword, c.text,
+                   c.message_id).order_by(c.id)
+        if vmn:
+            q = q.where(c.vmn == vmn)
+        if since is not None:
+            q = q.where(c.last_at >= since)
         async with self.reader.connect() as conn:
-            return [dict(r._mapping) for r in await conn.execute(
-                select(c.at, c.vmn, c.msisdn, c.keyword, c.text, c.message_id).order_by(c.id))]
+            return [dict(r._mapping) for r in await conn.execute(q)]

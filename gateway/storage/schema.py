@@ -171,7 +171,8 @@ job_attempts = Table(
 )
 Index("ix_job_attempts_job", job_attempts.c.job_id)
 
-# Opt-in / opt-out state per customer and sender ("*" = every sender).
+# Opt-in / opt-out state per customer and sender ("*" = every sender). The primary key
+# (msisdn, vmn) is the index of the check made before every MT (storage/mts.py).
 opt_state = Table(
     "opt_state",
     metadata,
@@ -181,6 +182,23 @@ opt_state = Table(
     Column("keyword", String(64)),
     Column("updated_at", Float, nullable=False),
 )
+
+# Every opt keyword received (migration 0003): who, when, which keyword, which VMN.
+opt_history = Table(
+    "opt_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("msisdn", String(21), nullable=False),
+    Column("vmn", String(21), nullable=False),  # the scope: the VMN, or "*" for all
+    Column("received_on", String(21)),  # the VMN the keyword was sent to
+    Column("state", String(3), nullable=False),  # in | out
+    Column("keyword", String(64)),
+    Column("message_id", String(32)),  # the MO that carried it
+    Column("changed", Integer, nullable=False),  # 0: the state was already this
+    Column("at", Float, nullable=False),
+)
+Index("ix_opt_history_msisdn", opt_history.c.msisdn, opt_history.c.at)
+Index("ix_opt_history_at", opt_history.c.at)
 
 poll_votes = Table(
     "poll_votes",
@@ -193,6 +211,8 @@ poll_votes = Table(
     Column("at", Float, nullable=False),
 )
 
+# One row per (VMN, msisdn, keyword) (migration 0003): the latest text and MO, when it
+# was first and last seen, and how many times. keyword is "" for a default configuration.
 leads = Table(
     "leads",
     metadata,
@@ -202,8 +222,12 @@ leads = Table(
     Column("keyword", String(64)),
     Column("text", Text, nullable=False),
     Column("message_id", String(32), nullable=False),
-    Column("at", Float, nullable=False),
+    Column("at", Float, nullable=False),  # first seen
+    Column("count", Integer, nullable=False, server_default=text("1")),
+    Column("last_at", Float, nullable=False, server_default=text("0")),
 )
+Index("ux_leads_key", leads.c.vmn, leads.c.msisdn, leads.c.keyword, unique=True)
+Index("ix_leads_last", leads.c.last_at)
 
 # Reply addresses of forwarded emails: reply+<token>@domain -> the MO's sender and VMN.
 email_tokens = Table(
