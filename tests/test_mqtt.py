@@ -315,7 +315,15 @@ async def test_action_publishes_the_job_payload_as_json(prefix: str) -> None:
     assert json.loads(message.payload) == event
 
 
-async def test_a_thousand_concurrent_runs_all_ok_and_all_received(prefix: str) -> None:
+@pytest.mark.parametrize("fast", [True, False], ids=["paho-direct", "aiomqtt-publish"])
+async def test_a_thousand_concurrent_runs_all_ok_and_all_received(
+        prefix: str, fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both publish paths: straight to paho (the normal one) and through aiomqtt's
+    public `publish` (the fallback should aiomqtt's internals change)."""
+    import gateway.actions.mqtt as mqtt_mod
+
+    assert mqtt_mod._fast_publish_ok(aiomqtt.Client(HOST, PORT))  # the pinned aiomqtt
+    monkeypatch.setattr(mqtt_mod, "_fast_publish_ok", lambda _client: fast)
     n = 1000
     target = topic(prefix, "mt", "status")
     async with (
