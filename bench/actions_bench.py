@@ -53,6 +53,7 @@ import re
 import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -78,7 +79,13 @@ from mo_bench import (
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
-TARGETS = ("baseline", "gateway-plain", "gateway-actions")
+TARGETS = ("baseline", "gateway-plain", "gateway-webhook", "gateway-mqtt", "gateway-actions")
+# Which receivers a gateway target has: (webhook, mqtt).
+SIDES = {
+    "gateway-webhook": (True, False),
+    "gateway-mqtt": (False, True),
+    "gateway-actions": (True, True),
+}
 VMN = "5551000100"
 TEXT_SEQ = re.compile(r"HELLO (\d+) ")
 PIPE_LIMIT = 64 * 1024 * 1024  # a dump is one JSON line of ~1-2 MB
@@ -109,20 +116,22 @@ vmn = "{VMN}"
 [number.default]
 """
 )
-ACTIONS_CONFIG = (
-    _GATEWAY_HEAD
-    + f"""
+_MQTT_SECTION = """
 [mqtt]
-url = "mqtt://{{mqtt_host}}:{{mqtt_port}}"
-topic_prefix = "{{prefix}}"
-client_id = "{{prefix}}"
-
-[[number]]
-vmn = "{VMN}"
-[number.default]
-webhook = "http://127.0.0.1:{{hook_port}}/hook"
+url = "mqtt://{mqtt_host}:{mqtt_port}"
+topic_prefix = "{prefix}"
+client_id = "{prefix}"
 """
-)
+
+
+def _actions_config(webhook: bool, mqtt: bool) -> str:
+    """The gateway config of a target with actions: a webhook on the number's default
+    configuration and/or ``[mqtt]`` (a topic prefix of its own per run)."""
+    text = _GATEWAY_HEAD + (_MQTT_SECTION if mqtt else "")
+    text += f'\n[[number]]\nvmn = "{VMN}"\n[number.default]\n'
+    if webhook:
+        text += 'webhook = "http://127.0.0.1:{hook_port}/hook"\n'
+    return text
 
 
 def _seq_of(event: Any) -> int | None:
@@ -389,8 +398,43 @@ def _cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14, 15 of stat(5)
 
 
+_BROKER: subprocess.Popen[bytes] | None = None  # the bench's own broker, if started
+
+
+def start_broker(tmpdir: Path) -> int:
+    """A Mosquitto of the bench's own on a free port, with no limit on the messages it
+    queues for a subscriber: the packaged default (max_queued_messages 1000) drops
+    QoS 1 messages for a subscriber that falls 1,000 behind, which a Python subscriber
+    does under a 30k burst. Returns its port."""
+    global _BROKER
+    import socket as _socket
+
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    conf = tmpdir / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                    "max_queued_messages 0\nmax_inflight_messages 0\n", encoding="utf-8")
+    _BROKER = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), _socket.create_connection(("127.0.0.1", port), 0.5):
+            return port
+        time.sleep(0.05)
+    raise RuntimeError("the bench's mosquitto did not start")
+
+
+def stop_broker() -> None:
+    if _BROKER is not None:
+        _BROKER.terminate()
+        _BROKER.wait(10)
+
+
 def find_mosquitto() -> int | None:
     """The broker's pid (read-only use: its CPU time), if it runs on this machine."""
+    if _BROKER is not None:
+        return _BROKER.pid
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError), open(f"/proc/{entry}/comm") as f:
@@ -572,8 +616,9 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
     result.log = str(log)
     proc: asyncio.subprocess.Process | None = None
     helpers: list[Helper] = []
-    actions = target == "gateway-actions"
-    mosquitto = find_mosquitto() if actions else None
+    want_hook, want_mqtt = SIDES.get(target, (False, False))
+    actions = want_hook or want_mqtt
+    mosquitto = find_mosquitto() if want_mqtt else None
     try:
         srv = TimedLoadServer(args.host, 0)
         async with srv:
@@ -586,31 +631,34 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
             }
             if actions:
                 prefix = f"actions-bench-{uuid.uuid4().hex[:12]}"
-                hook, info = await Helper.start(
-                    "webhook",
-                    [sys.executable, __file__, "--role", "webhook"],
-                    tmpdir / "webhook.log",
-                )
-                helpers.append(hook)
-                sub, _ = await Helper.start(
-                    "mqtt",
-                    [
-                        sys.executable,
-                        __file__,
-                        "--role",
+                info: dict[str, Any] = {"port": 0}
+                if want_hook:
+                    hook, info = await Helper.start(
+                        "webhook",
+                        [sys.executable, __file__, "--role", "webhook"],
+                        tmpdir / "webhook.log",
+                    )
+                    helpers.append(hook)
+                if want_mqtt:
+                    sub, _ = await Helper.start(
                         "mqtt",
-                        "--mqtt-host",
-                        args.mqtt_host,
-                        "--mqtt-port",
-                        str(args.mqtt_port),
-                        "--topic",
-                        f"{prefix}/mo/#",
-                        "--client-id",
-                        f"{prefix}-sub",
-                    ],
-                    tmpdir / "mqtt.log",
-                )
-                helpers.append(sub)
+                        [
+                            sys.executable,
+                            __file__,
+                            "--role",
+                            "mqtt",
+                            "--mqtt-host",
+                            args.mqtt_host,
+                            "--mqtt-port",
+                            str(args.mqtt_port),
+                            "--topic",
+                            f"{prefix}/mo/#",
+                            "--client-id",
+                            f"{prefix}-sub",
+                        ],
+                        tmpdir / "mqtt.log",
+                    )
+                    helpers.append(sub)
                 values |= {
                     "hook_port": str(info["port"]),
                     "prefix": prefix,
@@ -621,7 +669,7 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
             if target == "baseline":
                 cmd = _command(args.baseline_cmd, **values)
             else:
-                template = ACTIONS_CONFIG if actions else PLAIN_CONFIG
+                template = _actions_config(want_hook, want_mqtt) if actions else PLAIN_CONFIG
                 Path(values["config"]).write_text(_config(template, values), encoding="utf-8")
                 cmd = _command(args.gateway_cmd, **values)
             result.cmd = shlex.join(cmd)
@@ -857,26 +905,36 @@ def print_report(
     def verdict(v: float | None, ok: Callable[[float], bool]) -> str:
         return "-" if v is None else ("PASS" if ok(v) else "FAIL")
 
-    ra = ratios.get("actions_over_plain")
-    print(
-        f"gateway-actions / gateway-plain acked MO/s: "
-        f"{'-' if ra is None else f'{ra:.3f}'} (target >= 0.80: "
-        f"{verdict(ra, lambda v: v >= 0.80)})"
-    )
+    for key in ("actions", "webhook", "mqtt"):
+        ra = ratios.get(f"{key}_over_plain")
+        if ra is not None:
+            print(
+                f"gateway-{key} / gateway-plain acked MO/s: {ra:.3f} (target >= 0.80: "
+                f"{verdict(ra, lambda v: v >= 0.80)})"
+            )
     for key, label in (
         ("plain_over_baseline", "gateway-plain / baseline"),
         ("actions_over_baseline", "gateway-actions / baseline"),
     ):
         v = ratios.get(key)
         print(f"{label} acked MO/s: {'-' if v is None else f'{v:.4f}'}")
-    act = (summary.get("gateway-actions") or {}).get("median") or {}
-    if act:
+    for target in ("gateway-webhook", "gateway-mqtt", "gateway-actions"):
+        act = (summary.get(target) or {}).get("median") or {}
+        if not act:
+            continue
+        hook, mq = act.get("webhook_drain_per_s"), act.get("mqtt_drain_per_s")
         p99 = act.get("webhook_p99_ms")
-        print(
-            f"webhook p99 at {args.lat_rate:,.0f} MO/s: {_fmt(p99, 'ms')} ms "
-            f"(target <= 10 ms: {verdict(p99, lambda v: v <= 10.0)}); "
-            f"MQTT p99: {_fmt(act.get('mqtt_p99_ms'), 'ms')} ms"
-        )
+        parts = []
+        if hook is not None:
+            parts.append(f"webhook drain {_fmt(hook, 'rate')}/s (target >= 3,000: "
+                         f"{verdict(hook, lambda v: v >= 3000)}), p99 at "
+                         f"{args.lat_rate:,.0f} MO/s {_fmt(p99, 'ms')} ms (target <= 10 ms: "
+                         f"{verdict(p99, lambda v: v <= 10.0)})")
+        if mq is not None:
+            parts.append(f"MQTT drain {_fmt(mq, 'rate')}/s (target >= 3,000: "
+                         f"{verdict(mq, lambda v: v >= 3000)}), p99 "
+                         f"{_fmt(act.get('mqtt_p99_ms'), 'ms')} ms")
+        print(f"{target}: " + "; ".join(parts))
     print()
     print(
         f"CPU, cores = CPU s / wall s (1.00 = one core busy; the machine has "
@@ -931,6 +989,16 @@ async def amain(args: argparse.Namespace) -> int:
         return 2
     all_runs: dict[str, list[RunResult]] = {t: [] for t in targets}
     failed = False
+    if args.mqtt_port == 0 and any(SIDES.get(t, (False, False))[1] for t in targets):
+        args.mqtt_port = start_broker(Path(tempfile.mkdtemp(prefix="actions_bench_broker_")))
+    try:
+        return await _amain_runs(args, targets, all_runs, failed, at)
+    finally:
+        stop_broker()
+
+
+async def _amain_runs(args: argparse.Namespace, targets: list[str],
+                      all_runs: dict[str, list[RunResult]], failed: bool, at: str) -> int:
     for i in range(1, args.runs + 1):
         for target in targets:
             r = await run_once(target, i, args)
@@ -945,14 +1013,15 @@ async def amain(args: argparse.Namespace) -> int:
                 f"{tag} {_fmt(m['acked_per_s'], 'rate')} acked MO/s, ack p99{at} "
                 f"{_fmt(m['ack_p99_ms'], 'ms')} ms, RSS {_fmt(m['rss_mib'], 'mib')} MiB"
             )
-            if r.webhook:
-                wb, mb = r.webhook["burst"], r.mqtt["burst"]
-                line += (
-                    f"; webhook drain {wb['received']}/{wb['expected']} "
-                    f"{wb['drain_per_s']:,.0f}/s p99{at} {_fmt(m['webhook_p99_ms'], 'ms')}"
-                    f" ms; mqtt drain {mb['received']}/{mb['expected']} "
-                    f"{mb['drain_per_s']:,.0f}/s p99{at} {_fmt(m['mqtt_p99_ms'], 'ms')} ms"
-                )
+            for side_name in ("webhook", "mqtt"):
+                side = getattr(r, side_name)
+                if side:
+                    b = side["burst"]
+                    line += (
+                        f"; {side_name} drain {b['received']}/{b['expected']} "
+                        f"{b['drain_per_s']:,.0f}/s p99{at} "
+                        f"{_fmt(m[f'{side_name}_p99_ms'], 'ms')} ms"
+                    )
             if r.warnings:
                 line += "  WARNING: " + "; ".join(r.warnings)
             print(line, flush=True)
@@ -964,6 +1033,12 @@ async def amain(args: argparse.Namespace) -> int:
     ratios = {
         "actions_over_plain": _ratio(
             med("gateway-actions", "acked_per_s"), med("gateway-plain", "acked_per_s")
+        ),
+        "webhook_over_plain": _ratio(
+            med("gateway-webhook", "acked_per_s"), med("gateway-plain", "acked_per_s")
+        ),
+        "mqtt_over_plain": _ratio(
+            med("gateway-mqtt", "acked_per_s"), med("gateway-plain", "acked_per_s")
         ),
         "plain_over_baseline": _ratio(
             med("gateway-plain", "acked_per_s"), med("baseline", "acked_per_s")
@@ -1011,7 +1086,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--host", default="127.0.0.1", help="where the load generator listens")
     p.add_argument("--mqtt-host", default="127.0.0.1")
-    p.add_argument("--mqtt-port", type=int, default=1883)
+    p.add_argument("--mqtt-port", type=int, default=0,
+                   help="an existing broker's port; 0 (default): start one of the bench's own")
     p.add_argument(
         "--gateway-cmd", default=GATEWAY_CMD, help="gateway command template (default: %(default)r)"
     )

@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     with_config("run", "run the daemon in the foreground")
-    with_config("action-worker", argparse.SUPPRESS)  # started by `run` itself
+    aw = with_config("action-worker", argparse.SUPPRESS)  # started by `run` itself
+    aw.add_argument("--fd", type=int, required=True, help=argparse.SUPPRESS)
     with_config("check", "validate the configuration and print a summary")
     s = with_config("send", "queue an MT (sent by the running daemon)")
     s.add_argument("--from", dest="sender", required=True, type=_vmn, metavar="VMN")
@@ -133,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway import log, worker
 
         log.configure(cfg.gateway.log_level.value)
-        return asyncio.run(worker.run(cfg))
+        return asyncio.run(worker.run(cfg, args.fd))
     if args.command == "send":
         return asyncio.run(_send(cfg, args.sender, args.to, args.text))
     if args.command == "logs":

@@ -19,7 +19,7 @@ from gateway import commands, sdnotify
 from gateway.actions.base import Action
 from gateway.actions.webhook import WebhookAction
 from gateway.config import Config, ConfigError, load_config, split_host_port
-from gateway.fanout import Context, Fanout, Stats, mo_rows
+from gateway.fanout import Context, Fanout, Stats, expand_inline, mo_rows
 from gateway.mt import MtSender
 from gateway.outbox import Outbox
 from gateway.pipeline import Batch, Intake
@@ -30,6 +30,7 @@ from gateway.storage import mts
 from gateway.storage.db import create_engine, migrate
 from gateway.storage.repo import Store
 from gateway.storage.schema import email_tokens
+from gateway.worker import WorkerProcess
 
 log = structlog.get_logger("gateway.daemon")
 
@@ -46,8 +47,7 @@ def context_for(cfg: Config) -> Context:
     er = cfg.email_replies
     return Context(router=Router(cfg), emitter=emitter_for(cfg),
                    email_domain=er.domain if er else None,
-                   token_ttl_days=er.token_ttl if er else 30,
-                   pre_claim=cfg.gateway.action_workers == 0)
+                   token_ttl_days=er.token_ttl if er else 30)
 
 
 class _DbTokens:
@@ -77,6 +77,7 @@ class Daemon:
         self.store: Store | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._reloading: asyncio.Task[None] | None = None
+        self._worker: WorkerProcess | None = None
 
     def request_stop(self) -> None:
         self._signals += 1
@@ -113,6 +114,8 @@ class Daemon:
             self.intake.set_router(context.router, events=new.mqtt is not None)
         if self.store is not None:
             self.store.emitter = context.emitter
+        if self._worker is not None:
+            self._worker.reload()
         log.info("config.reloaded", file=new.source_file, numbers=len(new.numbers),
                  keywords=sum(len(n.keywords) for n in new.numbers))
 
@@ -151,13 +154,11 @@ class Daemon:
             actions["mqtt"] = MqttAction(mqtt_link, qos=cfg.mqtt.qos)
         worker = None
         if gw.action_workers:
-            from gateway.worker import WorkerProcess
-
-            worker = WorkerProcess(cfg.source_file)
-            actions = {}  # the worker process runs them
+            worker = self._worker = WorkerProcess(cfg.source_file)
+            actions = worker.remote(actions)  # the queue stays here; the worker runs them
         outbox = Outbox(store, actions, backoff=jobq.Backoff(gw.retry_base, gw.retry_max),
                         poll_interval=gw.mt_poll_interval, quiet=intake.quiet)
-        poke = worker.poke if worker is not None else outbox.wake
+        poke = outbox.wake
 
         def expanded(stats: Stats) -> None:
             if stats.mts:
@@ -169,7 +170,13 @@ class Daemon:
         fanout = Fanout(store, lambda: self.context, expanded, quiet=intake.quiet)
 
         def committed(batch: Batch) -> None:
-            fanout.submit(mo_rows(batch.messages))
+            if batch.expanded is not None:
+                expanded(batch.expanded)
+            else:
+                fanout.submit(mo_rows(batch.messages))
+
+        intake.inline = lambda conn, msgs: expand_inline(conn, self.context, time.time(),
+                                                         mo_rows(msgs))
 
         intake.on_committed.append(committed)
         store.on_jobs = poke

@@ -56,8 +56,8 @@ class Context:
     emitter: Emitter
     email_domain: str | None = None
     token_ttl_days: int = 30
-    # Hand the MO events to this process's workers as they are written (no claim round
-    # trip); off when the actions run in a worker process, which claims them.
+    # Hand the MO events to this process's outbox as they are written (no claim round
+    # trip; an action worker process gets them from the outbox the same way).
     pre_claim: bool = True
 
     @property
@@ -291,6 +291,18 @@ def _vote(conn: Connection, ctx: Context, job_rows: list[JobRow],
     job_rows += ctx.emitter.event(
         poll_event(poll=poll.name, option=option, msisdn=mo["sender"], tally=tally, at=now),
         "poll", poll.name, message_id=mo["id"], now=now)
+
+
+def expand_inline(conn: Connection, ctx: Context, now: float,
+                  rows: Sequence[Mapping[str, Any]]) -> Stats | None:
+    """`expand` inside the intake's transaction, behind a savepoint: if it fails, the
+    MOs are stored all the same (still flagged) and the `Fanout` task takes them."""
+    try:
+        with conn.begin_nested():
+            return expand(conn, ctx, now, rows)
+    except Exception as exc:
+        log.error("fanout.inline_failed", error=str(exc))
+        return None
 
 
 class Fanout:

@@ -99,7 +99,10 @@ class Outbox:
 
     async def _run_one(self, k: _Kind, job: Job) -> None:
         try:
-            res = await asyncio.wait_for(k.action.run(job), LEASE / 2)
+            # asyncio.timeout, not wait_for: wait_for wraps the coroutine in a second
+            # task, which cost ~6% of the gateway's CPU at a few thousand jobs a second.
+            async with asyncio.timeout(LEASE / 2):
+                res = await k.action.run(job)
         except TimeoutError:
             res = Result(outcome=Outcome.RETRY, detail="action did not finish in time")
         except Exception as exc:  # an action must not raise; if it does, retry

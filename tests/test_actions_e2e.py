@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import signal
 import smtplib
 from collections.abc import Callable, Iterator
@@ -244,6 +245,23 @@ def test_mqtt_sees_every_event_and_commands_send_mts(gw: Gateway, sim: Simulator
     assert f"{p}/poll/color" in {t for t, _, _ in watcher.messages}
 
 
+def test_mqtt_command_sent_while_the_gateway_is_down_is_sent_after_restart(
+        sim: Simulator, sqlite_url: str, hooks: HttpRecorder, smtp: SmtpSink,
+        watcher: MqttWatcher, make_gateway: Callable[..., Gateway]) -> None:
+    """The command subscription is a persistent session: the broker keeps what arrives
+    while the gateway is away."""
+    gw = make_gateway(action_config(db=sqlite_url, sim=sim, hooks=hooks, smtp_port=smtp.port,
+                                    prefix=watcher.prefix))
+    wait_for(lambda: watcher.on("gateway/test/status")[-1:] == ["online"], what="online")
+    assert gw.terminate() == 0
+    wait_for(lambda: watcher.on("gateway/test/status")[-1:] == ["offline"], what="offline")
+    watcher.publish(f"{watcher.prefix}/mt/send",
+                    {"to": "15550000031", "from": VMN, "text": "sent while you were away"})
+    gw.start()
+    sub = wait_for(lambda: mts_to(sim, "15550000031"), what="the command kept by the broker")
+    assert sub[0]["text"] == "sent while you were away"
+
+
 def test_stop_blocks_later_mts_but_not_help(gw: Gateway, sim: Simulator) -> None:
     sim.mo(source=CUSTOMER, destination=VMN, text="STOP")
     stop_reply = wait_for(lambda: mts_to(sim, CUSTOMER), what="the STOP confirmation")
@@ -416,5 +434,12 @@ def test_actions_in_a_worker_process(sim: Simulator, sqlite_url: str, hooks: Htt
     wait_for(lambda: watcher.events("mo"), what="the MQTT event")
     wait_for(lambda: smtp.messages, what="the email")
     assert "online" in watcher.on("gateway/test/status")
+    # The worker dies: the daemon starts another, and the queue it kept loses nothing.
+    os.kill(gw.log_events("worker.spawned")[-1]["pid"], signal.SIGKILL)
+    sim.mo(source=CUSTOMER, destination=VMN, text="hi after the worker died")
+    wait_for(lambda: any(r.json().get("text") == "hi after the worker died"
+                         for r in requests_to(hooks, "/crm")),
+             what="the webhook through a new worker")
+    assert len(gw.log_events("worker.spawned")) == 2 and gw.log_events("worker.died")
     assert gw.terminate() == 0
     assert gw.log_events("worker.stopped")

@@ -173,10 +173,12 @@ class Store:
         closed_groups: Sequence[tuple[str, str]],
         receipt_rows: Sequence[ReceiptRow],
         receipt_list: Sequence[Receipt] = (),
-    ) -> None:
-        """One transaction for a whole batch of inbound PDUs."""
-        await self.transaction(self._write_intake, msgs, parts, closed_groups, receipt_rows,
-                               receipt_list)
+        then: Callable[[Connection], T] | None = None,
+    ) -> T | None:
+        """One transaction for a whole batch of inbound PDUs; `then(conn)`, if given,
+        runs last in the same transaction and its result is returned."""
+        return await self.transaction(self._write_intake, msgs, parts, closed_groups,
+                                      receipt_rows, receipt_list, then)
 
     def _write_intake(
         self,
@@ -186,7 +188,8 @@ class Store:
         closed_groups: Sequence[tuple[str, str]],
         receipt_rows: Sequence[ReceiptRow],
         receipt_list: Sequence[Receipt],
-    ) -> None:
+        then: Callable[[Connection], T] | None = None,
+    ) -> T | None:
         if parts:
             conn.exec_driver_sql(self._ins_part, list(parts))
         if msgs:
@@ -196,6 +199,7 @@ class Store:
         if receipt_rows:
             conn.exec_driver_sql(self._ins_receipt, list(receipt_rows))
             mts.apply_receipts(conn, self.emitter, receipt_list, time.time())
+        return None if then is None else then(conn)
 
     async def open_parts(self) -> list[OpenPart]:
         async with self.reader.connect() as conn:
