@@ -297,6 +297,8 @@ def expand_inline(conn: Connection, ctx: Context, now: float,
                   rows: Sequence[Mapping[str, Any]]) -> Stats | None:
     """`expand` inside the intake's transaction, behind a savepoint: if it fails, the
     MOs are stored all the same (still flagged) and the `Fanout` task takes them."""
+    if not rows:
+        return Stats()  # nothing flagged (no actions configured): no savepoint
     try:
         with conn.begin_nested():
             return expand(conn, ctx, now, rows)
