@@ -12,6 +12,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -207,3 +209,14 @@ class PrivateBroker:
             self.proc.terminate()
             self.proc.wait(10)
             self.proc = None
+
+
+def http_get(port: int, path: str, timeout: float = 10.0) -> tuple[int, str]:
+    """GET http://127.0.0.1:port/path: (status, body); (0, "") when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""

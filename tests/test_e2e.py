@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from conftest import Gateway, gateway_config, wait_for
+from peers import http_get
 from simctl import ESME_RINVPASWD, ESME_RTHROTTLED, Simulator
 
 from gateway.smpp.text import encode_mt, gsm_decode, ucs2_decode
@@ -328,8 +329,6 @@ def test_admin_health_and_metrics(sim: Simulator, sqlite_url: str,
                                   make_gateway: Callable[..., Gateway]) -> None:
     import json as _json
     import socket
-    import urllib.error
-    import urllib.request
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -338,13 +337,7 @@ def test_admin_health_and_metrics(sim: Simulator, sqlite_url: str,
     sim.mo(source=CUSTOMER, destination=VMN, text="count me")
 
     def get(path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
-                return r.status, r.read().decode()
-        except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
-        except OSError:
-            return 0, ""
+        return http_get(port, path, timeout=5)
 
     status, body = wait_for(lambda: (lambda r: r if r[0] else None)(get("/health")),
                             what="admin listener")

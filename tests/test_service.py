@@ -18,8 +18,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from itertools import pairwise
@@ -28,7 +26,7 @@ from typing import Any
 
 import pytest
 from conftest import REPO, Gateway, gateway_config, run_sql, wait_for
-from peers import free_port
+from peers import free_port, http_get
 from prometheus_client.parser import text_string_to_metric_families
 from simctl import Simulator
 
@@ -105,16 +103,6 @@ class NotifySocket:
             return None
 
         return int(wait_for(find, timeout, what=f"{wanted!r} on NOTIFY_SOCKET")) - 1
-
-
-def http_get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-    except OSError:
-        return 0, ""
 
 
 def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
