@@ -202,7 +202,7 @@ def _session(smsc: SmscConfig) -> Any:
 async def lookup_cost(url: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
     """The lookup alone, on the kind of connection `mts.claim` runs on (SQLite: the
     writer's blocking connection; PostgreSQL: asyncpg under `run_sync`): one MT at a
-    time (`mts.opted_out`) and per claimed batch of 32 (`mts.opted_out_many`)."""
+    time (`mts.opted_out`) and per claimed batch of 32 and of 1 (`mts.opted_out_many`)."""
     def timings(conn: Any) -> dict[str, float]:
         for sender, to in pairs[:200]:  # warm
             mts.opted_out(conn, sender, to)
@@ -214,8 +214,13 @@ async def lookup_cost(url: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
         for i in range(0, len(pairs), 32):
             mts.opted_out_many(conn, pairs[i:i + 32])
         batched = (time.perf_counter() - t0) / len(pairs) * 1e6
+        t0 = time.perf_counter()
+        for pair in pairs:  # what a claim of a single MT runs
+            mts.opted_out_many(conn, [pair])
+        single = (time.perf_counter() - t0) / len(pairs) * 1e6
         return {"us_per_lookup_one_by_one": round(one, 1),
-                "us_per_mt_in_batches_of_32": round(batched, 1)}
+                "us_per_mt_in_batches_of_32": round(batched, 1),
+                "us_per_mt_in_batches_of_1": round(single, 1)}
 
     out: dict[str, Any] = {}
     q = "SELECT vmn, state FROM opt_state WHERE msisdn = '{m}' AND vmn IN ('{s}', '*')"

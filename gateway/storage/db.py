@@ -96,7 +96,7 @@ def upsert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
     return sqlite.insert(table)
 
 
-def placeholders(engine: AsyncEngine, n: int) -> str:
+def placeholders(engine: AsyncEngine | Engine | Connection, n: int) -> str:
     """`?, ?, ?` or `$1, $2, $3`: positional markers in the driver's paramstyle, for the
     hot-path statements that bypass SQLAlchemy's per-row parameter processing."""
     style = engine.dialect.paramstyle

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.actions.base import Job, LazyJson, Outcome, Result
 from gateway.model import new_id
+from gateway.storage.db import placeholders
 from gateway.storage.schema import jobs
 
 PENDING, DONE, FAILED, DEAD = "pending", "done", "failed", "dead"
@@ -98,18 +99,13 @@ def ready_job(row: JobRow, lease_until: float) -> tuple[JobRow, Job]:
     return (*row[:10], lease_until, *row[11:]), job
 
 
-def _marks(conn: Connection, n: int) -> str:
-    if conn.dialect.paramstyle == "numeric_dollar":
-        return ", ".join(f"${i}" for i in range(1, n + 1))
-    return ", ".join("?" * n) if conn.dialect.paramstyle == "qmark" else ", ".join(["%s"] * n)
-
-
 def insert_jobs(conn: Connection, rows: Sequence[JobRow]) -> None:
     """Positional executemany: per-row dict processing would dominate at thousands of
     events a second."""
     if rows:
         conn.exec_driver_sql(
-            f"INSERT INTO jobs ({', '.join(_JOB_COLS)}) VALUES ({_marks(conn, len(_JOB_COLS))})",
+            f"INSERT INTO jobs ({', '.join(_JOB_COLS)}) "
+            f"VALUES ({placeholders(conn, len(_JOB_COLS))})",
             list(rows))
 
 
@@ -191,7 +187,7 @@ def finish(conn: Connection, results: Sequence[tuple[Job, Result]], backoff: Bac
     if done_ids:
         # Positional executemany: an expanding IN list is re-rendered by SQLAlchemy on
         # every call, which showed in profiles at thousands of jobs a second.
-        m = _marks(conn, 2).split(", ")
+        m = placeholders(conn, 2).split(", ")
         conn.exec_driver_sql(
             f"UPDATE jobs SET status = '{DONE}', attempts = attempts + 1, last_status = NULL, "
             f"last_error = NULL, updated_at = {m[0]} WHERE id = {m[1]}",
@@ -199,7 +195,7 @@ def finish(conn: Connection, results: Sequence[tuple[Job, Result]], backoff: Bac
     if attempt_rows:
         conn.exec_driver_sql(
             f"INSERT INTO job_attempts ({', '.join(_ATTEMPT_COLS)}) "
-            f"VALUES ({_marks(conn, len(_ATTEMPT_COLS))})", attempt_rows)
+            f"VALUES ({placeholders(conn, len(_ATTEMPT_COLS))})", attempt_rows)
     return ended
 
 
