@@ -141,10 +141,15 @@ class MqttWatcher:
     host: str = MQTT_HOST
     port: int = MQTT_PORT
     messages: list[tuple[str, Any, bool]] = field(default_factory=list)
+    # A fixed id and clean_session=False: a persistent session, which the broker keeps
+    # (with the messages for it) while this watcher is away.
+    client_id: str | None = None
+    clean_session: bool = True
 
     def __post_init__(self) -> None:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=f"watch-{uuid.uuid4().hex[:8]}")
+                                  client_id=self.client_id or f"watch-{uuid.uuid4().hex[:8]}",
+                                  clean_session=self.clean_session)
         self._subscribed = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{self.prefix}/#", qos=1)
         self.client.on_subscribe = lambda c, u, mid, rc, p: self._subscribed.set()
@@ -183,13 +188,17 @@ class MqttWatcher:
 class PrivateBroker:
     """A Mosquitto of the test's own on a free port, to take down and bring back."""
 
-    def __init__(self) -> None:
+    def __init__(self, persistent: bool = False) -> None:
         self.port = free_port()
         self._dir = tempfile.mkdtemp(prefix="mosq-")
         self.conf = os.path.join(self._dir, "mosquitto.conf")
         with open(self.conf, "w") as f:
-            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                    f"persistence false\n")
+            f.write(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
+            # persistent: sessions and their queued messages survive a restart
+            f.write(f"persistence true\npersistence_location {self._dir}/\n" if persistent
+                    else "persistence false\n")
+        # Started as root, mosquitto drops to its own user: let it write its database.
+        os.chmod(self._dir, 0o777)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

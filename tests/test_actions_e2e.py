@@ -344,7 +344,16 @@ def test_webhook_timeout_is_retried(sim: Simulator, sqlite_url: str, hooks: Http
 def test_mqtt_broker_outage_loses_no_event(sim: Simulator, sqlite_url: str,
                                            hooks: HttpRecorder, smtp: SmtpSink,
                                            make_gateway: Callable[..., Gateway]) -> None:
-    broker = PrivateBroker()
+    # The subscriber's session is set up (and kept by the broker) before the outage, so
+    # it gets every event published after the broker is back, whether the gateway or
+    # the subscriber reconnects first.
+    broker = PrivateBroker(persistent=True)
+    watcher = dict(prefix="out", port=broker.port, client_id=f"w-{broker.port}",
+                   clean_session=False)
+    broker.start()
+    with MqttWatcher(**watcher):  # type: ignore[arg-type]
+        pass
+    broker.stop()
     gw = make_gateway(action_config(db=sqlite_url, sim=sim, hooks=hooks, smtp_port=smtp.port,
                                     mqtt_port=broker.port, prefix="out"))
     sim.wait_bound()
@@ -354,7 +363,7 @@ def test_mqtt_broker_outage_loses_no_event(sim: Simulator, sqlite_url: str,
     wait_for(lambda: len(gw.mos()) == 20, what="20 MOs stored while the broker is down")
     broker.start()
     try:
-        with MqttWatcher(prefix="out", port=broker.port) as w:
+        with MqttWatcher(**watcher) as w:  # type: ignore[arg-type]
             wait_for(lambda: len({e["text"] for e in w.events("mo")}) == 20, timeout=90,
                      what="every MO event after the broker came back")
     finally:
