@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar, get_args
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -241,26 +241,25 @@ def _check_host_port(value: str) -> str:
     return value
 
 
-def _check_http_url(value: str) -> str:
+def _url_with_host(value: str, schemes: tuple[str, ...]) -> SplitResult | None:
+    """`value` split, if it has one of `schemes`, a host and a valid port (or none)."""
     try:
         parts = urlsplit(value)
         port_ok = parts.port is None or parts.port > 0
     except ValueError:
-        port_ok = False
-        parts = urlsplit("")
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        return None
+    return parts if parts.scheme in schemes and parts.hostname and port_ok else None
+
+
+def _check_http_url(value: str) -> str:
+    if _url_with_host(value, ("http", "https")) is None:
         raise ValueError(f"expected an http:// or https:// URL (got {_q(_mask_url(value))})")
     return value
 
 
 def _check_mqtt_url(value: str) -> str:
-    try:
-        parts = urlsplit(value)
-        port_ok = parts.port is None or parts.port > 0
-    except ValueError:
-        port_ok = False
-        parts = urlsplit("")
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or not port_ok:
+    parts = _url_with_host(value, ("mqtt", "mqtts"))
+    if parts is None:
         raise ValueError(
             f"expected mqtt://host[:port] or mqtts://host[:port] (got {_q(_mask_url(value))})"
         )

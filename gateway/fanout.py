@@ -56,9 +56,6 @@ class Context:
     emitter: Emitter
     email_domain: str | None = None
     token_ttl_days: int = 30
-    # Hand the MO events to this process's outbox as they are written (no claim round
-    # trip; an action worker process gets them from the outbox the same way).
-    pre_claim: bool = True
 
     @property
     def cfg(self) -> Config:
@@ -110,9 +107,8 @@ def expand(conn: Connection, ctx: Context, now: float,
     for mo, (_d, webhook, ev) in zip(rows, planned, strict=True):
         for row in ctx.emitter.event(ev, "mo", mo["vmn"], message_id=mo["id"], now=now,
                                      webhook=webhook):
-            if ctx.pre_claim:
-                row, job = ready_job(row, lease_until)
-                stats.ready.append(job)
+            row, job = ready_job(row, lease_until)
+            stats.ready.append(job)
             first.append(row)
     insert_jobs(conn, first)
     job_rows: list[JobRow] = []

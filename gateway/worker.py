@@ -136,14 +136,9 @@ class WorkerProcess:
         channel = self.channel
         if channel is None or job.id in self._pending:
             return Result(outcome=Outcome.RETRY, detail="action worker not running")
-        raw = job.raw
-        if raw is None:
-            import json
-
-            raw = json.dumps(job.payload, separators=(",", ":"), ensure_ascii=False).encode()
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending[job.id] = fut
-        channel.send((job.id, job.kind, job.target, job.event_id, job.attempts, raw))
+        channel.send((job.id, job.kind, job.target, job.event_id, job.attempts, job.body()))
         try:
             return await fut
         finally:

@@ -66,6 +66,13 @@ class Job:
     attempts: int  # attempts made before this one
     raw: bytes | None = None  # payload as stored (compact JSON): sent as-is when given
 
+    def body(self) -> bytes:
+        """The payload as compact JSON: `raw` when given, else serialised (TypeError or
+        ValueError when the payload is not JSON-serialisable)."""
+        if self.raw is not None:
+            return self.raw
+        return json.dumps(self.payload, separators=(",", ":"), ensure_ascii=False).encode()
+
 
 class Action(Protocol):
     kind: ClassVar[str]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import random
 import ssl
@@ -436,8 +435,7 @@ class MqttAction:
         if not target or any(c in target for c in "+#\0"):
             return result(Outcome.FAIL, f"invalid topic {target!r}")
         try:
-            payload = job.raw if job.raw is not None else json.dumps(
-                job.payload, separators=(",", ":"), ensure_ascii=False).encode()
+            payload = job.body()
         except (TypeError, ValueError) as exc:
             return result(Outcome.FAIL, f"payload is not JSON-serialisable: {exc}")
         try:

@@ -57,7 +57,6 @@ import contextlib
 import errno
 import hashlib
 import hmac
-import json
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -104,10 +103,6 @@ class _Target:
     timeout: aiohttp.ClientTimeout
     timeout_s: float
     retry_on_4xx: bool
-
-
-def _encode_body(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _split_template(url: str) -> tuple[tuple[str | int, ...], tuple[str, ...]]:
@@ -284,7 +279,7 @@ class WebhookAction:
             headers["X-VMN-Event-Id"] = job.event_id
             body: bytes | None
             if target.url is not None:
-                body = job.raw if job.raw is not None else _encode_body(job.payload)
+                body = job.body()
                 url = target.url
                 signed = body
             else:
