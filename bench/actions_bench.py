@@ -64,13 +64,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchlib import CLK_TCK, cpu_seconds, machine, percentile
 from loadgen import LoadServer, PushError, _Run  # bench/ is on sys.path as a script
 from mo_bench import (
     BASELINE_CMD,
     GATEWAY_CMD,
     TargetError,
     _command,
-    _machine,
     _stop,
     _wait_bound,
     process_tree,
@@ -385,17 +385,6 @@ class Helper:
 
 
 # --- CPU accounting from /proc -------------------------------------------------------
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _cpu_s(pid: int) -> float | None:
-    """utime + stime of one process (all its threads), seconds; None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            fields = f.read().rpartition(")")[2].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14, 15 of stat(5)
 
 
 _BROKER: subprocess.Popen[bytes] | None = None  # the bench's own broker, if started
@@ -479,7 +468,7 @@ class CpuMeter:
     def mark(self, name: str) -> None:
         values: dict[str, float] = {}
         for group, pids in self.groups.items():
-            values[group] = sum(v for p in pids() if (v := _cpu_s(p)) is not None)
+            values[group] = sum(v for p in pids() if (v := cpu_seconds(p)) is not None)
         values["machine"] = _machine_busy_s()
         threads = _threads_cpu_s(self.thread_pid) if self.thread_pid else {}
         self.marks[name] = (time.monotonic(), values, threads)
@@ -503,13 +492,6 @@ class CpuMeter:
 
 
 # --- delivery analysis -----------------------------------------------------------------
-def _pct(sorted_values: list[float], q: float) -> float:
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
 def deliveries(records: list[list[Any]], phase: Phase) -> dict[str, Any]:
     """Match a receiver's records to one push: counts, drain rate and latencies (first
     delivery of each MO)."""
@@ -541,8 +523,8 @@ def deliveries(records: list[list[Any]], phase: Phase) -> dict[str, Any]:
         "last_delivery_wall": round(last, 6),
         "drain_s": round(span, 3),
         "drain_per_s": round(received / span, 1) if span > 0 else 0.0,
-        "p50_ms": round(_pct(lat, 50), 3),
-        "p99_ms": round(_pct(lat, 99), 3),
+        "p50_ms": round(percentile(lat, 50, math.nan), 3),
+        "p99_ms": round(percentile(lat, 99, math.nan), 3),
         "max_ms": round(lat[-1], 3) if lat else math.nan,
     }
 
@@ -1052,7 +1034,7 @@ async def _amain_runs(args: argparse.Namespace, targets: list[str],
         params = {k: v for k, v in vars(args).items() if k not in ("role", "json_out")}
         doc = {
             "params": params,
-            "machine": _machine(),
+            "machine": machine(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "summary": summary,
             "ratios": ratios,

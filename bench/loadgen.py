@@ -41,13 +41,14 @@ import asyncio
 import contextlib
 import itertools
 import json
-import math
 import struct
 import sys
 import time
 from collections import Counter
 from types import TracebackType
 from typing import Any
+
+from benchlib import percentile  # bench/ is on sys.path when run as a script
 
 # --- SMPP 3.4 constants (kept local: this module must not depend on the gateway) ------
 GENERIC_NACK = 0x80000000
@@ -124,14 +125,6 @@ def _c_string(body: bytes, start: int) -> tuple[str, int]:
     if end < 0:
         return body[start:].decode("latin-1"), len(body)
     return body[start:end].decode("latin-1"), end + 1
-
-
-def _percentile(sorted_values: list[int], q: float) -> int:
-    """Nearest-rank percentile of an ascending list (q in 0..100)."""
-    if not sorted_values:
-        return 0
-    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
 
 
 class PushError(RuntimeError):
@@ -534,8 +527,8 @@ class LoadServer:
             "duration": round(duration, 6),
             "rate": round(acked_ok / duration, 1) if duration > 0 else 0.0,
             "resp_rate": round((acked_ok + acked_error) / duration, 1) if duration > 0 else 0.0,
-            "p50_ms": round(_percentile(latencies, 50) / ms, 3),
-            "p99_ms": round(_percentile(latencies, 99) / ms, 3),
+            "p50_ms": round(percentile(latencies, 50, 0) / ms, 3),
+            "p99_ms": round(percentile(latencies, 99, 0) / ms, 3),
             "max_ms": round((latencies[-1] if latencies else 0) / ms, 3),
             "complete": error is None and acked_ok + acked_error == run.count,
             "error": error,

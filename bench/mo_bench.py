@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import shlex
 import shutil
 import signal
@@ -45,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from benchlib import machine
 from loadgen import LoadServer, PushError  # bench/ is on sys.path when run as a script
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -400,24 +400,6 @@ def print_table(
     )
 
 
-def _machine() -> dict[str, Any]:
-    cpu = ""
-    with (
-        contextlib.suppress(OSError),
-        open("/proc/cpuinfo", encoding="ascii", errors="replace") as f,
-    ):
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu,
-    }
-
-
 async def amain(args: argparse.Namespace) -> int:
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     for t in targets:
@@ -473,7 +455,7 @@ async def amain(args: argparse.Namespace) -> int:
                     "baseline_cmd",
                 )
             },
-            "machine": _machine(),
+            "machine": machine(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "summary": summary,
             "ratio_gateway_over_baseline": ratio,

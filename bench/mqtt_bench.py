@@ -31,8 +31,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -47,6 +47,7 @@ REPO_DIR = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_DIR))
 
 import aiomqtt  # noqa: E402
+from benchlib import machine, percentile  # noqa: E402
 
 from gateway.actions.base import Job, Outcome  # noqa: E402
 from gateway.actions.mqtt import MqttAction, MqttLink, topic  # noqa: E402
@@ -194,13 +195,6 @@ async def drive(
     return start, time.perf_counter(), latencies, failures, ok
 
 
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 async def one_run(
     target: str,
     concurrency: int,
@@ -256,8 +250,8 @@ async def one_run(
         other=failures,
         elapsed_s=round(elapsed, 4),
         acked_per_s=round(ok / elapsed, 1),
-        p50_ms=round(_pct(latencies, 0.50), 2),
-        p99_ms=round(_pct(latencies, 0.99), 2),
+        p50_ms=round(percentile(sorted(latencies), 50, math.nan), 2),
+        p99_ms=round(percentile(sorted(latencies), 99, math.nan), 2),
         cpu_s=round(cpu, 3),
         sub_cpu_s=round(float(report["cpu_delta"]), 3),
         received=received,
@@ -292,25 +286,6 @@ def print_table(groups: dict[tuple[str, int], list[Run]], count: int) -> None:
             f"{_median(runs, 'cpu_s'):>6.2f} {_median(runs, 'sub_cpu_s'):>7.2f} "
             f"{_median(runs, 'loadavg_1m'):>5.1f} {not_ok:>6}"
         )
-
-
-def _machine() -> dict[str, Any]:
-    cpu = ""
-    with (
-        contextlib.suppress(OSError),
-        open("/proc/cpuinfo", encoding="ascii", errors="replace") as f,
-    ):
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "cpu_model": cpu,
-        "aiomqtt": aiomqtt.__version__,
-    }
 
 
 async def amain(args: argparse.Namespace) -> int:
@@ -350,7 +325,7 @@ async def amain(args: argparse.Namespace) -> int:
     print_table(groups, args.count)
     if args.json_out:
         out = {
-            "machine": _machine(),
+            "machine": machine(aiomqtt=aiomqtt.__version__),
             "args": {k: v for k, v in vars(args).items() if k != "subscriber"},
             "summary": [
                 {

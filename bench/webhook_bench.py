@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import signal
@@ -51,6 +52,7 @@ if str(REPO_DIR) not in sys.path:
 
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
+from benchlib import cpu_seconds, percentile  # noqa: E402
 
 PAYLOAD: dict[str, Any] = {
     "type": "mo",
@@ -127,22 +129,6 @@ class ServerProcess:
 
 
 # --------------------------------------------------------------------------- client
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc (0.0 where there is no /proc)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
-    return sorted_values[k]
 
 
 class RawClient:
@@ -224,11 +210,11 @@ async def one_run(
 
     try:
         await drive(warmup, record=False)
-        server_cpu0, client_cpu0 = cpu_seconds(server_pid), time.process_time()
+        server_cpu0, client_cpu0 = (cpu_seconds(server_pid) or 0.0), time.process_time()
         start = time.perf_counter()
         await drive(count, record=True)
         wall = time.perf_counter() - start
-        server_cpu = (cpu_seconds(server_pid) - server_cpu0) / wall
+        server_cpu = ((cpu_seconds(server_pid) or 0.0) - server_cpu0) / wall
         client_cpu = (time.process_time() - client_cpu0) / wall
     finally:
         await action.close()
@@ -241,8 +227,8 @@ async def one_run(
         "failures": failures,
         "wall_s": wall,
         "rps": count / wall,
-        "p50_ms": percentile(latencies, 50),
-        "p99_ms": percentile(latencies, 99),
+        "p50_ms": percentile(latencies, 50, math.nan),
+        "p99_ms": percentile(latencies, 99, math.nan),
         "max_ms": latencies[-1] if latencies else float("nan"),
         "client_cpu": client_cpu,  # CPU seconds per wall second (1.0 = one core busy)
         "server_cpu": server_cpu,
