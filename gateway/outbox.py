@@ -90,8 +90,8 @@ class Outbox:
             k.wake.clear()
             if self.quiet is not None:
                 await self.quiet()  # acks first: wait while the intake is busy
+                free = limit - k.inflight  # jobs may have finished meanwhile
             if k.ready:
-                free = limit - k.inflight
                 batch = [k.ready.popleft() for _ in range(min(free, len(k.ready)))]
             else:
                 try:
