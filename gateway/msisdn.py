@@ -1,0 +1,90 @@
+"""One spelling of a phone number (SPEC §3, issue 9 point 2).
+
+Every MSISDN that enters the gateway (MO intake, CLI, MQTT commands, the HTTP API, email
+replies, `forward_sms` in the configuration) is turned into its canonical form here,
+once, at the edge: **E.164 digits without the leading `+`** (`15559876543`), the form
+SMPP carries with TON 1 (international). Everything inside (opt-out state, the message
+log, leads, MT destinations) compares canonical strings only, so `+15559876543`,
+`15559876543`, `(555) 987-6543` and the national `5559876543` (with `[gateway]
+country_code = "1"`) are one person.
+
+Parsing is `phonenumbers` (Google's libphonenumber metadata): national numbers take the
+country of `[gateway] country_code`; a number written with `+`, or received with TON 1,
+is international. Only ASCII digits count: fullwidth or Arabic-Indic digits, control
+characters (a trailing newline included) and letters are refused, never translated.
+
+Pure: no IO, imports nothing of the gateway.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+
+import phonenumbers
+
+__all__ = ["InvalidNumber", "canonical", "canonical_or_raw"]
+
+# What a person may type around the digits: spaces, dashes, dots, brackets, one
+# leading plus. Anything else (a newline, a letter, a non-ASCII digit) is an error.
+_ALLOWED = re.compile(r"\+?[0-9 ().\-]{1,40}")
+_FORMATTING = str.maketrans("", "", " ().-")
+TON_INTERNATIONAL = 1
+TON_ALPHANUMERIC = 5
+
+
+class InvalidNumber(ValueError):
+    """Not a phone number; the message says why, in words an operator can act on."""
+
+
+@functools.lru_cache(maxsize=65536)
+def canonical(raw: str, country_code: str = "1", *, ton: int | None = None) -> str:
+    """The canonical E.164 digits (no `+`) of `raw`, or InvalidNumber.
+
+    `country_code` (`[gateway] country_code`) is the country of national numbers.
+    `ton` is the SMPP type of number when the number came from an SMSC: 1
+    (international) means the digits already carry their country code."""
+    if not isinstance(raw, str):
+        raise InvalidNumber(f"expected a phone number as a string (got {type(raw).__name__})")
+    if not _ALLOWED.fullmatch(raw):
+        raise InvalidNumber(
+            f"not a phone number (got {raw!r}; only ASCII digits, an optional leading +"
+            " and spaces, dashes, dots or brackets)")
+    digits = raw.translate(_FORMATTING)
+    international = digits.startswith("+") or ton == TON_INTERNATIONAL
+    digits = digits.lstrip("+")
+    if not digits:
+        raise InvalidNumber(f"not a phone number (got {raw!r}: no digits)")
+    candidates: list[tuple[str, str | None]] = []
+    if international:
+        candidates.append(("+" + digits, None))
+    else:
+        region = phonenumbers.region_code_for_country_code(int(country_code))
+        candidates.append((digits, region))
+        # Digits written with their country code but without the plus (`447700900123`
+        # on a gateway in country 1) are international when they are not national.
+        candidates.append(("+" + digits, None))
+    for text, region in candidates:
+        try:
+            number = phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_possible_number(number):
+            return f"{number.country_code}{number.national_number}" if not (
+                number.italian_leading_zero) else phonenumbers.format_number(
+                    number, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
+    raise InvalidNumber(
+        f"not a possible phone number (got {raw!r}; national numbers are read in country"
+        f" code {country_code}, international ones need their country code)")
+
+
+def canonical_or_raw(raw: str, country_code: str = "1", *, ton: int | None = None) -> str:
+    """For addresses a person sent from (MO intake): the canonical form when `raw` is a
+    phone number, else `raw` unchanged (an alphanumeric sender ID, a short code, an
+    address the SMSC mangled). A person's message is never dropped for its address."""
+    if ton == TON_ALPHANUMERIC:
+        return raw
+    try:
+        return canonical(raw, country_code, ton=ton)
+    except InvalidNumber:
+        return raw
