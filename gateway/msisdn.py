@@ -59,7 +59,7 @@ def canonical(raw: str, country_code: str = "1", *, ton: int | None = None) -> s
     if international:
         candidates.append(("+" + digits, None))
     else:
-        region = phonenumbers.region_code_for_country_code(int(country_code))
+        region: str | None = phonenumbers.region_code_for_country_code(int(country_code))
         candidates.append((digits, region))
         # Digits written with their country code but without the plus (`447700900123`
         # on a gateway in country 1) are international when they are not national.
