@@ -463,6 +463,7 @@ class GatewayConfig(_Model):
     country_code: CountryCode = "1"
     unrouted: Unrouted = Unrouted.ACCEPT
     admin_listen: HostPort | None = None
+    # How long a suspect MO (one the SMSC may redeliver) folds its first copy; 0: never.
     dedup_window: NonNegative = 600.0
     reassembly_timeout: Seconds = 120.0
     sqlite_synchronous: Annotated[SqliteSynchronous, BeforeValidator(_upper)] = (
@@ -497,6 +498,8 @@ class SmscConfig(_Model):
     reconnect_min: Seconds = 1.0
     reconnect_max: Seconds = 60.0
     bind_timeout: Seconds = 10.0
+    # Ours for submit_sm / enquire_link, and assumed to be the SMSC's for deliver_sm:
+    # an answer later than this, or in flight when the link drops, may be redelivered.
     response_timeout: Seconds = 10.0
     throttle_backoff: Seconds = 1.0
     source_ton: Octet = 1

@@ -129,8 +129,9 @@ class Daemon:
         await migrate(engine)
         store = self.store = Store(engine, synchronous=gw.sqlite_synchronous.value)
         store.emitter = self.context.emitter
-        intake = self.intake = Intake(store, dedup_window=gw.dedup_window,
-                                      reassembly_timeout=gw.reassembly_timeout)
+        intake = self.intake = Intake(
+            store, dedup_window=gw.dedup_window, reassembly_timeout=gw.reassembly_timeout,
+            response_timeout=max(s.response_timeout for s in cfg.smsc), instance=gw.name)
         intake.set_router(self.context.router, events=cfg.mqtt is not None)
         await intake.load_state()
         sessions = [SmppSession(s, intake) for s in cfg.smsc]
@@ -292,6 +293,13 @@ class Daemon:
         await asyncio.gather(*(s.stop(left(0.5)) for s in sessions))
         if not await intake.drain(left(0.5)):
             log.warning("daemon.drain_timeout", step="after_unbind")
+        else:
+            # Everything taken is answered or reported lost with its link: a graceful
+            # stop, whose suspects the next start folds (not those of a crash).
+            try:
+                await intake.save_state()
+            except Exception as exc:
+                log.error("intake.save_state_failed", error=str(exc))
         await outbox.stop(left())
 
     async def _expire_loop(self, intake: Intake) -> None:

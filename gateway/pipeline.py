@@ -4,16 +4,25 @@
 The writer loop commits whatever accumulated while the previous commit ran (natural
 group commit: no timer), then writes every deliver_sm_resp of the batch. A failed
 commit answers the whole batch with ESME_RX_T_APPN so the SMSC redelivers it, and undoes
-what the batch did to the in-memory state (recent dedup keys, reassembly groups). A
-redelivery that arrives while its original is still being committed is answered with
-the original's fate, never acknowledged ahead of it.
+what the batch did to the in-memory state (reassembly groups).
+
+The same text twice is two messages. Only a redelivery is folded (acknowledged, counted
+as a duplicate, not stored): the first PDU with the dedup key of an MO whose answer may
+not have reached the SMSC (see gateway/redelivery.py): unanswered or in flight when its
+connection dropped (`on_link_lost`), or answered later than the bind's response timeout
+(`_ack`). A redelivery that arrives while its original is still being committed is
+answered with the original's fate, never acknowledged ahead of it.
+
+After a crash (no graceful stop recorded) the MOs received within the longest response
+timeout before the last one stored are suspect: their answers may have been unwritten
+or in flight. A graceful stop records the suspects left (normally none: the SMSC
+answered the unbind after reading every answer), so the next start folds exactly those.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,11 +36,13 @@ from gateway.metrics import Histogram
 from gateway.mo import Receipt, dedup_key, is_receipt, parse_receipt, split_part
 from gateway.model import MoStatus, new_id
 from gateway.reassembly import Group, Reassembler
+from gateway.redelivery import Fate, Suspects
 from gateway.routing.router import Decision, Route, Router
 from gateway.smpp.connection import encode_empty_resp
 from gateway.smpp.pdu import CommandStatus, DataSm, DeliverSm
 from gateway.smpp.session import Link
 from gateway.smpp.text import decode_text, join_parts
+from gateway.storage import intake_state
 from gateway.storage.repo import MessageRow, PartRow, ReceiptRow, Store
 
 log = structlog.get_logger("gateway.intake")
@@ -43,16 +54,6 @@ QUIET_MAX_WAIT = 0.25
 _ALWAYS_FAN_OUT = frozenset({Route.OPTOUT, Route.OPTIN, Route.HELP})
 
 
-class Fate:
-    """Whether a batch's commit succeeded: None until it finished. Small on purpose: the
-    dedup map keeps one per key for the whole window, never the batch's rows."""
-
-    __slots__ = ("ok",)
-
-    def __init__(self, ok: bool | None = None) -> None:
-        self.ok = ok
-
-
 @dataclass(slots=True)
 class Batch:
     messages: list[MessageRow] = field(default_factory=list)
@@ -61,11 +62,11 @@ class Batch:
     closed_groups: list[tuple[str, str]] = field(default_factory=list)
     receipts: list[tuple[ReceiptRow, Receipt]] = field(default_factory=list)
     # (link, command_id, sequence_number, fate of the original for a duplicate,
-    #  time received), in arrival order
-    acks: list[tuple[Link, int, int, Fate | None, float]] = field(default_factory=list)
+    #  time received, dedup key), in arrival order
+    acks: list[tuple[Link, int, int, Fate | None, float, str | None]] = field(
+        default_factory=list)
     duplicates: int = 0
     # what to undo in memory if the commit fails
-    keys: list[str] = field(default_factory=list)
     part_adds: list[tuple[str, int]] = field(default_factory=list)
     closed: list[Group] = field(default_factory=list)
     fate: Fate = field(default_factory=Fate)
@@ -85,20 +86,21 @@ class Intake:
         *,
         dedup_window: float,
         reassembly_timeout: float,
+        response_timeout: float = 10.0,
+        instance: str = "vmn-gateway",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
         self.dedup_window = dedup_window
         self.reassembly_timeout = reassembly_timeout
+        # the longest response timeout of the binds: what is suspect after a crash
+        self.response_timeout = response_timeout
+        self.instance = instance
         self.clock = clock
         self.reassembler = Reassembler()
-        # key -> time first seen. str -> float only, so the garbage collector never
-        # scans it (it can hold hundreds of thousands of keys).
-        self.recent: dict[str, float] = {}
-        # keys of batches not yet committed -> that batch's fate
-        self._pending_keys: dict[str, Fate] = {}
-        self._recent_order: deque[tuple[float, str]] = deque()
+        self.suspects = Suspects(dedup_window)
         self._batch = Batch()
+        self._committing: Batch | None = None
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -124,29 +126,30 @@ class Intake:
 
     # -- start-up ---------------------------------------------------------------------
     async def load_state(self) -> None:
-        """Reload open reassembly groups and recent dedup keys from the database."""
+        """Reload open reassembly groups and the suspect keys (see the module doc), and
+        record that this instance runs (a stop not recorded is a crash)."""
         now = self.clock()
         self.reassembler = Reassembler()
         for p in await self.store.open_parts():
             self.reassembler.add(p.concat_key, p.total, p.seq, p.body, p.data_coding,
                                  p.received_at)
-        self.recent.clear()
-        self._recent_order.clear()
-        self._pending_keys.clear()
+        self.suspects.clear()
+        graceful, rows = await self.store.transaction(
+            intake_state.start, self.instance, since=now - self.dedup_window,
+            crash_horizon=self.response_timeout)
         if self.dedup_window > 0:
-            for key, at in await self.store.recent_dedup_keys(now - self.dedup_window):
-                self._remember(key, at)
+            for key, since in rows:
+                self.suspects.add(key, since)
+        log.info("intake.suspects_loaded", after="stop" if graceful else "crash",
+                 suspects=len(self.suspects))
 
-    def _remember(self, key: str, at: float) -> None:
-        self.recent[key] = at
-        self._recent_order.append((at, key))
-
-    def _prune_recent(self, now: float) -> None:
-        order, recent, horizon = self._recent_order, self.recent, now - self.dedup_window
-        while order and order[0][0] < horizon:
-            at, key = order.popleft()
-            if recent.get(key) == at:
-                del recent[key]
+    async def save_state(self) -> None:
+        """Record a graceful stop with the suspects left: call it once everything
+        received was committed and answered (or reported lost with its link)."""
+        now = self.clock()
+        left = self.suspects.live(now)
+        await self.store.transaction(intake_state.stop, self.instance, now, left)
+        log.info("intake.suspects_saved", suspects=len(left))
 
     # -- routing ----------------------------------------------------------------------
     def set_router(self, router: Router, *, events: bool) -> None:
@@ -179,9 +182,8 @@ class Intake:
         batch = self._batch
         now = self.clock()
         smsc = link.name
-        ack = (link, pdu.command_id, pdu.sequence_number, None, now)
         if is_receipt(pdu):
-            batch.acks.append(ack)
+            batch.acks.append((link, pdu.command_id, pdu.sequence_number, None, now, None))
             receipt = parse_receipt(pdu)
             if receipt is not None:
                 batch.receipts.append(
@@ -201,18 +203,16 @@ class Intake:
         key: str | None = None
         if self.dedup_window > 0:
             key = dedup_key(smsc, pdu)
-            seen = self.recent.get(key)
-            if seen is not None and now - seen <= self.dedup_window:
-                # Answered with the original's fate (see `_ack`): None = committed.
-                batch.acks.append((link, pdu.command_id, pdu.sequence_number,
-                                   self._pending_keys.get(key), now))
-                batch.duplicates += 1
-                self._wake.set()
-                return
-            self._remember(key, now)
-            self._pending_keys[key] = batch.fate
-            batch.keys.append(key)
-        batch.acks.append(ack)
+            if self.suspects.keys:
+                redelivery, origin = self.suspects.take(key, now)
+                if redelivery:
+                    # Answered with the original's fate (see `_ack`): None = committed.
+                    batch.acks.append((link, pdu.command_id, pdu.sequence_number, origin,
+                                       now, key))
+                    batch.duplicates += 1
+                    self._wake.set()
+                    return
+        batch.acks.append((link, pdu.command_id, pdu.sequence_number, None, now, key))
         part, body = split_part(pdu, smsc)
         dc = pdu.data_coding
         if part is None:
@@ -281,9 +281,11 @@ class Intake:
                 self._busy_until = time.monotonic() + BUSY_HOLD
             self._idle.clear()
             self._batch = Batch()
+            self._committing = batch
             try:
                 await self._commit(batch)
             finally:
+                self._committing = None
                 if not self._batch.acks and not self._batch.messages:
                     self._idle.set()
 
@@ -310,10 +312,6 @@ class Intake:
             log.error("intake.commit_failed", error=str(exc), pdus=len(batch.acks))
         else:
             batch.fate.ok = True
-            pending = self._pending_keys
-            for key in batch.keys:
-                if pending.get(key) is batch.fate:
-                    del pending[key]
             stats = self.stats
             stats["commits"] += 1
             stats["mo"] += len(batch.messages)
@@ -325,8 +323,6 @@ class Intake:
             for m in batch.messages:
                 vr = (m[3], m[16])  # vmn, route
                 by_route[vr] = by_route.get(vr, 0) + 1
-            if self.dedup_window > 0:
-                self._prune_recent(self.clock())
         self._ack(batch, status)
         self.ack_latency.observe_since(batch.acks, 4, self.clock())
         if status == CommandStatus.ESME_ROK:
@@ -336,12 +332,8 @@ class Intake:
                 self.store.on_jobs()
 
     def _undo(self, batch: Batch) -> None:
-        """Forget what a failed batch did in memory, so its redelivery is taken afresh."""
-        recent, pending = self.recent, self._pending_keys
-        for key in batch.keys:
-            if pending.get(key) is batch.fate:
-                del pending[key]
-                recent.pop(key, None)
+        """Forget what a failed batch did in memory, so its redelivery is taken afresh.
+        (A suspect key whose original was in it is ignored: see `Suspects.take`.)"""
         groups = self.reassembler.groups
         for group in batch.closed:
             groups.setdefault(group.key, group)
@@ -352,18 +344,57 @@ class Intake:
                 if not g.parts:
                     del groups[key]
 
-    @staticmethod
-    def _ack(batch: Batch, status: int) -> None:
-        by_link: dict[Link, list[bytes]] = {}
+    def _ack(self, batch: Batch, status: int) -> None:
+        by_link: dict[Link, tuple[list[bytes], list[str]]] = {}
         failed = CommandStatus.ESME_RX_T_APPN
-        for link, cid, seq, origin, _at in batch.acks:
+        ok = CommandStatus.ESME_ROK
+        for link, cid, seq, origin, _at, key in batch.acks:
             out = by_link.get(link)
             if out is None:
-                out = by_link[link] = []
+                out = by_link[link] = ([], [])
             st = status if origin is None or origin.ok else failed
-            out.append(encode_empty_resp(cid, seq, st))
-        for link, chunks in by_link.items():
-            link.write_responses(b"".join(chunks))
+            out[0].append(encode_empty_resp(cid, seq, st))
+            if key is not None and st == ok:
+                out[1].append(key)
+        if status == ok and by_link and self.dedup_window > 0:
+            self._late(batch, min(link.response_timeout for link in by_link))
+        for link, (chunks, keys) in by_link.items():
+            link.write_responses(b"".join(chunks), keys)
+
+    def _late(self, batch: Batch, shortest: float) -> None:
+        """MOs answered ESME_ROK later than their bind's response timeout: the SMSC may
+        have given up on the answer and will send them again."""
+        now = self.clock()
+        acks = batch.acks
+        if now - acks[0][4] <= shortest:
+            return  # in arrival order: the oldest is not late, so none is
+        late = 0
+        for link, _cid, _seq, origin, at, key in acks:
+            if key is not None and now - at > link.response_timeout and (
+                    origin is None or origin.ok):
+                self.suspects.add(key, now)
+                late += 1
+        if late:
+            log.warning("intake.late_answer", pdus=late, waited=round(now - acks[0][4], 3))
+
+    def on_link_lost(self, link: Link, in_flight: list[str]) -> None:
+        """`link` dropped: the MOs it took whose answers were in flight, or are not
+        written yet (in the batch being committed or the open one), may be redelivered."""
+        now = self.clock()
+        suspects = self.suspects
+        for key in in_flight:
+            suspects.add(key, now)
+        unanswered = 0
+        for batch in (self._committing, self._batch):
+            if batch is None:
+                continue
+            for ack_link, _cid, _seq, origin, _at, mo_key in batch.acks:
+                if ack_link is link and mo_key is not None:
+                    suspects.add(mo_key, now, batch.fate if origin is None else origin)
+                    unanswered += 1
+        if in_flight or unanswered:
+            log.info("intake.redelivery_expected", smsc=link.name, in_flight=len(in_flight),
+                     unanswered=unanswered)
 
     async def quiet(self) -> None:
         """Return when the intake is not under a burst, or after QUIET_MAX_WAIT: the

@@ -7,6 +7,7 @@ It never touches a socket or a clock: the session owns those.
 from __future__ import annotations
 
 import struct
+from collections import deque
 
 from gateway.smpp.codec import Decoder, LocalProtocolError, decode, encode
 from gateway.smpp.pdu import (
@@ -29,6 +30,41 @@ _MESSAGE_COMMANDS = frozenset(
 def encode_empty_resp(command_id: int, sequence_number: int, status: int) -> bytes:
     """deliver_sm_resp / data_sm_resp with an empty message_id: the hot-path answer."""
     return _RESP_HEADER.pack(17, command_id | _RESPONSE_BIT, status, sequence_number) + b"\0"
+
+
+class AnsweredLog:
+    """When this connection's deliver_sm_resp / data_sm_resp were written, and for which
+    MOs (their dedup keys), over the last `window` seconds: the SMSC's response timeout.
+
+    A response written less than `window` before the connection dropped may never have
+    reached the SMSC, which then redelivers the MO: those keys are the suspects. One
+    entry per write (a batch of answers), never per MO. Times come from the caller.
+    """
+
+    __slots__ = ("_entries", "window")
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._entries: deque[tuple[float, list[str]]] = deque()
+
+    def answered(self, at: float, keys: list[str]) -> None:
+        entries = self._entries
+        entries.append((at, keys))
+        horizon = at - self.window
+        while entries[0][0] < horizon:
+            entries.popleft()
+
+    def settled(self, before: float) -> None:
+        """The SMSC answered a request written at `before`: it read every response
+        written up to then (one TCP stream, in order)."""
+        entries = self._entries
+        while entries and entries[0][0] <= before:
+            entries.popleft()
+
+    def in_flight(self, at: float) -> list[str]:
+        """Keys whose response was written within `window` before `at` (the drop)."""
+        horizon = at - self.window
+        return [k for t, keys in self._entries if t >= horizon for k in keys]
 
 
 class Connection:

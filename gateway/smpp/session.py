@@ -3,7 +3,10 @@
 One `SmppSession` per `[[smsc]]` entry. It keeps one TCP connection (`Link`) bound as a
 transceiver, re-binding with capped exponential backoff and jitter when it is lost.
 MOs go to an `MoHandler` that answers them later, after a durable commit, through
-`Link.write_responses`; MTs go out through `submit`, which keeps at most `window`
+`Link.write_responses`, which keeps when each answer was written: when a connection
+drops, the answers that may not have reached the SMSC (unwritten, or written less than
+`response_timeout` earlier) are handed back to the handler, whose MOs the SMSC may
+redeliver. MTs go out through `submit`, which keeps at most `window`
 outstanding, honours the `throughput` cap and backs off when the SMSC throttles.
 """
 
@@ -19,7 +22,7 @@ import structlog
 
 from gateway.config import SmscConfig
 from gateway.smpp.codec import FrameError, PduDecodeError, SmppError, encode
-from gateway.smpp.connection import Connection, encode_empty_resp
+from gateway.smpp.connection import AnsweredLog, Connection, encode_empty_resp
 from gateway.smpp.pdu import (
     BindTransceiver,
     CommandId,
@@ -49,6 +52,11 @@ class MoHandler(Protocol):
 
     def on_mo(self, link: Link, pdu: DeliverSm | DataSm, raw: bytes) -> None: ...
 
+    def on_link_lost(self, link: Link, in_flight: list[str]) -> None:
+        """`link` dropped after taking MOs: `in_flight` are the dedup keys whose answer
+        was written less than the response timeout before; MOs not answered yet are
+        the handler's to find."""
+
 
 class SubmitError(Exception):
     """A submit_sm that failed for good (non-throttle error status, or no bind)."""
@@ -72,6 +80,11 @@ class Link(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters: dict[int, asyncio.Future[Pdu]] = {}
         self.name = session.name
+        # How long the SMSC waits for our answer to its deliver_sm before it counts it
+        # lost (and redelivers): assumed to be our own response_timeout.
+        self.response_timeout = session.cfg.response_timeout
+        self.answered = AnsweredLog(self.response_timeout)
+        self._took_mo = False
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -80,6 +93,8 @@ class Link(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.conn.connection_lost()
+        if self._took_mo:
+            self.session.handler.on_link_lost(self, self.answered.in_flight(time.monotonic()))
         for fut in self._waiters.values():
             if not fut.done():
                 fut.set_exception(LinkClosed("connection lost"))
@@ -117,6 +132,7 @@ class Link(asyncio.Protocol):
                     encode_empty_resp(cid, pdu.sequence_number, CommandStatus.ESME_RINVBNDSTS)
                 )
                 return
+            self._took_mo = True
             self.session.handler.on_mo(self, pdu, raw)  # type: ignore[arg-type]
         elif cid & 0x80000000 or cid == CommandId.GENERIC_NACK:
             fut = self._waiters.pop(pdu.sequence_number, None)
@@ -152,10 +168,15 @@ class Link(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    def write_responses(self, data: bytes) -> None:
-        """Already-encoded deliver_sm_resp/data_sm_resp bytes, in one write. Dropped
-        when this connection is gone: the SMSC redelivers unanswered MOs."""
+    def write_responses(self, data: bytes, keys: list[str]) -> None:
+        """Already-encoded deliver_sm_resp/data_sm_resp bytes, in one write; `keys` are
+        the dedup keys of the MOs answered ESME_ROK. Dropped when this connection is
+        gone: the SMSC redelivers unanswered MOs (reported with the loss)."""
+        if self.closed.done():
+            return
         self.write(data)
+        if keys:
+            self.answered.answered(time.monotonic(), keys)
 
     def send(self, pdu: Pdu) -> None:
         self.write(self.conn.send(pdu))
@@ -340,8 +361,11 @@ class SmppSession:
             return
         end = time.monotonic() + timeout
         if link.conn.state is BindState.BOUND_TRX:
+            sent = time.monotonic()
             try:
                 await link.request(lambda seq: Unbind(sequence_number=seq), timeout)
+                # The SMSC read our answers up to the unbind: none of them is suspect.
+                link.answered.settled(sent)
                 log.info("smpp.unbound", smsc=self.name)
             except (TimeoutError, SmppError, LinkClosed) as exc:
                 log.warning("smpp.unbind_failed", smsc=self.name,

@@ -239,3 +239,14 @@ email_tokens = Table(
     Column("message_id", String(32), nullable=False),
     Column("expires_at", Float, nullable=False),
 )
+
+# One row per gateway instance ([gateway] name): how its last run ended. `stopped_at` is
+# set by a graceful stop, with the dedup keys the SMSC may still redeliver (`suspects`,
+# JSON [[key, since], ...]); NULL while it runs, so after a crash (see intake_state.py).
+intake_runs = Table(
+    "intake_runs",
+    metadata,
+    Column("instance", String(64), primary_key=True),
+    Column("stopped_at", Float),
+    Column("suspects", Text),
+)
