@@ -132,7 +132,8 @@ def split_part(pdu: DeliverSm | DataSm, smsc: str) -> tuple[Part | None, bytes]:
 def dedup_key(smsc: str, pdu: DeliverSm | DataSm) -> str:
     """Identity of a PDU for redelivery detection: bind, addresses, payload (with its UDH)
     and the SAR reference. The sequence number is deliberately left out: a redelivery
-    gets a new one."""
+    gets a new one. Not the identity of a message: a person who sends the same text
+    twice sends two (only a suspect key folds a copy, see gateway/redelivery.py)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{smsc}\0{pdu.source_addr}\0{pdu.destination_addr}\0{pdu.esm_class}\0"
              f"{pdu.data_coding}\0".encode())

@@ -25,6 +25,7 @@ from gateway.smpp.pdu import (
     BindTransceiverResp,
     CommandId,
     DeliverSm,
+    EnquireLink,
     EnquireLinkResp,
     Pdu,
     Unbind,
@@ -203,7 +204,8 @@ class SmscConn:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.bound = threading.Event()
-        self.responses: queue.Queue[Pdu] = queue.Queue()
+        self._responses: dict[int, Pdu] = {}
+        self._got = threading.Condition()
         self._seq = 0
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -229,7 +231,9 @@ class SmscConn:
                 elif cid == CommandId.UNBIND:
                     self._send(UnbindResp(sequence_number=pdu.sequence_number))
                 elif cid & 0x80000000:
-                    self.responses.put(pdu)
+                    with self._got:
+                        self._responses[pdu.sequence_number] = pdu
+                        self._got.notify_all()
 
     def _send(self, pdu: Pdu) -> None:
         with contextlib.suppress(OSError):
@@ -244,13 +248,21 @@ class SmscConn:
                              short_message=text.encode()))
         return self._seq
 
-    def answer(self, seq: int, timeout: float = 30.0) -> int:
-        deadline = time.monotonic() + timeout
-        while True:
-            pdu = self.responses.get(timeout=max(0.01, deadline - time.monotonic()))
-            if pdu.sequence_number == seq:
-                assert pdu.command_id == CommandId.DELIVER_SM_RESP
-                return pdu.command_status
+    def _response(self, seq: int, timeout: float = 30.0) -> Pdu:
+        with self._got:
+            assert self._got.wait_for(lambda: seq in self._responses, timeout), seq
+            return self._responses.pop(seq)
+
+    def answer(self, seq: int) -> int:
+        pdu = self._response(seq)
+        assert pdu.command_id == CommandId.DELIVER_SM_RESP
+        return pdu.command_status
+
+    def ping(self) -> None:
+        """An enquire_link round trip: the gateway has read everything sent before."""
+        self._seq += 1
+        self._send(EnquireLink(sequence_number=self._seq))
+        assert self._response(self._seq).command_id == CommandId.ENQUIRE_LINK_RESP
 
     def drop(self) -> None:
         with contextlib.suppress(OSError):
@@ -389,3 +401,19 @@ def test_an_answer_later_than_the_response_timeout_folds_the_redelivery(
         assert conn.answer(conn.mo("slow")) == 0  # the person again: stored
         wait_rows(gw, "slow", 2)
         assert gw.log_events("intake.late_answer")
+
+
+def test_a_redelivery_during_its_originals_commit_gets_the_originals_fate(
+        db_url: str, make_gateway: Callable[..., Gateway]) -> None:
+    with bare_smsc() as smsc:
+        gw = make_gateway(bare_config(db_url, smsc.port))
+        first = smsc.next_bound()
+        with write_lock(db_url):  # the original's commit waits
+            first.mo("held")
+            first.ping()
+            first.drop()
+            again = smsc.next_bound()
+            seq = again.mo("held")
+            again.ping()  # the redelivery was taken while the original is uncommitted
+        assert again.answer(seq) == 0  # once the original is stored
+        wait_rows(gw, "held", 1)

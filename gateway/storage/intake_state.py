@@ -32,7 +32,7 @@ def start(conn: Connection, instance: str, *, since: float,
                                             suspects=None))
     if row is not None and row.stopped_at is not None:
         left = [(str(k), float(t)) for k, t in json.loads(row.suspects or "[]")]
-        return True, [(k, t) for k, t in left if t >= since]
+        return True, sorted(((k, t) for k, t in left if t >= since), key=lambda kt: kt[1])
     return False, _tail(conn, since, crash_horizon)
 
 
