@@ -85,6 +85,7 @@ class Link(asyncio.Protocol):
         self.response_timeout = session.cfg.response_timeout
         self.answered = AnsweredLog(self.response_timeout)
         self._took_mo = False
+        self._unbind_sent: float | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -135,6 +136,10 @@ class Link(asyncio.Protocol):
             self._took_mo = True
             self.session.handler.on_mo(self, pdu, raw)  # type: ignore[arg-type]
         elif cid & 0x80000000 or cid == CommandId.GENERIC_NACK:
+            if cid == CommandId.UNBIND_RESP and self._unbind_sent is not None:
+                # The SMSC read every answer written before our unbind (one stream, in
+                # order): none of them is suspect, even if the socket closes at once.
+                self.answered.settled(self._unbind_sent)
             fut = self._waiters.pop(pdu.sequence_number, None)
             if fut is not None and not fut.done():
                 fut.set_result(pdu)
@@ -187,6 +192,8 @@ class Link(asyncio.Protocol):
             raise LinkClosed("not connected")
         seq = self.conn.next_sequence()
         pdu = make(seq)
+        if pdu.command_id == CommandId.UNBIND:
+            self._unbind_sent = time.monotonic()
         fut: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
         self._waiters[seq] = fut
         try:
@@ -361,11 +368,8 @@ class SmppSession:
             return
         end = time.monotonic() + timeout
         if link.conn.state is BindState.BOUND_TRX:
-            sent = time.monotonic()
             try:
                 await link.request(lambda seq: Unbind(sequence_number=seq), timeout)
-                # The SMSC read our answers up to the unbind: none of them is suspect.
-                link.answered.settled(sent)
                 log.info("smpp.unbound", smsc=self.name)
             except (TimeoutError, SmppError, LinkClosed) as exc:
                 log.warning("smpp.unbind_failed", smsc=self.name,
