@@ -132,6 +132,37 @@ def test_parse_receipt_never_raises(short: bytes, payload: bytes, esm: int, stat
     assert got is None or isinstance(got.mt_status, str)
 
 
+addresses = st.text(st.characters(min_codepoint=1, max_codepoint=255), max_size=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(source=addresses, dest=addresses, esm=st.integers(0, 255),
+       short=st.binary(max_size=254),
+       sar=st.one_of(st.none(), st.tuples(st.integers(0, 65535), st.integers(0, 255),
+                                          st.integers(0, 255))))
+def test_any_deliver_sm_is_classified_and_its_part_key_survives_a_restart(
+        source: str, dest: str, esm: int, short: bytes, sar: tuple[int, int, int] | None
+) -> None:
+    """What the intake does with any decodable deliver_sm never raises, and a part's key
+    rebuilt from the stored row (start-up) is the key it had: every address, `|` and
+    all."""
+    from gateway.mo import is_receipt, key_of_stored_part
+
+    tlvs = () if sar is None else (Tlv(TlvTag.SAR_MSG_REF_NUM, sar[0]),
+                                   Tlv(TlvTag.SAR_TOTAL_SEGMENTS, sar[1]),
+                                   Tlv(TlvTag.SAR_SEGMENT_SEQNUM, sar[2]))
+    pdu = DeliverSm(sequence_number=1, source_addr=source, destination_addr=dest,
+                    esm_class=esm, short_message=short, tlvs=tlvs)
+    if is_receipt(pdu):
+        parse_receipt(pdu)
+        return
+    part, _body = split_part(pdu, "sim")
+    if part is not None:
+        key = part.concat_key
+        assert (key.source, key.destination) == (source, dest)
+        assert key_of_stored_part("sim", key.stored(), encode(pdu), part.total) == key
+
+
 # --------------------------------------------------------------------------- 12. memory
 
 
