@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from gateway.metrics import Histogram
 from gateway.pipeline import Intake
 from gateway.smpp.session import SmppSession
+from gateway.storage.db import wal_bytes
 from gateway.storage.repo import Store
 
 log = structlog.get_logger("gateway.admin")
@@ -66,18 +67,27 @@ class _Tail:
         if self.mark is None:
             await self.start(conn)
             return
-        counts, seen = self.counts, self.seen
+        # Every query first, then the update with no await in between: a scrape cut off
+        # half-way (timeout, database error) changes nothing, rather than counting the
+        # GROUP BY rows again at the next scrape.
+        mark = self.mark
         hi = int((await conn.execute(text(self._max))).scalar() or 0)
         cut = hi - self.SLACK
-        if cut > self.mark:
-            for row in await conn.execute(text(self._grouped), {"lo": self.mark, "hi": cut}):
-                key = tuple(str(v) for v in row[:-1])
-                counts[key] = counts.get(key, 0) + int(row[-1])
-            for row_id in [i for i in seen if i <= cut]:
+        grouped: list[Any] = []
+        if cut > mark:
+            grouped = list(await conn.execute(text(self._grouped), {"lo": mark, "hi": cut}))
+            mark = cut
+        recent = list(await conn.execute(text(self._rows), {"lo": mark}))
+        counts, seen = self.counts, self.seen
+        for row in grouped:
+            key = tuple(str(v) for v in row[:-1])
+            counts[key] = counts.get(key, 0) + int(row[-1])
+        if mark != self.mark:
+            for row_id in [i for i in seen if i <= mark]:
                 key = seen.pop(row_id)
                 counts[key] -= 1  # counted one by one before, and again in the GROUP BY
-            self.mark = cut
-        for row in await conn.execute(text(self._rows), {"lo": self.mark}):
+            self.mark = mark
+        for row in recent:
             row_id = int(row[0])
             if row_id not in seen:
                 key = tuple(str(v) for v in row[1:])
@@ -108,6 +118,10 @@ class Metrics(Collector):
         self.attempts = _Tail("job_attempts a", "a.id", "coalesce(j.kind, ''), a.outcome",
                               "LEFT JOIN jobs j ON j.id = a.job_id")
         self.snapshot = _Snapshot()
+        # Scrapes overlap (several Prometheus servers, a retry after a timeout): each
+        # `_Tail.refresh` is a read-modify-write of its counts across awaits, so two at
+        # once counted the same rows twice. One refresh at a time.
+        self._refreshing = asyncio.Lock()
 
     async def start(self) -> None:
         """Counters start at the daemon's start (rows written before are not counted)."""
@@ -116,6 +130,10 @@ class Metrics(Collector):
             await self.attempts.start(conn)
 
     async def refresh(self) -> None:
+        async with self._refreshing:
+            await self._refresh()
+
+    async def _refresh(self) -> None:
         snap = _Snapshot()
         try:
             async with asyncio.timeout(DB_TIMEOUT * 2):
@@ -142,8 +160,8 @@ class Metrics(Collector):
 
     def collect(self) -> Iterator[Metric]:
         intake, stats = self.intake, self.intake.stats
-        mo = CounterMetricFamily("vmn_mo_received", "MOs stored, by VMN and route",
-                                 labels=["vmn", "route"])
+        mo = CounterMetricFamily("vmn_mo_received", "MOs stored, by VMN (\"unrouted\" for "
+                                 "numbers not configured) and route", labels=["vmn", "route"])
         for (vmn, route), n in sorted(intake.mo_by_route.items()):
             mo.add_metric([vmn, route], n)
         yield mo
@@ -162,8 +180,21 @@ class Metrics(Collector):
         yield _histogram("vmn_db_commit_latency_seconds",
                          "one intake transaction (the MOs of a group commit)",
                          intake.commit_latency)
+        reassembler = intake.reassembler
         yield GaugeMetricFamily("vmn_reassembly_open_groups", "long MOs waiting for parts",
-                                value=len(intake.reassembler))
+                                value=len(reassembler))
+        yield GaugeMetricFamily("vmn_reassembly_open_bytes",
+                                "part bodies held for open long MOs", value=reassembler.bytes)
+        yield CounterMetricFamily("vmn_reassembly_evictions",
+                                  "open long MOs delivered incomplete because the "
+                                  "reassembly caps were reached", value=reassembler.evictions)
+        wal = self.store.wal
+        if wal is not None:
+            yield GaugeMetricFamily("vmn_sqlite_wal_bytes", "size of the SQLite WAL file",
+                                    value=wal_bytes(wal.path))
+            yield CounterMetricFamily("vmn_sqlite_wal_truncations",
+                                      "WAL checkpoints that emptied the file "
+                                      "(sqlite_wal_limit reached)", value=wal.truncations)
 
         bound = GaugeMetricFamily("vmn_smpp_bound", "1 when the bind is up", labels=["smsc"])
         reconnects = CounterMetricFamily("vmn_smpp_reconnects", "reconnect attempts",

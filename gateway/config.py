@@ -469,6 +469,11 @@ class GatewayConfig(_Model):
     sqlite_synchronous: Annotated[SqliteSynchronous, BeforeValidator(_upper)] = (
         SqliteSynchronous.FULL
     )
+    # Bytes. Over it the writer truncates the WAL (SQLite only; see storage/db.py).
+    sqlite_wal_limit: Annotated[int, Strict(), Field(ge=65536)] = 64 * 1024 * 1024
+    # Open long MOs held in memory; over either cap the oldest is delivered incomplete.
+    reassembly_max_groups: Annotated[int, Strict(), Field(ge=1)] = 10000
+    reassembly_max_bytes: Annotated[int, Strict(), Field(ge=65536)] = 32 * 1024 * 1024
     shutdown_timeout: Seconds = 10.0
     log_level: Annotated[LogLevel, BeforeValidator(_lower)] = LogLevel.INFO
     mt_poll_interval: Seconds = 0.5

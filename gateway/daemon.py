@@ -127,11 +127,14 @@ class Daemon:
         gw = cfg.gateway
         engine = create_engine(gw.database, synchronous=gw.sqlite_synchronous.value)
         await migrate(engine)
-        store = self.store = Store(engine, synchronous=gw.sqlite_synchronous.value)
+        store = self.store = Store(engine, synchronous=gw.sqlite_synchronous.value,
+                                   wal_limit=gw.sqlite_wal_limit)
         store.emitter = self.context.emitter
         intake = self.intake = Intake(
             store, dedup_window=gw.dedup_window, reassembly_timeout=gw.reassembly_timeout,
-            response_timeout=max(s.response_timeout for s in cfg.smsc), instance=gw.name)
+            response_timeout=max(s.response_timeout for s in cfg.smsc), instance=gw.name,
+            reassembly_max_groups=gw.reassembly_max_groups,
+            reassembly_max_bytes=gw.reassembly_max_bytes)
         intake.set_router(self.context.router, events=cfg.mqtt is not None)
         await intake.load_state()
         sessions = [SmppSession(s, intake) for s in cfg.smsc]

@@ -33,7 +33,15 @@ from sqlalchemy.engine import Connection
 
 from gateway.config import Unrouted
 from gateway.metrics import Histogram
-from gateway.mo import Receipt, dedup_key, is_receipt, parse_receipt, split_part
+from gateway.mo import (
+    ConcatKey,
+    Receipt,
+    dedup_key,
+    is_receipt,
+    key_of_stored_part,
+    parse_receipt,
+    split_part,
+)
 from gateway.model import MoStatus, new_id
 from gateway.reassembly import Group, Reassembler
 from gateway.redelivery import Fate, Suspects
@@ -48,6 +56,8 @@ from gateway.storage.repo import MessageRow, PartRow, ReceiptRow, Store
 log = structlog.get_logger("gateway.intake")
 
 _UNROUTED = Decision(route=Route.UNROUTED, vmn=None)
+_UNROUTED_ROUTE = Route.UNROUTED.value
+_UNROUTED_LABEL = "unrouted"  # the vmn label of every MO to a number not configured
 BUSY_BATCH = 64  # a batch this big means MOs arrive faster than one per commit time
 BUSY_HOLD = 0.05
 QUIET_MAX_WAIT = 0.25
@@ -67,7 +77,7 @@ class Batch:
         default_factory=list)
     duplicates: int = 0
     # what to undo in memory if the commit fails
-    part_adds: list[tuple[str, int]] = field(default_factory=list)
+    part_adds: list[tuple[ConcatKey, int]] = field(default_factory=list)
     closed: list[Group] = field(default_factory=list)
     fate: Fate = field(default_factory=Fate)
     # what `Intake.inline` returned (it ran in the batch's transaction), if it ran
@@ -88,6 +98,8 @@ class Intake:
         reassembly_timeout: float,
         response_timeout: float = 10.0,
         instance: str = "vmn-gateway",
+        reassembly_max_groups: int = 0,
+        reassembly_max_bytes: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -97,7 +109,8 @@ class Intake:
         self.response_timeout = response_timeout
         self.instance = instance
         self.clock = clock
-        self.reassembler = Reassembler()
+        self._caps = {"max_groups": reassembly_max_groups, "max_bytes": reassembly_max_bytes}
+        self.reassembler = Reassembler(**self._caps)
         self.suspects = Suspects(dedup_window)
         self._batch = Batch()
         self._committing: Batch | None = None
@@ -129,10 +142,19 @@ class Intake:
         """Reload open reassembly groups and the suspect keys (see the module doc), and
         record that this instance runs (a stop not recorded is a crash)."""
         now = self.clock()
-        self.reassembler = Reassembler()
+        reassembler = self.reassembler = Reassembler(**self._caps)
         for p in await self.store.open_parts():
-            self.reassembler.add(p.concat_key, p.total, p.seq, p.body, p.data_coding,
-                                 p.received_at)
+            ckey = key_of_stored_part(p.smsc, p.concat_key, p.raw_pdu, p.total)
+            group, _ = reassembler.add(ckey, p.total, p.seq, p.body, p.data_coding,
+                                       p.received_at)
+            group = group or reassembler.groups[ckey]
+            if p.concat_key != ckey.stored():
+                group.aliases.add(p.concat_key)
+            if group.complete:  # its last part was stored, the message not (a crash)
+                self._close_group(self._batch, group, MoStatus.RECEIVED, None, now)
+        self._evict(now)
+        if self._batch.messages:
+            self._wake.set()
         self.suspects.clear()
         graceful, rows = await self.store.transaction(
             intake_state.start, self.instance, since=now - self.dedup_window,
@@ -225,25 +247,33 @@ class Intake:
                 self._fanout_flag(d),
             ))
         else:
+            ckey = part.concat_key
             batch.parts.append(
-                (smsc, part.concat_key, part.seq, part.total, dc, part.body, raw, now, key)
+                (smsc, ckey.stored(), part.seq, part.total, dc, part.body, raw, now, key)
             )
-            group, new = self.reassembler.add(part.concat_key, part.total, part.seq,
-                                              part.body, dc, now)
+            group, new = self.reassembler.add(ckey, part.total, part.seq, part.body, dc, now)
             if new:
-                batch.part_adds.append((part.concat_key, part.seq))
+                batch.part_adds.append((ckey, part.seq))
             if group is not None:
-                self._close_group(batch, group, smsc, pdu.source_addr, pdu.destination_addr,
-                                  MoStatus.RECEIVED, raw, now)
+                self._close_group(batch, group, MoStatus.RECEIVED, raw, now)
+            elif new:
+                self._evict(now)
         self._wake.set()
 
-    def _close_group(self, batch: Batch, group: Group, smsc: str, source: str, dest: str,
-                     status: MoStatus, raw: bytes | None, now: float) -> None:
+    def _evict(self, now: float) -> None:
+        """Deliver the oldest open groups as incomplete MOs while the reassembly memory
+        is over its caps (`reassembly_max_groups`, `reassembly_max_bytes`)."""
+        for g in self.reassembler.over_cap():
+            self._close_group(self._batch, g, MoStatus.INCOMPLETE, None, now, reason="cap")
+
+    def _close_group(self, batch: Batch, group: Group, status: MoStatus, raw: bytes | None,
+                     now: float, *, reason: str = "timeout") -> None:
+        smsc, source, dest = group.key.smsc, group.key.source, group.key.destination
         text = join_parts(group.bodies(), group.data_coding)
         if status is MoStatus.INCOMPLETE:
             log.warning("intake.incomplete_mo", smsc=smsc, source=source, destination=dest,
                         received=sorted(group.parts), missing=group.missing(),
-                        total=group.total)
+                        total=group.total, reason=reason)
         msg_id = new_id()
         d = self.route(dest, text, group.first_at)
         batch.messages.append((
@@ -251,7 +281,8 @@ class Intake:
             group.total, status.value, group.first_at, now, None, None, d.keyword,
             d.route.value, self._fanout_flag(d),
         ))
-        batch.closed_groups.append((msg_id, group.key))
+        batch.closed_groups.append((msg_id, group.key.stored()))
+        batch.closed_groups.extend((msg_id, alias) for alias in group.aliases)
         batch.closed.append(group)
 
     def expire_groups(self) -> int:
@@ -259,9 +290,7 @@ class Intake:
         now = self.clock()
         groups = self.reassembler.expired(now, self.reassembly_timeout)
         for g in groups:
-            smsc, source, dest = g.key.split("|", 3)[:3]
-            self._close_group(self._batch, g, smsc, source, dest, MoStatus.INCOMPLETE,
-                              None, now)
+            self._close_group(self._batch, g, MoStatus.INCOMPLETE, None, now)
         if groups:
             self._wake.set()
         return len(groups)
@@ -321,7 +350,10 @@ class Intake:
             self.commit_latency.observe(time.perf_counter() - started)
             by_route = self.mo_by_route
             for m in batch.messages:
-                vr = (m[3], m[16])  # vmn, route
+                # An unrouted MO's "vmn" is whatever destination the SMSC sent: one
+                # label value for them all, or each new number is a new series.
+                route = m[16]
+                vr = (_UNROUTED_LABEL if route == _UNROUTED_ROUTE else m[3], route)
                 by_route[vr] = by_route.get(vr, 0) + 1
         self._ack(batch, status)
         self.ack_latency.observe_since(batch.acks, 4, self.clock())
@@ -334,15 +366,11 @@ class Intake:
     def _undo(self, batch: Batch) -> None:
         """Forget what a failed batch did in memory, so its redelivery is taken afresh.
         (A suspect key whose original was in it is ignored: see `Suspects.take`.)"""
-        groups = self.reassembler.groups
+        reassembler = self.reassembler
         for group in batch.closed:
-            groups.setdefault(group.key, group)
-        for key, seq in batch.part_adds:
-            g = groups.get(key)
-            if g is not None:
-                g.parts.pop(seq, None)
-                if not g.parts:
-                    del groups[key]
+            reassembler.restore(group)
+        for ckey, seq in batch.part_adds:
+            reassembler.forget_part(ckey, seq)
 
     def _ack(self, batch: Batch, status: int) -> None:
         by_link: dict[Link, tuple[list[bytes], list[str]]] = {}

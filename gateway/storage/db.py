@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
+import structlog
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Table, event, text
 from sqlalchemy import create_engine as create_sync_engine_
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 _PG_MIGRATION_LOCK = 0x766D6E67  # "vmng": one migrator at a time across instances
+BUSY_TIMEOUT_MS = 30000
+DEFAULT_WAL_LIMIT = 64 * 1024 * 1024
+
+log = structlog.get_logger("gateway.storage")
 
 
 def is_sqlite(url: str) -> bool:
@@ -51,7 +58,7 @@ def _sqlite_events(engine: Engine, synchronous: str) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -59,6 +66,81 @@ def _sqlite_events(engine: Engine, synchronous: str) -> None:
         # Writers take the write lock up front; readers (see `reader`) do not take it.
         mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def wal_path(url: str) -> Path | None:
+    """The WAL file of a SQLite database URL (None for PostgreSQL or an in-memory one)."""
+    if not is_sqlite(url):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database + "-wal")
+
+
+def wal_bytes(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+class WalGuard:
+    """Keeps a SQLite WAL file under `limit` bytes, run by the writer after each commit.
+
+    The daemon checkpoints PASSIVE once a second off the ack path, but under steady
+    writes a checkpoint never catches up with the last frame, so the WAL is never
+    restarted and grows without end (447 MB in 60 s at 300 MO/s). Once the file is over
+    the limit, the writer (between its transactions, so no write of ours can slip in)
+    runs a TRUNCATE checkpoint: it copies what is left, waits briefly for readers of
+    older snapshots, and empties the file. `journal_size_limit` trims the file whenever
+    SQLite restarts the WAL by itself. So the WAL stays within the limit plus one
+    transaction; a reader that holds a snapshot longer than CHECKPOINT_WAIT only
+    postpones the truncation by RETRY_AFTER."""
+
+    CHECKPOINT_WAIT_MS = 250
+    RETRY_AFTER = 1.0
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        self.truncations = 0
+        self.failures = 0
+        self._retry_at = 0.0
+        self._configured: Any = None  # the driver connection set up for the limit
+
+    def after_write(self, dbapi_conn: sqlite3.Connection) -> None:
+        """Never raises: the transaction before it is committed already."""
+        try:
+            if self._configured is not dbapi_conn:
+                dbapi_conn.execute(f"PRAGMA journal_size_limit={self.limit}")
+                self._configured = dbapi_conn
+            if wal_bytes(self.path) <= self.limit or time.monotonic() < self._retry_at:
+                return
+            self._truncate(dbapi_conn)
+        except Exception as exc:  # the next write tries again
+            self.failures += 1
+            log.warning("storage.wal_checkpoint_failed", error=str(exc) or type(exc).__name__)
+
+    def _truncate(self, dbapi_conn: sqlite3.Connection) -> None:
+        started = time.monotonic()
+        dbapi_conn.execute(f"PRAGMA busy_timeout={self.CHECKPOINT_WAIT_MS}")
+        try:
+            busy = dbapi_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            dbapi_conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        if not busy:
+            self.truncations += 1
+            return
+        self.failures += 1
+        waited = time.monotonic() - started
+        # Failing at once means another checkpoint (the PASSIVE one) held the lock: try
+        # after the next write. Failing after the wait means a long reader: back off, so
+        # the intake is not stalled on every commit while it reads.
+        if waited * 2000 >= self.CHECKPOINT_WAIT_MS:
+            self._retry_at = time.monotonic() + self.RETRY_AFTER
+            log.warning("storage.wal_checkpoint_busy", wal_bytes=wal_bytes(self.path),
+                        limit=self.limit, waited=round(waited, 3))
 
 
 def reader(engine: AsyncEngine) -> AsyncEngine:

@@ -18,7 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.mo import Receipt
 from gateway.model import MtStatus, iso
 from gateway.storage import mts
-from gateway.storage.db import create_sync_engine, placeholders, reader
+from gateway.storage.db import (
+    DEFAULT_WAL_LIMIT,
+    WalGuard,
+    create_sync_engine,
+    placeholders,
+    reader,
+    wal_path,
+)
 from gateway.storage.jobs import Emitter
 from gateway.storage.jobs import redrive as redrive_jobs
 from gateway.storage.schema import (
@@ -52,18 +59,21 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class OpenPart:
+    smsc: str
     concat_key: str
     seq: int
     total: int
     data_coding: int
     body: bytes
     received_at: float
+    raw_pdu: bytes
 
 
 class Store:
     """All database access of the daemon and the CLI."""
 
-    def __init__(self, engine: AsyncEngine, *, synchronous: str = "FULL") -> None:
+    def __init__(self, engine: AsyncEngine, *, synchronous: str = "FULL",
+                 wal_limit: int = DEFAULT_WAL_LIMIT) -> None:
         self.engine = engine
         self.reader = reader(engine)
         self.is_sqlite = engine.dialect.name == "sqlite"
@@ -78,9 +88,12 @@ class Store:
         self._sync_conn: Connection | None = None
         self._synchronous = synchronous
         self._sync_durable = True
+        self.wal: WalGuard | None = None
         if self.is_sqlite:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
             self._sync_engine = create_sync_engine(str(engine.url), synchronous=synchronous)
+            path = wal_path(engine.url.render_as_string(hide_password=False))
+            self.wal = None if path is None else WalGuard(path, wal_limit)
         n = placeholders
         self._ins_msg = (
             f"INSERT INTO messages ({', '.join(_MSG_COLS)}, attempts) "
@@ -153,10 +166,15 @@ class Store:
             self._sync_durable = durable
         try:
             with conn.begin():
-                return fn(conn, *args, **kwargs)
+                result = fn(conn, *args, **kwargs)
         except Exception:
             self._close_sync()
             raise
+        if self.wal is not None:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            self.wal.after_write(raw)
+        return result
 
     async def checkpoint(self) -> None:
         """A PASSIVE WAL checkpoint (SQLite): never blocks the writer."""
@@ -204,8 +222,9 @@ class Store:
     async def open_parts(self) -> list[OpenPart]:
         async with self.reader.connect() as conn:
             rows = await conn.execute(
-                select(mo_parts.c.concat_key, mo_parts.c.seq, mo_parts.c.total,
-                       mo_parts.c.data_coding, mo_parts.c.body, mo_parts.c.received_at)
+                select(mo_parts.c.smsc, mo_parts.c.concat_key, mo_parts.c.seq,
+                       mo_parts.c.total, mo_parts.c.data_coding, mo_parts.c.body,
+                       mo_parts.c.received_at, mo_parts.c.raw_pdu)
                 .where(mo_parts.c.message_id.is_(None))
                 .order_by(mo_parts.c.id)
             )
