@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableSequence, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+import structlog
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,7 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.mo import Receipt
 from gateway.model import MtStatus, iso
 from gateway.storage import mts
-from gateway.storage.db import create_sync_engine, placeholders, reader
+from gateway.storage.db import (
+    connection_lost,
+    create_sync_engine,
+    describe_error,
+    placeholders,
+    reader,
+)
 from gateway.storage.jobs import Emitter
 from gateway.storage.jobs import redrive as redrive_jobs
 from gateway.storage.schema import (
@@ -31,8 +38,12 @@ from gateway.storage.schema import (
     opt_history,
     opt_state,
     poll_votes,
+    receipts,
     status_history,
 )
+from gateway.storage.values import fit, length, limits, storable_row
+
+log = structlog.get_logger("gateway.storage")
 
 # Column order of the intake tuples (see pipeline.Intake.on_mo).
 MessageRow = tuple[Any, ...]
@@ -45,6 +56,10 @@ _MSG_COLS = ("id", "direction", "smsc", "vmn", "msisdn", "sender", "recipient", 
 _PART_COLS = ("smsc", "concat_key", "seq", "total", "data_coding", "body", "raw_pdu",
               "received_at", "dedup_key")
 _RECEIPT_COLS = ("smsc", "smsc_message_id", "state", "error", "raw_pdu", "received_at")
+_MSG_LIMITS = limits(messages, _MSG_COLS)
+_PART_LIMITS = limits(mo_parts, _PART_COLS)
+_RECEIPT_LIMITS = limits(receipts, _RECEIPT_COLS)
+_CONCAT_KEY_LEN = length(mo_parts.c.concat_key)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -168,7 +183,7 @@ class Store:
     # -- intake -----------------------------------------------------------------------
     async def write_intake(
         self,
-        msgs: Sequence[MessageRow],
+        msgs: MutableSequence[MessageRow],
         parts: Sequence[PartRow],
         closed_groups: Sequence[tuple[str, str]],
         receipt_rows: Sequence[ReceiptRow],
@@ -176,9 +191,40 @@ class Store:
         then: Callable[[Connection], T] | None = None,
     ) -> T | None:
         """One transaction for a whole batch of inbound PDUs; `then(conn)`, if given,
-        runs last in the same transaction and its result is returned."""
+        runs last in the same transaction and its result is returned.
+
+        Every value is stored in its safe form (see storage/values.py): a row of `msgs`
+        that needed it is replaced in `msgs` itself, so that what runs after the commit
+        (the fan-out, the events) sees the text that was stored, and the receipts of
+        `receipt_list` are corrected the same way. If the transaction fails for another
+        reason than the database connection and `then` was given, the batch is written
+        once more without it: the MOs are then stored and acknowledged, and their
+        fan-out runs apart (its failure is no reason to refuse them to the SMSC)."""
+        self._make_storable(msgs, receipt_rows, receipt_list)
+        try:
+            return await self.transaction(self._write_intake, msgs, parts, closed_groups,
+                                          receipt_rows, receipt_list, then)
+        except Exception as exc:
+            if then is None or connection_lost(exc):
+                raise
+            log.warning("intake.inline_fanout_failed", error=describe_error(exc),
+                        messages=len(msgs))
         return await self.transaction(self._write_intake, msgs, parts, closed_groups,
-                                      receipt_rows, receipt_list, then)
+                                      receipt_rows, receipt_list, None)
+
+    @staticmethod
+    def _make_storable(msgs: MutableSequence[MessageRow], receipt_rows: Sequence[ReceiptRow],
+                       receipt_list: Sequence[Receipt]) -> None:
+        for i, row in enumerate(msgs):
+            fixed = storable_row(row, _MSG_LIMITS)
+            if fixed is not None:
+                msgs[i] = fixed
+        if len(receipt_list) != len(receipt_rows):
+            return  # not parallel: the rows are fitted at insert time only
+        for row, r in zip(receipt_rows, receipt_list, strict=True):
+            fixed = storable_row(row, _RECEIPT_LIMITS)
+            if fixed is not None:
+                r.smsc_message_id, r.state, r.error = fixed[1], fixed[2], fixed[3]
 
     def _write_intake(
         self,
@@ -191,13 +237,16 @@ class Store:
         then: Callable[[Connection], T] | None = None,
     ) -> T | None:
         if parts:
-            conn.exec_driver_sql(self._ins_part, list(parts))
+            conn.exec_driver_sql(self._ins_part, [storable_row(p, _PART_LIMITS) or p
+                                                  for p in parts])
         if msgs:
             conn.exec_driver_sql(self._ins_msg, list(msgs))
         if closed_groups:
-            conn.exec_driver_sql(self._close_group, list(closed_groups))
+            conn.exec_driver_sql(self._close_group, [(m, fit(k, _CONCAT_KEY_LEN))
+                                                     for m, k in closed_groups])
         if receipt_rows:
-            conn.exec_driver_sql(self._ins_receipt, list(receipt_rows))
+            conn.exec_driver_sql(self._ins_receipt, [storable_row(r, _RECEIPT_LIMITS) or r
+                                                     for r in receipt_rows])
             mts.apply_receipts(conn, self.emitter, receipt_list, time.time())
         return None if then is None else then(conn)
 
