@@ -269,10 +269,12 @@ class MqttLink:
         conn = _Connection(client, asyncio.get_running_loop().create_future(),
                            fast=_fast_publish_ok(client))
         try:
-            if self.announce:
-                await client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True)
+            # Subscribed before "online": a command sent on seeing "online" is never
+            # published before its subscription exists (the first connection ever).
             if self._on_command is not None:
                 await client.subscribe(self.command_filter, qos=1)
+            if self.announce:
+                await client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True)
             self._conn = conn
             self.connected.set()
             log.info(
@@ -343,7 +345,9 @@ class MqttLink:
                 await handler(payload)
                 return True
             except Exception as exc:
-                delay = backoff_delay(attempt, self._reconnect_min, self._reconnect_max)
+                # Capped lower than the reconnects: the database may be back any moment.
+                delay = backoff_delay(attempt, self._reconnect_min,
+                                      max(self._reconnect_min, min(self._reconnect_max, 5.0)))
                 attempt += 1
                 log.warning("mqtt.command_not_stored", size=len(payload), attempt=attempt,
                             delay=round(delay, 3), error=str(exc) or type(exc).__name__)
