@@ -7,6 +7,7 @@ daemon in a subprocess, SQLite and PostgreSQL (`db_url`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -129,8 +130,7 @@ def watcher() -> Iterator[MqttWatcher]:
         yield w
 
 
-def config(*, db: str, sim: Simulator, prefix: str, name: str = "test",
-           group: str = "vmn-gateway") -> str:
+def config(*, db: str, sim: Simulator, prefix: str, name: str = "test") -> str:
     client = f"vmn-gateway-{name}-{prefix}"
     extra = f"""retry_base = 0.05
 retry_max = 0.3
@@ -139,7 +139,6 @@ retry_max = 0.3
 url = "mqtt://{MQTT_HOST}:{MQTT_PORT}"
 topic_prefix = "{prefix}"
 client_id = "{client}"
-command_group = "{group}"
 """
     return gateway_config(db=db, sim=sim, extra_gateway=extra, name=name)
 
@@ -276,20 +275,16 @@ class CuttableProxy:
         except OSError:
             pass
         for s in (src, dst):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def cut(self) -> None:
         self.cut_off.set()
         with self._lock:
             socks, self._socks = self._socks, []
         for s in socks:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             s.close()
 
     def restore(self) -> None:

@@ -11,7 +11,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-import structlog
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,13 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.mo import Receipt
 from gateway.model import MtStatus, iso
 from gateway.storage import mts
-from gateway.storage.db import (
-    connection_lost,
-    create_sync_engine,
-    describe_error,
-    placeholders,
-    reader,
-)
+from gateway.storage.db import create_sync_engine, placeholders, reader
 from gateway.storage.jobs import Emitter
 from gateway.storage.jobs import redrive as redrive_jobs
 from gateway.storage.schema import (
@@ -42,8 +35,6 @@ from gateway.storage.schema import (
     status_history,
 )
 from gateway.storage.values import fit, length, limits, storable_row
-
-log = structlog.get_logger("gateway.storage")
 
 # Column order of the intake tuples (see pipeline.Intake.on_mo).
 MessageRow = tuple[Any, ...]
@@ -193,24 +184,14 @@ class Store:
         """One transaction for a whole batch of inbound PDUs; `then(conn)`, if given,
         runs last in the same transaction and its result is returned.
 
-        Every value is stored in its safe form (see storage/values.py): a row of `msgs`
-        that needed it is replaced in `msgs` itself, so that what runs after the commit
-        (the fan-out, the events) sees the text that was stored, and the receipts of
-        `receipt_list` are corrected the same way. If the transaction fails for another
-        reason than the database connection and `then` was given, the batch is written
-        once more without it: the MOs are then stored and acknowledged, and their
-        fan-out runs apart (its failure is no reason to refuse them to the SMSC)."""
+        Every value is stored in its safe form (see storage/values.py), so that no MO
+        or receipt can make the batch fail for what it holds: a row of `msgs` that
+        needed it is replaced in `msgs` itself, so that what runs after (the fan-out,
+        the events) sees the text that was stored, and the receipts of `receipt_list`
+        are corrected the same way."""
         self._make_storable(msgs, receipt_rows, receipt_list)
-        try:
-            return await self.transaction(self._write_intake, msgs, parts, closed_groups,
-                                          receipt_rows, receipt_list, then)
-        except Exception as exc:
-            if then is None or connection_lost(exc):
-                raise
-            log.warning("intake.inline_fanout_failed", error=describe_error(exc),
-                        messages=len(msgs))
         return await self.transaction(self._write_intake, msgs, parts, closed_groups,
-                                      receipt_rows, receipt_list, None)
+                                      receipt_rows, receipt_list, then)
 
     @staticmethod
     def _make_storable(msgs: MutableSequence[MessageRow], receipt_rows: Sequence[ReceiptRow],
