@@ -100,3 +100,20 @@ def test_a_batch_with_nul_texts_and_oversize_receipts_is_stored_and_acked_whole(
     # the session goes on: a later MO is stored and acknowledged as usual
     assert sim.mo(source="15550000107", destination=VMN, text="later")["statuses"] == [0]
     assert gw.running
+
+
+def test_the_safe_form_of_a_value() -> None:
+    from gateway.storage.values import fit, storable_row
+
+    cases = [
+        ("plain", 10, "plain"),
+        ("a\0b", None, "a\ufffdb"),
+        ("half \ud800 pair", None, "half \ufffd pair"),
+        ("ok \U0001f600", None, "ok \U0001f600"),  # a whole astral character stays
+        ("x" * 30, 16, "x" * 16),
+        ("\0" * 5, 3, "\ufffd" * 3),
+    ]
+    for value, length, expected in cases:
+        assert fit(value, length) == expected, value
+    assert storable_row(("fine", 1, b"\0"), ((0, 8),)) is None  # nothing to change
+    assert storable_row(("a\0", 1, b"\0"), ((0, 8),)) == ("a\ufffd", 1, b"\0")

@@ -86,4 +86,5 @@ def storable_row(row: tuple[Any, ...], lim: Limits) -> tuple[Any, ...] | None:
         v = out[i]
         if isinstance(v, str):
             out[i] = fit(v, length)
-    return tuple(out)
+    make = getattr(row, "_make", None)  # a NamedTuple stays one
+    return make(out) if make is not None else tuple(out)
