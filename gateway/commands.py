@@ -16,9 +16,13 @@ from gateway.config import Config
 from gateway.model import MtStatus
 from gateway.storage import mts
 from gateway.storage.jobs import Emitter
+from gateway.storage.schema import messages
+from gateway.storage.values import fit, length
 
 _MSISDN = re.compile(r"^\+?\d{3,20}$")
 MAX_TEXT = 1600
+MAX_PAYLOAD = 65536  # octets of one command; a valid one is far smaller
+MAX_ID = length(messages.c.client_ref) or 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +35,22 @@ class Command:
 
 def parse(payload: bytes, cfg: Config) -> tuple[Command | None, str | None, dict[str, Any]]:
     """(command, None, raw) when valid; (None, error, raw) otherwise."""
+    if len(payload) > MAX_PAYLOAD:
+        return None, f"payload: {len(payload)} octets, at most {MAX_PAYLOAD}", {}
     try:
         raw = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
         return None, f"not JSON: {exc}", {}
+    except RecursionError:
+        return None, "not JSON: nested too deeply", {}
     if not isinstance(raw, dict):
         return None, "expected a JSON object with to, from, text", {}
     client_id = raw.get("id")
-    if client_id is not None and not isinstance(client_id, str | int):
+    if client_id is not None and (isinstance(client_id, bool)
+                                  or not isinstance(client_id, str | int)):
         return None, "id: expected a string", raw
+    if client_id is not None and len(str(client_id)) > MAX_ID:
+        return None, f"id: {len(str(client_id))} characters, at most {MAX_ID}", raw
     for key in ("to", "from", "text"):
         if not isinstance(raw.get(key), str) or not raw[key]:
             return None, f"{key}: missing or not a non-empty string", raw
@@ -51,23 +62,35 @@ def parse(payload: bytes, cfg: Config) -> tuple[Command | None, str | None, dict
         return None, f"from: {sender!r} is not a configured VMN or sender ID", raw
     if len(text) > MAX_TEXT:
         return None, f"text: {len(text)} characters, at most {MAX_TEXT}", raw
+    if fit(text, None) != text:
+        return None, "text: holds U+0000 (NUL) or an unpaired surrogate", raw
     return Command(to.lstrip("+"), sender, text, None if client_id is None else str(client_id)),\
         None, raw
 
 
-def record(conn: Connection, emitter: Emitter, payload: bytes, cfg: Config) -> tuple[str, bool]:
-    """Queue the MT, or record the refusal. (message id, accepted)."""
-    cmd, error, raw = parse(payload, cfg)
+def record(conn: Connection, emitter: Emitter, payload: bytes, cfg: Config, *,
+           error: str | None = None) -> tuple[str, bool]:
+    """Queue the MT, or record the refusal as a `failed` MT (with its `mt_status`
+    event): (message id, accepted). `error` given: record the command as failed with
+    that error whatever it holds (the daemon's fallback when storing it failed).
+
+    A refused command is stored whatever it holds: each value in its safe form and cut
+    to its column (storage/values.py), so that the sender always hears of it."""
+    cmd, refusal, raw = parse(payload, cfg)
     now = time.time()
-    if cmd is None:
+    if cmd is None or error is not None:
         def s(key: str) -> str:
             v = raw.get(key)
             return v if isinstance(v, str) else ""
+        c = messages.c
         cid = raw.get("id")
-        msg_id = mts.insert_mt(conn, emitter, sender=s("from"), recipient=s("to"),
-                               text=s("text"), now=now, error=error,
-                               client_ref=None if cid is None else str(cid)[:64],
-                               status=MtStatus.FAILED)
+        msg_id = mts.insert_mt(
+            conn, emitter, sender=fit(s("from"), length(c.sender)) or "",
+            recipient=fit(s("to"), length(c.recipient)) or "",
+            text=fit(s("text"), None) or "", now=now,
+            error=fit((error or refusal or "")[:1000], None),
+            client_ref=None if cid is None else fit(str(cid), MAX_ID),
+            status=MtStatus.FAILED)
         return msg_id, False
     return mts.insert_mt(conn, emitter, sender=cmd.sender, recipient=cmd.to, text=cmd.text,
                          now=now, client_ref=cmd.client_id), True

@@ -543,6 +543,16 @@ class MqttConfig(_Model):
     topic_prefix: str = "vmn"
     qos: Annotated[int, Strict(), Field(ge=0, le=2)] = 1
     client_id: str | None = None
+    # Instances with the same group share P/mt/send: each command goes to one of them
+    # ("" = a plain subscription: every instance gets every command).
+    command_group: str = "vmn-gateway"
+
+    @field_validator("command_group")
+    @classmethod
+    def _command_group(cls, value: str) -> str:
+        if set(value) & set("/+#\0"):
+            raise ValueError(f"expected a name without /, + or # (got {_q(value)})")
+        return value
 
     @field_validator("topic_prefix")
     @classmethod

@@ -27,12 +27,16 @@ from gateway.routing.router import Router
 from gateway.smpp.session import SmppSession
 from gateway.storage import jobs as jobq
 from gateway.storage import mts
-from gateway.storage.db import create_engine, migrate
+from gateway.storage.db import connection_lost, create_engine, describe_error, migrate
 from gateway.storage.repo import Store
 from gateway.storage.schema import email_tokens
 from gateway.worker import WorkerProcess
 
 log = structlog.get_logger("gateway.daemon")
+
+
+class CommandNotStored(Exception):
+    """An MQTT command could not be stored (the message says why, without its data)."""
 
 
 def emitter_for(cfg: Config) -> jobq.Emitter:
@@ -260,7 +264,22 @@ class Daemon:
         return 0
 
     async def _command(self, store: Store, mt: MtSender, payload: bytes) -> None:
-        msg_id, ok = await store.transaction(commands.record, store.emitter, payload, self.cfg)
+        """Store one MQTT command (queued, or `failed` with the reason). Raises when it
+        could not be stored at all: the link then retries and does not acknowledge it."""
+        try:
+            msg_id, ok = await store.transaction(commands.record, store.emitter, payload,
+                                                 self.cfg)
+        except Exception as exc:
+            if connection_lost(exc):
+                raise CommandNotStored(describe_error(exc)) from None
+            # The database refused the command itself: record that, so that the sender
+            # hears of it; if even that fails, the database is the problem (retried).
+            error = f"could not be stored: {describe_error(exc)}"
+            try:
+                msg_id, ok = await store.transaction(commands.record, store.emitter,
+                                                     payload, self.cfg, error=error)
+            except Exception as exc2:
+                raise CommandNotStored(describe_error(exc2)) from None
         if ok:
             mt.wake()
         else:

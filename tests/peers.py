@@ -158,7 +158,7 @@ class MqttWatcher:
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             payload: Any = json.loads(msg.payload)
-        except ValueError:
+        except (ValueError, RecursionError):
             payload = msg.payload.decode(errors="replace")
         self.messages.append((msg.topic, payload, bool(msg.retain)))
 

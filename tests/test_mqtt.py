@@ -350,27 +350,32 @@ async def test_a_thousand_concurrent_runs_all_ok_and_all_received(
 
 async def test_a_command_reaches_on_command(prefix: str) -> None:
     got: asyncio.Queue[bytes] = asyncio.Queue()
+    failures = 0
 
     async def on_command(payload: bytes) -> None:
-        if payload == b"boom":
-            raise RuntimeError("handler bug")
+        nonlocal failures
+        if payload == b"boom" and failures < 2:
+            failures += 1
+            raise RuntimeError("database down")
         await got.put(payload)
 
-    link = MqttLink(cfg(prefix), gateway_name="gw1", on_command=on_command)
+    link = MqttLink(cfg(prefix), gateway_name=f"gw-{prefix}", on_command=on_command,
+                    reconnect_min=0.05, reconnect_max=0.2)
     assert link.command_topic == f"{prefix}/mt/send"
+    assert link.command_filter == f"$share/vmn-gateway/{prefix}/mt/send"
     command = {"to": "15551234567", "from": "5551000100", "text": "hé", "id": "c1"}
     body = json.dumps(command, ensure_ascii=False).encode()
     async with link, aiomqtt.Client(HOST, PORT) as app:
         with capture_logs() as logs:
             await asyncio.wait_for(link.connected.wait(), 10)
             await app.publish(f"{prefix}/mt/other", b"not a command", qos=1)
-            await app.publish(link.command_topic, b"boom", qos=1)  # handler raises: logged
+            # the handler raises twice: retried (in order) until it stores it
+            await app.publish(link.command_topic, b"boom", qos=1)
             await app.publish(link.command_topic, body, qos=1)
+            assert await asyncio.wait_for(got.get(), 5) == b"boom"
             assert await asyncio.wait_for(got.get(), 5) == body
             assert got.empty()
-    assert [e["event"] for e in logs if e["event"] == "mqtt.command_failed"] == [
-        "mqtt.command_failed"
-    ]
+    assert [e["attempt"] for e in logs if e["event"] == "mqtt.command_not_stored"] == [1, 2]
 
 
 # --------------------------------------------------------------------------- outages

@@ -18,6 +18,13 @@ connection is `Outcome.RETRY` and the outbox schedules the next attempt (the out
 what makes events durable across a broker outage). A QoS 1 event may therefore reach
 subscribers more than once (a PUBACK lost with the connection); subscribers deduplicate
 on the event's ``id``.
+
+Commands are acknowledged to the broker (PUBACK) only once `on_command` has returned,
+that is once the command is stored: while it raises (the database is down) the link
+retries it with backoff, and a command not stored when the connection or the link
+stops stays un-acknowledged in the persistent session, for the broker to deliver again.
+Several instances share the command topic as one subscription group
+(``$share/<command_group>/P/mt/send``): the broker hands each command to one of them.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ COMMAND_SUFFIX = ("mt", "send")
 STATUS_ONLINE = b"online"
 STATUS_OFFLINE = b"offline"
 
+# Returns once the command is stored (or recorded as refused); raises when it is not.
 CommandHandler = Callable[[bytes], Awaitable[None]]
 
 
@@ -139,6 +147,9 @@ class MqttLink:
             self.client_id += "-actions"
         self.status_topic = topic(cfg.topic_prefix, "gateway", gateway_name, "status")
         self.command_topic = topic(cfg.topic_prefix, *COMMAND_SUFFIX)
+        # What is subscribed: the topic itself, or the instances' shared subscription.
+        self.command_filter = (f"$share/{cfg.command_group}/{self.command_topic}"
+                               if cfg.command_group else self.command_topic)
         self.connected = asyncio.Event()
         self._on_command = on_command
         self._reconnect_min = reconnect_min
@@ -247,6 +258,10 @@ class MqttLink:
         )
         # aiomqtt warns on every call once more than 10 are pending; we want hundreds.
         client.pending_calls_threshold = 1 << 30
+        if self._on_command is not None:
+            # A command is acknowledged once stored (see `_consume`), not on arrival.
+            # (aiomqtt 2.4 has no option for it; its paho client has.)
+            client._client.manual_ack_set(True)
         return client
 
     async def _session(self, client: aiomqtt.Client) -> None:
@@ -254,10 +269,12 @@ class MqttLink:
         conn = _Connection(client, asyncio.get_running_loop().create_future(),
                            fast=_fast_publish_ok(client))
         try:
+            # Subscribed before "online": a command sent on seeing "online" is never
+            # published before its subscription exists (the first connection ever).
+            if self._on_command is not None:
+                await client.subscribe(self.command_filter, qos=1)
             if self.announce:
                 await client.publish(self.status_topic, STATUS_ONLINE, qos=1, retain=True)
-            if self._on_command is not None:
-                await client.subscribe(self.command_topic, qos=1)
             self._conn = conn
             self.connected.set()
             log.info(
@@ -266,7 +283,7 @@ class MqttLink:
                 port=self.cfg.port,
                 client_id=self.client_id,
                 status_topic=self.status_topic,
-                command_topic=self.command_topic if self._on_command is not None else None,
+                command_topic=self.command_filter if self._on_command is not None else None,
             )
             try:
                 await self._serve(client)
@@ -306,15 +323,47 @@ class MqttLink:
         async for message in client.messages:
             handler = self._on_command
             if handler is None or not message.topic.matches(self.command_topic):
+                _ack(client, message)  # nothing of ours: never leave it pending
                 continue
             payload = _as_bytes(message.payload)
             self._idle.clear()
             try:
-                await handler(payload)
-            except Exception as exc:
-                log.exception("mqtt.command_failed", size=len(payload), error=repr(exc))
+                stored = await self._store_command(client, handler, payload)
             finally:
                 self._idle.set()
+            if stored:
+                _ack(client, message)
+
+    async def _store_command(self, client: aiomqtt.Client, handler: CommandHandler,
+                             payload: bytes) -> bool:
+        """Run `handler` until it stores the command: True. False when the link stops or
+        the connection is lost first: the command is then not acknowledged, and the
+        broker delivers it again (to this session when it is back)."""
+        attempt = 0
+        while True:
+            try:
+                await handler(payload)
+                return True
+            except Exception as exc:
+                # Capped lower than the reconnects: the database may be back any moment.
+                delay = backoff_delay(attempt, self._reconnect_min,
+                                      max(self._reconnect_min, min(self._reconnect_max, 5.0)))
+                attempt += 1
+                log.warning("mqtt.command_not_stored", size=len(payload), attempt=attempt,
+                            delay=round(delay, 3), error=str(exc) or type(exc).__name__)
+            waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._stopping.wait())}
+            lost = getattr(client, "_disconnected", None)
+            if isinstance(lost, asyncio.Future):
+                waits.add(lost)
+            try:
+                done, _ = await asyncio.wait(waits, timeout=delay,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    if w is not lost:
+                        w.cancel()
+            if done:
+                return False
 
     async def _say_offline(self, client: aiomqtt.Client) -> None:
         if not self.announce:
@@ -490,6 +539,11 @@ def _fast_publish_ok(client: aiomqtt.Client) -> bool:
 
 def _ack_name(qos: int) -> str:
     return {0: "sent (QoS 0)", 1: "PUBACK", 2: "PUBCOMP"}.get(qos, "ack")
+
+
+def _ack(client: aiomqtt.Client, message: aiomqtt.Message) -> None:
+    if message.qos > 0:
+        client._client.ack(message.mid, message.qos)
 
 
 def _as_bytes(payload: Any) -> bytes:

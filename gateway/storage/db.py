@@ -14,6 +14,7 @@ from sqlalchemy import Table, event, text
 from sqlalchemy import create_engine as create_sync_engine_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -189,3 +190,22 @@ def placeholders(engine: AsyncEngine | Engine | Connection, n: int) -> str:
     if style == "format":
         return ", ".join(["%s"] * n)
     raise ValueError(f"unsupported paramstyle {style}")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` says the database could not be reached (as opposed to a statement
+    it refused): connection refused or reset, server gone, pool exhausted."""
+    if isinstance(exc, OSError | TimeoutError | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def describe_error(exc: BaseException) -> str:
+    """A database error for the log: the driver's class and message, never the SQL
+    parameters (SQLAlchemy's own message lists them: message texts, phone numbers)."""
+    if isinstance(exc, StatementError) and exc.orig is not None:
+        exc = exc.orig
+    # Drivers quote the value they could not send ("invalid input for query argument
+    # $8: 'text...'"): the message stops before the first quote.
+    message = str(exc).split("\n", 1)[0].split("'", 1)[0].strip()
+    return f"{type(exc).__name__}: {message}"[:300] if message else type(exc).__name__

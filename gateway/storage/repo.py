@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableSequence, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -38,8 +38,10 @@ from gateway.storage.schema import (
     opt_history,
     opt_state,
     poll_votes,
+    receipts,
     status_history,
 )
+from gateway.storage.values import fit, length, limits, storable_row
 
 # Column order of the intake tuples (see pipeline.Intake.on_mo).
 MessageRow = tuple[Any, ...]
@@ -52,6 +54,10 @@ _MSG_COLS = ("id", "direction", "smsc", "vmn", "msisdn", "sender", "recipient", 
 _PART_COLS = ("smsc", "concat_key", "seq", "total", "data_coding", "body", "raw_pdu",
               "received_at", "dedup_key")
 _RECEIPT_COLS = ("smsc", "smsc_message_id", "state", "error", "raw_pdu", "received_at")
+_MSG_LIMITS = limits(messages, _MSG_COLS)
+_PART_LIMITS = limits(mo_parts, _PART_COLS)
+_RECEIPT_LIMITS = limits(receipts, _RECEIPT_COLS)
+_CONCAT_KEY_LEN = length(mo_parts.c.concat_key)
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -186,7 +192,7 @@ class Store:
     # -- intake -----------------------------------------------------------------------
     async def write_intake(
         self,
-        msgs: Sequence[MessageRow],
+        msgs: MutableSequence[MessageRow],
         parts: Sequence[PartRow],
         closed_groups: Sequence[tuple[str, str]],
         receipt_rows: Sequence[ReceiptRow],
@@ -194,9 +200,30 @@ class Store:
         then: Callable[[Connection], T] | None = None,
     ) -> T | None:
         """One transaction for a whole batch of inbound PDUs; `then(conn)`, if given,
-        runs last in the same transaction and its result is returned."""
+        runs last in the same transaction and its result is returned.
+
+        Every value is stored in its safe form (see storage/values.py), so that no MO
+        or receipt can make the batch fail for what it holds: a row of `msgs` that
+        needed it is replaced in `msgs` itself, so that what runs after (the fan-out,
+        the events) sees the text that was stored, and the receipts of `receipt_list`
+        are corrected the same way."""
+        self._make_storable(msgs, receipt_rows, receipt_list)
         return await self.transaction(self._write_intake, msgs, parts, closed_groups,
                                       receipt_rows, receipt_list, then)
+
+    @staticmethod
+    def _make_storable(msgs: MutableSequence[MessageRow], receipt_rows: Sequence[ReceiptRow],
+                       receipt_list: Sequence[Receipt]) -> None:
+        for i, row in enumerate(msgs):
+            fixed = storable_row(row, _MSG_LIMITS)
+            if fixed is not None:
+                msgs[i] = fixed
+        if len(receipt_list) != len(receipt_rows):
+            return  # not parallel: the rows are fitted at insert time only
+        for row, r in zip(receipt_rows, receipt_list, strict=True):
+            fixed = storable_row(row, _RECEIPT_LIMITS)
+            if fixed is not None:
+                r.smsc_message_id, r.state, r.error = fixed[1], fixed[2], fixed[3]
 
     def _write_intake(
         self,
@@ -209,13 +236,16 @@ class Store:
         then: Callable[[Connection], T] | None = None,
     ) -> T | None:
         if parts:
-            conn.exec_driver_sql(self._ins_part, list(parts))
+            conn.exec_driver_sql(self._ins_part, [storable_row(p, _PART_LIMITS) or p
+                                                  for p in parts])
         if msgs:
             conn.exec_driver_sql(self._ins_msg, list(msgs))
         if closed_groups:
-            conn.exec_driver_sql(self._close_group, list(closed_groups))
+            conn.exec_driver_sql(self._close_group, [(m, fit(k, _CONCAT_KEY_LEN))
+                                                     for m, k in closed_groups])
         if receipt_rows:
-            conn.exec_driver_sql(self._ins_receipt, list(receipt_rows))
+            conn.exec_driver_sql(self._ins_receipt, [storable_row(r, _RECEIPT_LIMITS) or r
+                                                     for r in receipt_rows])
             mts.apply_receipts(conn, self.emitter, receipt_list, time.time())
         return None if then is None else then(conn)
 
