@@ -585,12 +585,22 @@ class SmtpConfig(_Model):
         return value
 
 
+class AcceptFrom(StrEnum):
+    """Who may answer a forwarded email (``[email_replies] accept_from``)."""
+
+    RECIPIENTS = "recipients"  # only the address the forward was sent to
+    ANY = "any"  # whoever holds the reply address
+
+
 class EmailRepliesConfig(_Model):
     """``[email_replies]``: inbound SMTP so a reply to a forwarded email becomes an SMS."""
 
     listen: HostPort = "127.0.0.1:2525"
     domain: Domain
     token_ttl: Annotated[int, Strict(), Field(ge=1)] = 30  # days
+    accept_from: Annotated[AcceptFrom, BeforeValidator(_lower)] = AcceptFrom.RECIPIENTS
+    # Replies per reply address and hour; 0 = no limit.
+    max_replies_per_token: Annotated[int, Strict(), Field(ge=0)] = 10
 
 
 class CallbackProfile(_Model):
