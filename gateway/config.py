@@ -152,8 +152,10 @@ def _q(value: object) -> str:
 
 
 def _mask_url(url: str) -> str:
-    """Hide the password of a ``scheme://user:password@host`` URL."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    """A URL as shown: credentials and query values hidden (`gateway.log.redact_url`)."""
+    from gateway.log import redact_url
+
+    return redact_url(url)
 
 
 K = TypeVar("K")
@@ -1133,7 +1135,7 @@ def summary(config: Config, *, now: datetime | None = None) -> str:
         )
     if config.mqtt is not None:
         m = config.mqtt
-        lines.append(f"mqtt: {m.url} topic_prefix={m.topic_prefix} qos={m.qos}")
+        lines.append(f"mqtt: {_mask_url(m.url)} topic_prefix={m.topic_prefix} qos={m.qos}")
     if config.smtp is not None:
         mode = "tls" if config.smtp.tls else "starttls" if config.smtp.starttls else "plain"
         lines.append(

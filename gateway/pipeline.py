@@ -23,6 +23,7 @@ import structlog
 from sqlalchemy.engine import Connection
 
 from gateway.config import Unrouted
+from gateway.log import describe_error
 from gateway.metrics import Histogram
 from gateway.mo import Receipt, dedup_key, is_receipt, parse_receipt, split_part
 from gateway.model import MoStatus, new_id
@@ -307,7 +308,7 @@ class Intake:
             batch.fate.ok = False
             self._undo(batch)
             self.stats["failed_commits"] += 1
-            log.error("intake.commit_failed", error=str(exc), pdus=len(batch.acks))
+            log.error("intake.commit_failed", error=describe_error(exc), pdus=len(batch.acks))
         else:
             batch.fate.ok = True
             pending = self._pending_keys

@@ -38,6 +38,7 @@ import structlog
 
 from gateway.actions.base import Job, Outcome, Result
 from gateway.config import MqttConfig
+from gateway.log import describe_error
 
 __all__ = [
     "COMMAND_SUFFIX",
@@ -312,7 +313,8 @@ class MqttLink:
             try:
                 await handler(payload)
             except Exception as exc:
-                log.exception("mqtt.command_failed", size=len(payload), error=repr(exc))
+                # No traceback: its frames would show the command and the SQL values.
+                log.error("mqtt.command_failed", size=len(payload), error=describe_error(exc))
             finally:
                 self._idle.set()
 

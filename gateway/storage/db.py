@@ -25,11 +25,15 @@ def create_engine(url: str, *, synchronous: str = "FULL") -> AsyncEngine:
     """An async engine. On SQLite every connection uses WAL, `synchronous` (FULL: a
     commit is on disk when it returns) and BEGIN IMMEDIATE, so a writer never fails
     half-way through a transaction on a lock upgrade."""
+    # hide_parameters: a failed statement's error never carries its values (message
+    # texts, phone numbers, PDUs), whoever logs it.
     if not is_sqlite(url):
-        return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+        return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True,
+                                   hide_parameters=True)
     # A small pool: opening a SQLite connection (and its pragmas) per query would cost
     # more than most queries. The intake writer keeps one connection of its own.
-    engine = create_async_engine(url, pool_size=4, max_overflow=4, connect_args={"timeout": 30})
+    engine = create_async_engine(url, pool_size=4, max_overflow=4, connect_args={"timeout": 30},
+                                 hide_parameters=True)
     _sqlite_events(engine.sync_engine, synchronous)
     return engine
 
@@ -37,7 +41,7 @@ def create_engine(url: str, *, synchronous: str = "FULL") -> AsyncEngine:
 def create_sync_engine(url: str, *, synchronous: str = "FULL") -> Engine:
     """The blocking twin of an async SQLite URL, for the writer thread (pysqlite)."""
     sync_url = url.replace("sqlite+aiosqlite:", "sqlite:", 1)
-    engine = create_sync_engine_(sync_url, pool_size=1, max_overflow=0,
+    engine = create_sync_engine_(sync_url, pool_size=1, max_overflow=0, hide_parameters=True,
                                  connect_args={"timeout": 30, "check_same_thread": False})
     _sqlite_events(engine, synchronous)
     return engine
