@@ -27,6 +27,7 @@ from gateway.actions.email import EmailAction
 from gateway.config import AcceptFrom, SmtpConfig
 from gateway.email_replies import EmailReplyServer, ReplyTarget, parse_reply_address
 from gateway.mailtext import (
+    MAX_DASH_LINES,
     MAX_FIELD_CHARS,
     MAX_HTML_DEPTH,
     MAX_PARTS,
@@ -927,6 +928,24 @@ async def test_reply_with_too_many_parts_is_refused(
     assert info.value.code == 552 and f"more than {MAX_PARTS} MIME parts" in info.value.message
     assert [text for _t, text, _f in replies.calls] == ["Yes"]
     assert "too complex" in logs.named("email_reply.refused")[0]["reason"]
+
+
+async def test_reply_with_thousands_of_parts_is_refused_before_parsing(
+    listener: tuple[EmailReplyServer, DictTokens, Replies],
+) -> None:
+    """40,000 empty parts in 400 KB: the email package needs seconds for them, so the
+    boundary lines are counted before it runs."""
+    server, _tokens, replies = listener
+    raw = (f"From: alice@example.com\r\nTo: reply+tok_ABC-123@{DOMAIN}\r\n"
+           "Content-Type: multipart/mixed; boundary=b\r\n\r\n").encode()
+    raw += b"--b\r\n\r\nx\r\n" * 40_000 + b"--b--\r\n"
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=server.port, timeout=30) as client:
+        await client.mail("alice@example.com")
+        await client.rcpt(f"reply+tok_ABC-123@{DOMAIN}")
+        with pytest.raises(aiosmtplib.SMTPDataError) as info:
+            await client.data(raw)
+    assert info.value.code == 552 and f"more than {MAX_DASH_LINES} lines" in info.value.message
+    assert replies.calls == []
 
 
 def rfc2231_mail(continuations: int) -> bytes:
