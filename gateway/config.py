@@ -1143,7 +1143,10 @@ def summary(config: Config, *, now: datetime | None = None) -> str:
         )
     if config.email_replies is not None:
         e = config.email_replies
-        lines.append(f"email replies: listen {e.listen}, reply+<token>@{e.domain}")
+        limit = (f"at most {e.max_replies_per_token} per address and hour"
+                 if e.max_replies_per_token else "no rate limit")
+        lines.append(f"email replies: listen {e.listen}, reply+<token>@{e.domain}, "
+                     f"accepted from {e.accept_from.value}, {limit}")
     for name, profile in config.callback_profiles.items():
         lines.append(f"callback profile {name}: {profile.method.value} {_mask_url(profile.url)}")
     o = config.optout
