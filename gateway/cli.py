@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.config import Config, ConfigError, load_config, summary
+from gateway.log import redact_urls
 from gateway.model import iso
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
@@ -239,6 +240,22 @@ def _tallies(cfg: Config, counted: dict[str, dict[str, int]],
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+# Characters that a terminal acts on rather than shows (C0 controls such as ESC and BEL,
+# DEL, C1 controls, among them the 8-bit CSI 0x9b) and the bidirectional overrides
+# that reorder what is shown: customer text goes to the operator's terminal escaped
+# (\x1b, \u202e); printable Unicode, emoji included, is left as it is.
+_TERMINAL_ESCAPES: dict[int, str] = {
+    c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))
+} | {ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"} | {
+    c: f"\\u{c:04x}" for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+
+
+def printable(value: Any) -> str:
+    """`value` as text that is safe to print to a terminal (human output only)."""
+    return ("" if value is None else str(value)).translate(_TERMINAL_ESCAPES)
+
+
 def csv_cell(value: Any) -> str:
     """`value` as a CSV cell that a spreadsheet will not evaluate."""
     text = "" if value is None else str(value)
@@ -255,7 +272,8 @@ def _table(header: list[str], rows: list[list[Any]], *, csv_out: bool) -> None:
         w.writerow(header)
         w.writerows([csv_cell(v) for v in row] for row in rows)
         return
-    widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(header)]
+    rows = [[printable(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
     for line in [header, *rows]:
         print("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
 
@@ -286,10 +304,17 @@ def log_record(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _action(a: dict[str, Any]) -> dict[str, Any]:
-    return {"job": a["id"], "kind": a["kind"], "target": a["target"], "status": a["status"],
-            "attempts": a["attempts"], "max_attempts": a["max_attempts"],
-            "last_status": a["last_status"], "last_error": a["last_error"],
-            "attempts_log": a["attempts_log"]}
+    # A webhook target may carry credentials or a token: shown redacted, like its
+    # errors (which may quote the URL).
+    def shown(value: str | None) -> str | None:
+        return None if value is None else redact_urls(value)
+
+    return {"job": a["id"], "kind": a["kind"], "target": shown(a["target"]),
+            "status": a["status"], "attempts": a["attempts"],
+            "max_attempts": a["max_attempts"], "last_status": a["last_status"],
+            "last_error": shown(a["last_error"]),
+            "attempts_log": [t | {"detail": shown(t.get("detail"))}
+                             for t in a["attempts_log"]]}
 
 
 async def _logs(cfg: Config, args: argparse.Namespace) -> int:
@@ -305,13 +330,14 @@ async def _logs(cfg: Config, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(rec, ensure_ascii=False))
         else:
+            p = printable
             when = rec.get("received_at") or rec.get("created_at")
-            arrow = f"{rec['from']} -> {rec['to']}"
-            extra = f" route={rec['route']}" if rec["direction"] == "mo" else ""
-            print(f"{when} {rec['direction'].upper()} {arrow} [{rec['status']}{extra}] "
+            arrow = f"{p(rec['from'])} -> {p(rec['to'])}"
+            extra = f" route={p(rec['route'])}" if rec["direction"] == "mo" else ""
+            print(f"{when} {rec['direction'].upper()} {arrow} [{p(rec['status'])}{extra}] "
                   f"{rec['text']!r}")
             for a in rec["actions"]:
-                last = f" last: {a['last_error']}" if a["last_error"] else ""
-                print(f"    {a['kind']} -> {a['target']}: {a['status']} after "
+                last = f" last: {p(a['last_error'])}" if a["last_error"] else ""
+                print(f"    {p(a['kind'])} -> {p(a['target'])}: {p(a['status'])} after "
                       f"{a['attempts']} attempt(s){last}")
     return 0

@@ -152,8 +152,10 @@ def _q(value: object) -> str:
 
 
 def _mask_url(url: str) -> str:
-    """Hide the password of a ``scheme://user:password@host`` URL."""
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+    """A URL as shown: credentials and query values hidden (`gateway.log.redact_url`)."""
+    from gateway.log import redact_url
+
+    return redact_url(url)
 
 
 K = TypeVar("K")
@@ -603,12 +605,22 @@ class SmtpConfig(_Model):
         return value
 
 
+class AcceptFrom(StrEnum):
+    """Who may answer a forwarded email (``[email_replies] accept_from``)."""
+
+    RECIPIENTS = "recipients"  # only the address the forward was sent to
+    ANY = "any"  # whoever holds the reply address
+
+
 class EmailRepliesConfig(_Model):
     """``[email_replies]``: inbound SMTP so a reply to a forwarded email becomes an SMS."""
 
     listen: HostPort = "127.0.0.1:2525"
     domain: Domain
     token_ttl: Annotated[int, Strict(), Field(ge=1)] = 30  # days
+    accept_from: Annotated[AcceptFrom, BeforeValidator(_lower)] = AcceptFrom.RECIPIENTS
+    # Replies per reply address and hour; 0 = no limit.
+    max_replies_per_token: Annotated[int, Strict(), Field(ge=0)] = 10
 
 
 class CallbackProfile(_Model):
@@ -1141,7 +1153,7 @@ def summary(config: Config, *, now: datetime | None = None) -> str:
         )
     if config.mqtt is not None:
         m = config.mqtt
-        lines.append(f"mqtt: {m.url} topic_prefix={m.topic_prefix} qos={m.qos}")
+        lines.append(f"mqtt: {_mask_url(m.url)} topic_prefix={m.topic_prefix} qos={m.qos}")
     if config.smtp is not None:
         mode = "tls" if config.smtp.tls else "starttls" if config.smtp.starttls else "plain"
         lines.append(
@@ -1149,7 +1161,10 @@ def summary(config: Config, *, now: datetime | None = None) -> str:
         )
     if config.email_replies is not None:
         e = config.email_replies
-        lines.append(f"email replies: listen {e.listen}, reply+<token>@{e.domain}")
+        limit = (f"at most {e.max_replies_per_token} per address and hour"
+                 if e.max_replies_per_token else "no rate limit")
+        lines.append(f"email replies: listen {e.listen}, reply+<token>@{e.domain}, "
+                     f"accepted from {e.accept_from.value}, {limit}")
     for name, profile in config.callback_profiles.items():
         lines.append(f"callback profile {name}: {profile.method.value} {_mask_url(profile.url)}")
     o = config.optout

@@ -13,13 +13,13 @@ from contextlib import suppress
 from typing import Any
 
 import structlog
-from sqlalchemy import select
 
 from gateway import commands, sdnotify
 from gateway.actions.base import Action
 from gateway.actions.webhook import WebhookAction
 from gateway.config import Config, ConfigError, load_config, split_host_port
 from gateway.fanout import Context, Fanout, Stats, expand_inline, mo_rows
+from gateway.log import describe_error
 from gateway.mt import MtSender
 from gateway.outbox import Outbox
 from gateway.pipeline import Batch, Intake
@@ -27,9 +27,8 @@ from gateway.routing.router import Router
 from gateway.smpp.session import SmppSession
 from gateway.storage import jobs as jobq
 from gateway.storage import mts
-from gateway.storage.db import connection_lost, create_engine, describe_error, migrate
+from gateway.storage.db import connection_lost, create_engine, migrate
 from gateway.storage.repo import Store
-from gateway.storage.schema import email_tokens
 from gateway.worker import WorkerProcess
 
 log = structlog.get_logger("gateway.daemon")
@@ -52,23 +51,6 @@ def context_for(cfg: Config) -> Context:
     return Context(router=Router(cfg), emitter=emitter_for(cfg),
                    email_domain=er.domain if er else None,
                    token_ttl_days=er.token_ttl if er else 30)
-
-
-class _DbTokens:
-    """Email reply tokens, looked up in the database."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-
-    async def lookup(self, token: str) -> Any:
-        from gateway.email_replies import ReplyTarget
-
-        async with self.store.reader.connect() as conn:
-            row = (await conn.execute(
-                select(email_tokens.c.vmn, email_tokens.c.msisdn, email_tokens.c.message_id)
-                .where(email_tokens.c.token == token,
-                       email_tokens.c.expires_at > time.time()))).first()
-        return None if row is None else ReplyTarget(vmn=row[0], msisdn=row[1], mo_id=row[2])
 
 
 class Daemon:
@@ -192,10 +174,14 @@ class Daemon:
         replies = None
         if cfg.email_replies is not None:
             from gateway.email_replies import EmailReplyServer
+            from gateway.storage.tokens import DbReplyTokens
 
-            replies = EmailReplyServer(listen=cfg.email_replies.listen,
-                                       domain=cfg.email_replies.domain,
-                                       tokens=_DbTokens(store),
+            er = cfg.email_replies
+            replies = EmailReplyServer(listen=er.listen,
+                                       domain=er.domain,
+                                       tokens=DbReplyTokens(store),
+                                       accept_from=er.accept_from,
+                                       max_replies_per_token=er.max_replies_per_token,
                                        on_reply=lambda t, text, _f: self._reply(store, mt, t,
                                                                                 text))
             await replies.start()

@@ -203,7 +203,7 @@ def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decisi
             token = secrets.token_hex(8)
             conn.execute(email_tokens.insert().values(
                 token=token, vmn=number.vmn, msisdn=mo["sender"], message_id=mo["id"],
-                expires_at=now + ctx.token_ttl_days * 86400))
+                expires_at=now + ctx.token_ttl_days * 86400, recipient=address))
         job_rows.append(emitter.job("email", address, {
             "id": mo["id"], "vmn": number.vmn, "from": mo["sender"], "text": mo["text"],
             "received_at": ev["received_at"], "keyword": d.keyword, "reply_token": token,

@@ -32,6 +32,7 @@ import structlog
 from sqlalchemy.engine import Connection
 
 from gateway.config import Unrouted
+from gateway.log import describe_error
 from gateway.metrics import Histogram
 from gateway.mo import (
     ConcatKey,
@@ -338,7 +339,7 @@ class Intake:
             batch.fate.ok = False
             self._undo(batch)
             self.stats["failed_commits"] += 1
-            log.error("intake.commit_failed", error=str(exc), pdus=len(batch.acks))
+            log.error("intake.commit_failed", error=describe_error(exc), pdus=len(batch.acks))
         else:
             batch.fate.ok = True
             stats = self.stats

@@ -187,7 +187,7 @@ def test_forward_email_and_the_reply_comes_back_as_sms(gw: Gateway, sim: Simulat
                   if line.startswith("listen"))
     port = int(listen.split(":")[-1].strip('"'))
     answer = EmailMessage()
-    answer["From"] = "agent@vmn.test"
+    answer["From"] = "support@vmn.test"  # the address the forward went to
     answer["To"] = reply_to
     answer["Subject"] = "Re: " + str(msg["Subject"])
     answer.set_content("It ships tomorrow.\n\n-- \nAgent Smith\n\nOn Mon, someone wrote:\n"

@@ -10,6 +10,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from email.message import EmailMessage
@@ -23,9 +24,19 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from gateway import email_replies
 from gateway.actions.base import Job, Outcome
 from gateway.actions.email import EmailAction
-from gateway.config import SmtpConfig
+from gateway.config import AcceptFrom, SmtpConfig
 from gateway.email_replies import EmailReplyServer, ReplyTarget, parse_reply_address
-from gateway.mailtext import MAX_REPLY_CHARS, extract_text, html_to_text, strip_reply
+from gateway.mailtext import (
+    MAX_DASH_LINES,
+    MAX_FIELD_CHARS,
+    MAX_HTML_DEPTH,
+    MAX_PARTS,
+    MAX_REPLY_CHARS,
+    MessageTooComplex,
+    extract_text,
+    html_to_text,
+    strip_reply,
+)
 
 # =========================================================================== strip_reply
 
@@ -575,7 +586,9 @@ async def test_forward_email_untrusted_certificate_is_retry(
 # =========================================================================== reply listener
 
 DOMAIN = "replies.example.com"
-TARGET = ReplyTarget(vmn="5551000100", msisdn="+15551234567", mo_id="mo-7f3a")
+TARGET = ReplyTarget(
+    vmn="5551000100", msisdn="+15551234567", mo_id="mo-7f3a", recipient="alice@example.com"
+)
 
 
 class DictTokens:
@@ -589,6 +602,9 @@ class DictTokens:
         if self.fail:
             raise ConnectionError("database is down")
         return self.tokens.get(token)
+
+    async def count_reply(self, token: str, *, limit: int, window: float) -> bool:
+        return True  # the database's counting is tested on both backends (DbReplyTokens)
 
 
 class Replies:
@@ -876,3 +892,135 @@ async def test_forward_then_reply_round_trip(
     )
     await send_reply(server, answer)
     assert replies.calls == [(TARGET, "See you at 3!", "alice@example.com")]
+
+
+# =========================================================================== parsing limits
+
+
+def test_html_to_text_pathological_markup() -> None:
+    """Inputs that html.parser needs seconds for (quadratic) are read in one pass (Lexbor)
+    or refused before parsing when they may nest deeper than MAX_HTML_DEPTH (an HTML5
+    parser's work grows with the square of the depth); nesting costs no recursion."""
+    html = "<div>Yes, Tuesday works.</div><blockquote>" + "<!--" * 11_000  # 44 KiB
+    assert html_to_text(html) == "Yes, Tuesday works."
+    assert html_to_text("<p>x" * 20_000) == "\n\n".join(["x"] * 20_000)  # p closes p
+    assert html_to_text("<div>" * (MAX_HTML_DEPTH - 1) + "deep") == "deep"
+    for deep in ["<div " * (58 * 1024 // 5), "<div>" * 30_000, "<b><i>" * 20_000,
+                 "<div></x>" * 2_000]:  # a stray end tag closes nothing
+        with pytest.raises(MessageTooComplex, match=f"more than {MAX_HTML_DEPTH}"):
+            html_to_text(deep)
+
+
+def many_parts(n: int) -> EmailMessage:
+    msg = reply_mail("Yes")
+    for i in range(n):
+        msg.add_attachment(f"{i}".encode(), maintype="application", subtype="octet-stream")
+    return msg
+
+
+async def test_reply_with_too_many_parts_is_refused(
+    listener: tuple[EmailReplyServer, DictTokens, Replies], logs: LogRecorder
+) -> None:
+    server, _tokens, replies = listener
+    await send_reply(server, many_parts(MAX_PARTS - 2))  # container + text + attachments
+    with pytest.raises(aiosmtplib.SMTPDataError) as info:
+        await send_reply(server, many_parts(MAX_PARTS - 1))
+    assert info.value.code == 552 and f"more than {MAX_PARTS} MIME parts" in info.value.message
+    assert [text for _t, text, _f in replies.calls] == ["Yes"]
+    assert "too complex" in logs.named("email_reply.refused")[0]["reason"]
+
+
+async def test_reply_with_thousands_of_parts_is_refused_before_parsing(
+    listener: tuple[EmailReplyServer, DictTokens, Replies],
+) -> None:
+    """40,000 empty parts in 400 KB: the email package needs seconds for them, so the
+    boundary lines are counted before it runs."""
+    server, _tokens, replies = listener
+    raw = (f"From: alice@example.com\r\nTo: reply+tok_ABC-123@{DOMAIN}\r\n"
+           "Content-Type: multipart/mixed; boundary=b\r\n\r\n").encode()
+    raw += b"--b\r\n\r\nx\r\n" * 40_000 + b"--b--\r\n"
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=server.port, timeout=30) as client:
+        await client.mail("alice@example.com")
+        await client.rcpt(f"reply+tok_ABC-123@{DOMAIN}")
+        with pytest.raises(aiosmtplib.SMTPDataError) as info:
+            await client.data(raw)
+    assert info.value.code == 552 and f"more than {MAX_DASH_LINES} lines" in info.value.message
+    assert replies.calls == []
+
+
+def rfc2231_mail(continuations: int) -> bytes:
+    params = "".join(f";\r\n name*{i}*=utf-8''x%41{i}" if i == 0 else f";\r\n name*{i}*=x%41{i}"
+                     for i in range(continuations))
+    return (
+        f"From: alice@example.com\r\nTo: reply+tok_ABC-123@{DOMAIN}\r\nSubject: Re: x\r\n"
+        f"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8{params}\r\n\r\n"
+        "Yes\r\n"
+    ).encode()
+
+
+@pytest.mark.parametrize("where", ["header", "part"])
+async def test_reply_with_many_rfc2231_continuations_is_refused(
+    listener: tuple[EmailReplyServer, DictTokens, Replies], where: str
+) -> None:
+    """RFC 2231 parameters cost the email package quadratic time in a field's length: a
+    field longer than MAX_FIELD_CHARS is refused before anything parses it."""
+    server, _tokens, replies = listener
+    raw = rfc2231_mail(1000)
+    if where == "part":  # the same field in a MIME part's header
+        head, _, body = raw.partition(b"\r\nMIME-Version: 1.0\r\n")
+        raw = (head + b"\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b"
+               b"\r\n\r\n--b\r\n" + body.replace(b"\r\n\r\nYes", b"\r\n\r\nYes", 1)
+               + b"\r\n--b--\r\n")
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=server.port, timeout=30) as client:
+        await client.mail("alice@example.com")
+        await client.rcpt(f"reply+tok_ABC-123@{DOMAIN}")
+        with pytest.raises(aiosmtplib.SMTPDataError) as info:
+            await client.data(raw)
+    assert info.value.code == 552
+    assert "Content-Type is" in info.value.message and f"{MAX_FIELD_CHARS}" in info.value.message
+    assert replies.calls == []
+    # A short RFC 2231 field is read as usual.
+    async with aiosmtplib.SMTP(hostname="127.0.0.1", port=server.port, timeout=30) as client:
+        await client.mail("alice@example.com")
+        await client.rcpt(f"reply+tok_ABC-123@{DOMAIN}")
+        await client.data(rfc2231_mail(20))
+    assert [text for _t, text, _f in replies.calls] == ["Yes"]
+
+
+async def test_reply_is_read_off_the_event_loop(
+    listener: tuple[EmailReplyServer, DictTokens, Replies], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, _tokens, replies = listener
+    threads: list[str] = []
+    real = email_replies.read_message
+
+    def recording(raw: bytes) -> EmailMessage:
+        threads.append(threading.current_thread().name)
+        return real(raw)
+
+    monkeypatch.setattr(email_replies, "read_message", recording)
+    await send_reply(server, reply_mail("Yes"))
+    assert threads and threads[0] != threading.main_thread().name
+    assert replies.calls == [(TARGET, "Yes", "alice@example.com")]
+
+
+async def test_reply_sender_must_be_the_recipient(
+    listener: tuple[EmailReplyServer, DictTokens, Replies], logs: LogRecorder
+) -> None:
+    server, tokens, replies = listener
+    legacy = ReplyTarget(vmn="5551000100", msisdn="+15551234567", mo_id="mo-old")
+    tokens.tokens["legacy"] = legacy  # made before recipients were recorded
+    forged = reply_mail("Yes")
+    forged.replace_header("From", "mallory@example.com")
+    with pytest.raises(aiosmtplib.SMTPDataError) as info:
+        await send_reply(server, forged, sender="mallory@example.com")
+    assert info.value.code == 550 and "forwarded to" in info.value.message
+    with pytest.raises(aiosmtplib.SMTPDataError):
+        await send_reply(server, reply_mail("Yes", to=f"reply+legacy@{DOMAIN}"))
+    assert replies.calls == []
+    assert [e["reason"] for e in logs.named("email_reply.refused")] == [
+        "sender not a recipient"] * 2
+    server.accept_from = AcceptFrom.ANY
+    await send_reply(server, reply_mail("Yes", to=f"reply+legacy@{DOMAIN}"),
+                     sender="mallory@example.com")
+    assert replies.calls == [(legacy, "Yes", "mallory@example.com")]

@@ -45,6 +45,7 @@ import structlog
 
 from gateway.actions.base import Job, Outcome, Result
 from gateway.config import MqttConfig
+from gateway.log import describe_error
 
 __all__ = [
     "COMMAND_SUFFIX",
@@ -350,7 +351,7 @@ class MqttLink:
                                       max(self._reconnect_min, min(self._reconnect_max, 5.0)))
                 attempt += 1
                 log.warning("mqtt.command_not_stored", size=len(payload), attempt=attempt,
-                            delay=round(delay, 3), error=str(exc) or type(exc).__name__)
+                            delay=round(delay, 3), error=describe_error(exc))
             waits: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._stopping.wait())}
             lost = getattr(client, "_disconnected", None)
             if isinstance(lost, asyncio.Future):

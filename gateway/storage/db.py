@@ -14,7 +14,7 @@ from sqlalchemy import Table, event, text
 from sqlalchemy import create_engine as create_sync_engine_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -33,11 +33,15 @@ def create_engine(url: str, *, synchronous: str = "FULL") -> AsyncEngine:
     """An async engine. On SQLite every connection uses WAL, `synchronous` (FULL: a
     commit is on disk when it returns) and BEGIN IMMEDIATE, so a writer never fails
     half-way through a transaction on a lock upgrade."""
+    # hide_parameters: a failed statement's error never carries its values (message
+    # texts, phone numbers, PDUs), whoever logs it.
     if not is_sqlite(url):
-        return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+        return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True,
+                                   hide_parameters=True)
     # A small pool: opening a SQLite connection (and its pragmas) per query would cost
     # more than most queries. The intake writer keeps one connection of its own.
-    engine = create_async_engine(url, pool_size=4, max_overflow=4, connect_args={"timeout": 30})
+    engine = create_async_engine(url, pool_size=4, max_overflow=4, connect_args={"timeout": 30},
+                                 hide_parameters=True)
     _sqlite_events(engine.sync_engine, synchronous)
     return engine
 
@@ -45,7 +49,7 @@ def create_engine(url: str, *, synchronous: str = "FULL") -> AsyncEngine:
 def create_sync_engine(url: str, *, synchronous: str = "FULL") -> Engine:
     """The blocking twin of an async SQLite URL, for the writer thread (pysqlite)."""
     sync_url = url.replace("sqlite+aiosqlite:", "sqlite:", 1)
-    engine = create_sync_engine_(sync_url, pool_size=1, max_overflow=0,
+    engine = create_sync_engine_(sync_url, pool_size=1, max_overflow=0, hide_parameters=True,
                                  connect_args={"timeout": 30, "check_same_thread": False})
     _sqlite_events(engine, synchronous)
     return engine
@@ -198,14 +202,3 @@ def connection_lost(exc: BaseException) -> bool:
     if isinstance(exc, OSError | TimeoutError | OperationalError | InterfaceError):
         return True
     return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
-
-
-def describe_error(exc: BaseException) -> str:
-    """A database error for the log: the driver's class and message, never the SQL
-    parameters (SQLAlchemy's own message lists them: message texts, phone numbers)."""
-    if isinstance(exc, StatementError) and exc.orig is not None:
-        exc = exc.orig
-    # Drivers quote the value they could not send ("invalid input for query argument
-    # $8: 'text...'"): the message stops before the first quote.
-    message = str(exc).split("\n", 1)[0].split("'", 1)[0].strip()
-    return f"{type(exc).__name__}: {message}"[:300] if message else type(exc).__name__
