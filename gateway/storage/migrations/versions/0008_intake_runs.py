@@ -2,14 +2,14 @@
 dedup keys, or a crash), so that only SMSC redeliveries are folded after a restart.
 
 Revision ID: 0008
-Revises: 0003
+Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-down_revision = "0003"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
