@@ -26,6 +26,7 @@ from gateway.config import Unrouted
 from gateway.metrics import Histogram
 from gateway.mo import Receipt, dedup_key, is_receipt, parse_receipt, split_part
 from gateway.model import MoStatus, new_id
+from gateway.msisdn import canonical_or_raw
 from gateway.reassembly import Group, Reassembler
 from gateway.routing.router import Decision, Route, Router
 from gateway.smpp.connection import encode_empty_resp
@@ -113,6 +114,7 @@ class Intake:
         self.inline: Callable[[Connection, list[MessageRow]], Any] | None = None
         self.router: Router | None = None
         self.reject_unrouted = False
+        self.country_code = "1"  # [gateway] country_code, from set_router
         self._active: frozenset[int] = frozenset()
         self.events_enabled = False
         self.stats = {"mo": 0, "parts": 0, "receipts": 0, "duplicates": 0, "commits": 0,
@@ -160,6 +162,7 @@ class Intake:
         self._active = frozenset(active)
         self.events_enabled = events
         self.reject_unrouted = router.config.gateway.unrouted is Unrouted.REJECT
+        self.country_code = router.config.gateway.country_code
         self.router = router
 
     def route(self, destination: str, text: str, at: float) -> Decision:
@@ -213,14 +216,16 @@ class Intake:
             self._pending_keys[key] = batch.fate
             batch.keys.append(key)
         batch.acks.append(ack)
+        # One spelling per person (opt-out state is keyed by it); lru_cached.
+        source = canonical_or_raw(pdu.source_addr, self.country_code, ton=pdu.source_addr_ton)
         part, body = split_part(pdu, smsc)
         dc = pdu.data_coding
         if part is None:
             text = decode_text(body, dc)
             d = self.route(pdu.destination_addr, text, now)
             batch.messages.append((
-                new_id(), "mo", smsc, d.vmn or pdu.destination_addr, pdu.source_addr,
-                pdu.source_addr, pdu.destination_addr, text, dc, 1,
+                new_id(), "mo", smsc, d.vmn or pdu.destination_addr, source,
+                source, pdu.destination_addr, text, dc, 1,
                 MoStatus.RECEIVED.value, now, now, raw, key, d.keyword, d.route.value,
                 self._fanout_flag(d),
             ))
@@ -233,7 +238,7 @@ class Intake:
             if new:
                 batch.part_adds.append((part.concat_key, part.seq))
             if group is not None:
-                self._close_group(batch, group, smsc, pdu.source_addr, pdu.destination_addr,
+                self._close_group(batch, group, smsc, source, pdu.destination_addr,
                                   MoStatus.RECEIVED, raw, now)
         self._wake.set()
 
@@ -260,7 +265,8 @@ class Intake:
         groups = self.reassembler.expired(now, self.reassembly_timeout)
         for g in groups:
             smsc, source, dest = g.key.split("|", 3)[:3]
-            self._close_group(self._batch, g, smsc, source, dest, MoStatus.INCOMPLETE,
+            self._close_group(self._batch, g, smsc, canonical_or_raw(source, self.country_code),
+                              dest, MoStatus.INCOMPLETE,
                               None, now)
         if groups:
             self._wake.set()
