@@ -253,3 +253,11 @@ def test_migration_0005_makes_stored_numbers_canonical(
     wait_for(lambda: {r["id"]: r["status"] for r in gw.logs()} ==
              {"mt1": "blocked", "mt2": "blocked"}, what="both queued MTs blocked")
     assert sim.submits() == []
+
+
+def test_migration_0005_reads_national_numbers_in_the_configured_country(db_url: str) -> None:
+    asyncio.run(_upgrade(db_url, "0003", "44"))
+    run_sql(db_url, "INSERT INTO opt_state (msisdn, vmn, state, keyword, updated_at) "
+                    f"VALUES ('07700 900123', '{A}', 'out', 'STOP', 1)")
+    asyncio.run(_upgrade(db_url, "head", "44"))
+    assert _query(db_url, "SELECT msisdn FROM opt_state") == [("447700900123",)]
