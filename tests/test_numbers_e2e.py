@@ -15,7 +15,7 @@ from alembic import command
 from conftest import Gateway, gateway_config, run_sql, wait_for
 from peers import MqttWatcher
 from simctl import Simulator
-from sqlalchemy import text
+from sqlalchemy import text as sql_text
 
 from gateway.storage.db import _alembic_config, create_engine
 
@@ -121,6 +121,42 @@ def test_stop_in_one_spelling_blocks_every_spelling(
 # ------------------------------------------------------- points 2 and 17: refused sends
 
 
+# (to, from, text, the CLI's error)
+POINT_17 = [
+    ("15551234567", "9999999999", "unknown from",
+     "error: --from: '9999999999' is not a configured VMN or sender ID"),
+    ("15551234567", "ACME", "x" * 1601, "error: text: 1601 characters, at most 1600"),
+    ("15551234567", "ACME", "", "error: text: missing or not a non-empty string"),
+]
+
+
+def refused_by_cli(gw: Gateway, to: str, sender: str, text: str, error: str) -> None:
+    res = gw.cli("send", "--from", sender, "--to", to, text, check=False)
+    assert res.returncode == 2, (to, sender, res.stdout)
+    assert res.stdout == ""
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(error), res.stderr
+
+
+def test_send_only_from_a_configured_sender_and_within_the_cap(
+        db_url: str, make_gateway: Callable[..., Gateway]) -> None:
+    """Point 17 on its own (no daemon needed: a refused send is never queued)."""
+    gw = make_gateway(f"""
+[gateway]
+database = "{db_url}"
+[[smsc]]
+name = "sim"
+system_id = "test"
+password = "x"
+{NUMBERS}""", start=False)
+    for to, sender, body, error in POINT_17:
+        refused_by_cli(gw, to, sender, body, error)
+    assert gw.logs() == []
+    gw.send("ACME", "+1 555 123 4567", "z" * 1600)  # a sender ID; the cap is inclusive
+    assert [(r["from"], r["to"], r["status"]) for r in gw.logs()] == \
+        [("ACME", "15551234567", "queued")]
+
+
 BAD_TO = ["15551234567\n", "\uff11\uff15\uff15\uff15\uff11\uff12\uff13\uff14\uff15\uff16\uff17",
           "\u0661\u0665\u0665\u0665\u0661\u0662\u0663\u0664\u0665\u0666\u0667"]
 
@@ -130,17 +166,9 @@ def test_bad_sends_are_refused_and_nothing_is_queued(
     refused = [
         (to, A, f"bad to {i}", "error: --to: not a phone number")
         for i, to in enumerate(BAD_TO)
-    ] + [
-        ("15551234567", "9999999999", "unknown from",
-         "error: --from: '9999999999' is not a configured VMN or sender ID"),
-        ("15551234567", "ACME", "x" * 1601, "error: text: 1601 characters, at most 1600"),
-    ]
+    ] + POINT_17
     for to, sender, body, error in refused:
-        res = gw.cli("send", "--from", sender, "--to", to, body, check=False)
-        assert res.returncode == 2, (to, sender, res.stdout)
-        assert res.stdout == ""
-        lines = res.stderr.splitlines()
-        assert len(lines) == 1 and lines[0].startswith(error), res.stderr
+        refused_by_cli(gw, to, sender, body, error)
     # MQTT: a `failed` status naming the field, never submitted
     for i, to in enumerate(BAD_TO):
         watcher.publish(f"{watcher.prefix}/mt/send",
@@ -179,7 +207,7 @@ def _query(url: str, sql: str) -> list[tuple[Any, ...]]:
         engine = create_engine(url)
         try:
             async with engine.connect() as conn:
-                return [tuple(r) for r in await conn.execute(text(sql))]
+                return [tuple(r) for r in await conn.execute(sql_text(sql))]
         finally:
             await engine.dispose()
     return asyncio.run(go())
