@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("text", help="the message text")
     lg = with_config("logs", "the message log, MO and MT, newest last")
     lg.add_argument("--vmn")
-    lg.add_argument("--msisdn", help="any spelling: +1 555..., national, ...")
+    lg.add_argument("--msisdn", help="any spelling of the number (+1 555..., national)")
     lg.add_argument("--since", type=parse_since, metavar="T",
                     help="ISO-8601 or an age like 15m, 2h, 7d")
     lg.add_argument("--route")
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     op = with_config("optins", "the opt-in / opt-out database")
     op.add_argument("--vmn")
     op.add_argument("--state", choices=["in", "out"])
-    op.add_argument("--msisdn", help="any spelling: +1 555..., national, ...")
+    op.add_argument("--msisdn", help="any spelling of the number (+1 555..., national)")
     op.add_argument("--history", action="store_true",
                     help="every opt keyword received (who, when, keyword, VMN)")
     op.add_argument("--since", type=parse_since, metavar="T",
@@ -124,13 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.configure(cfg.gateway.log_level.value)
         return asyncio.run(worker.run(cfg, args.fd))
     if getattr(args, "msisdn", None) is not None:
-        from gateway.msisdn import InvalidNumber, canonical
+        from gateway.msisdn import canonical_or_raw
 
-        try:  # stored numbers are canonical (gateway.msisdn): so is the filter
-            args.msisdn = canonical(args.msisdn, cfg.gateway.country_code)
-        except InvalidNumber as exc:
-            print(f"error: --msisdn: {exc}", file=sys.stderr)
-            return 2
+        # Spelled as the intake stores it: canonical, or as is (a short code, a name).
+        args.msisdn = canonical_or_raw(args.msisdn, cfg.gateway.country_code)
     if args.command == "send":
         from gateway.commands import InvalidSend, validate_send
 
