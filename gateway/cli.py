@@ -18,7 +18,6 @@ from gateway.model import iso
 
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_MSISDN = re.compile(r"^\+?\d{3,20}$")
 
 
 def parse_since(value: str, now: float | None = None) -> float:
@@ -37,20 +36,6 @@ def parse_since(value: str, now: float | None = None) -> float:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
-
-
-def _msisdn(value: str) -> str:
-    if not _MSISDN.match(value):
-        raise argparse.ArgumentTypeError(f"expected a phone number of digits (got {value!r})")
-    return value.lstrip("+")
-
-
-def _vmn(value: str) -> str:
-    if not (value.isdigit() and (len(value) == 10 or 5 <= len(value) <= 6)):
-        raise argparse.ArgumentTypeError(
-            f"expected a VMN: 10 digits or a 5-6 digit short code (got {value!r})"
-        )
-    return value
 
 
 def _limit(value: str) -> int:
@@ -74,12 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     aw.add_argument("--fd", type=int, required=True, help=argparse.SUPPRESS)
     with_config("check", "validate the configuration and print a summary")
     s = with_config("send", "queue an MT (sent by the running daemon)")
-    s.add_argument("--from", dest="sender", required=True, type=_vmn, metavar="VMN")
-    s.add_argument("--to", dest="to", required=True, type=_msisdn, metavar="MSISDN")
+    # Checked once the configuration is read (commands.validate_send): `--from` against
+    # the configured VMNs and sender IDs, `--to` read with [gateway] country_code.
+    s.add_argument("--from", dest="sender", required=True, metavar="VMN",
+                   help="a configured VMN or sender ID")
+    s.add_argument("--to", dest="to", required=True, metavar="MSISDN")
     s.add_argument("text", help="the message text")
     lg = with_config("logs", "the message log, MO and MT, newest last")
     lg.add_argument("--vmn")
-    lg.add_argument("--msisdn", type=_msisdn)
+    lg.add_argument("--msisdn", help="any spelling of the number (+1 555..., national)")
     lg.add_argument("--since", type=parse_since, metavar="T",
                     help="ISO-8601 or an age like 15m, 2h, 7d")
     lg.add_argument("--route")
@@ -92,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     op = with_config("optins", "the opt-in / opt-out database")
     op.add_argument("--vmn")
     op.add_argument("--state", choices=["in", "out"])
-    op.add_argument("--msisdn", type=_msisdn)
+    op.add_argument("--msisdn", help="any spelling of the number (+1 555..., national)")
     op.add_argument("--history", action="store_true",
                     help="every opt keyword received (who, when, keyword, VMN)")
     op.add_argument("--since", type=parse_since, metavar="T",
@@ -136,8 +124,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         log.configure(cfg.gateway.log_level.value)
         return asyncio.run(worker.run(cfg, args.fd))
+    if getattr(args, "msisdn", None) is not None:
+        from gateway.msisdn import canonical_or_raw
+
+        # Spelled as the intake stores it: canonical, or as is (a short code, a name).
+        args.msisdn = canonical_or_raw(args.msisdn, cfg.gateway.country_code)
     if args.command == "send":
-        return asyncio.run(_send(cfg, args.sender, args.to, args.text))
+        from gateway.commands import InvalidSend, validate_send
+
+        try:
+            cmd = validate_send(cfg, to=args.to, sender=args.sender, text=args.text)
+        except InvalidSend as exc:
+            field = exc.field if exc.field == "text" else f"--{exc.field}"
+            print(f"error: {field}: {exc.reason}; nothing was queued", file=sys.stderr)
+            return 2
+        return asyncio.run(_send(cfg, cmd.sender, cmd.to, cmd.text))
     if args.command == "logs":
         return asyncio.run(_logs(cfg, args))
     return asyncio.run(_tables(cfg, args))
@@ -149,14 +150,11 @@ async def _open(cfg: Config) -> Any:
 
     engine = create_engine(cfg.gateway.database,
                            synchronous=cfg.gateway.sqlite_synchronous.value)
-    await migrate(engine)
+    await migrate(engine, country_code=cfg.gateway.country_code)
     return Store(engine)
 
 
 async def _send(cfg: Config, sender: str, to: str, text: str) -> int:
-    if not text:
-        print("error: the message text is empty", file=sys.stderr)
-        return 2
     store = await _open(cfg)
     try:
         msg_id = await store.queue_mt(sender=sender, recipient=to, text=text)

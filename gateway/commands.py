@@ -5,7 +5,6 @@ which publishes an `mt_status` event."""
 from __future__ import annotations
 
 import json
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -14,12 +13,12 @@ from sqlalchemy.engine import Connection
 
 from gateway.config import Config
 from gateway.model import MtStatus
+from gateway.msisdn import InvalidNumber, canonical, shown
 from gateway.storage import mts
 from gateway.storage.jobs import Emitter
 from gateway.storage.schema import messages
 from gateway.storage.values import fit, length
 
-_MSISDN = re.compile(r"^\+?\d{3,20}$")
 MAX_TEXT = 1600
 MAX_PAYLOAD = 65536  # octets of one command; a valid one is far smaller
 MAX_ID = length(messages.c.client_ref) or 64
@@ -31,6 +30,40 @@ class Command:
     sender: str
     text: str
     client_id: str | None
+
+
+class InvalidSend(ValueError):
+    """A send refused before anything is queued: which field, and what was expected."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+def validate_send(cfg: Config, *, to: object, sender: object, text: object,
+                  client_id: str | None = None) -> Command:
+    """The one check of every MT that enters from outside (CLI `send`, MQTT `P/mt/send`,
+    the HTTP API): `from` is a configured VMN or sender ID, `to` a phone number (returned
+    in its canonical E.164 form, gateway.msisdn), `text` non-empty and at most MAX_TEXT
+    characters. Raises InvalidSend naming the field."""
+    if not isinstance(to, str) or not to:
+        raise InvalidSend("to", "missing or not a non-empty string")
+    if not isinstance(sender, str) or not sender:
+        raise InvalidSend("from", "missing or not a non-empty string")
+    if not isinstance(text, str) or not text:
+        raise InvalidSend("text", "missing or not a non-empty string")
+    try:
+        number = canonical(to, cfg.gateway.country_code)
+    except InvalidNumber as exc:
+        raise InvalidSend("to", str(exc)) from None
+    if not any(sender in (n.vmn, n.sender_id) for n in cfg.numbers):
+        raise InvalidSend("from", f"{shown(sender)} is not a configured VMN or sender ID")
+    if len(text) > MAX_TEXT:
+        raise InvalidSend("text", f"{len(text)} characters, at most {MAX_TEXT}")
+    if fit(text, None) != text:
+        raise InvalidSend("text", "holds U+0000 (NUL) or an unpaired surrogate")
+    return Command(number, sender, text, client_id)
 
 
 def parse(payload: bytes, cfg: Config) -> tuple[Command | None, str | None, dict[str, Any]]:
@@ -51,21 +84,13 @@ def parse(payload: bytes, cfg: Config) -> tuple[Command | None, str | None, dict
         return None, "id: expected a string", raw
     if client_id is not None and len(str(client_id)) > MAX_ID:
         return None, f"id: {len(str(client_id))} characters, at most {MAX_ID}", raw
-    for key in ("to", "from", "text"):
-        if not isinstance(raw.get(key), str) or not raw[key]:
-            return None, f"{key}: missing or not a non-empty string", raw
-    to, sender, text = raw["to"], raw["from"], raw["text"]
-    if not _MSISDN.match(to):
-        return None, f"to: expected a phone number of digits (got {to!r})", raw
-    known = {n.vmn: n for n in cfg.numbers} | {n.sender_id: n for n in cfg.numbers}
-    if sender not in known:
-        return None, f"from: {sender!r} is not a configured VMN or sender ID", raw
-    if len(text) > MAX_TEXT:
-        return None, f"text: {len(text)} characters, at most {MAX_TEXT}", raw
-    if fit(text, None) != text:
-        return None, "text: holds U+0000 (NUL) or an unpaired surrogate", raw
-    return Command(to.lstrip("+"), sender, text, None if client_id is None else str(client_id)),\
-        None, raw
+    try:
+        cmd = validate_send(cfg, to=raw.get("to"), sender=raw.get("from"),
+                            text=raw.get("text"),
+                            client_id=None if client_id is None else str(client_id))
+    except InvalidSend as exc:
+        return None, str(exc), raw
+    return cmd, None, raw
 
 
 def record(conn: Connection, emitter: Emitter, payload: bytes, cfg: Config, *,

@@ -42,6 +42,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, core_schema
 
+from gateway.msisdn import InvalidNumber, canonical
+
 __all__ = [
     "DEFAULT_DATABASE",
     "KEYWORD_MAX_LENGTH",
@@ -307,10 +309,14 @@ def _check_sender_id(value: str) -> str:
     )
 
 
-def _check_msisdn(value: str) -> str:
-    if not _MSISDN_RE.fullmatch(value):
-        raise ValueError(f"expected a phone number: 5-15 digits, optional + (got {_q(value)})")
-    return value
+def _check_msisdn(value: str, info: ValidationInfo) -> str:
+    """The canonical form (gateway.msisdn), national numbers read in `[gateway]
+    country_code` (handed in as validation context by `parse_config`)."""
+    country_code = (info.context or {}).get("country_code", "1")
+    try:
+        return canonical(value, country_code)
+    except InvalidNumber as exc:
+        raise ValueError(f"expected a phone number ({exc})") from None
 
 
 def _check_email(value: str) -> str:
@@ -911,8 +917,13 @@ def parse_config(data: Mapping[str, Any], *, file: str, env: Mapping[str, str]) 
         raise ConfigError(file, "source_file", "unknown key")
     resolved = _resolve_env_secrets(data, file, env)
     resolved["source_file"] = file
+    gateway = resolved.get("gateway")
+    cc = gateway.get("country_code") if isinstance(gateway, dict) else None
+    # Numbers elsewhere in the file (forward_sms) are read in this country; a bad
+    # country_code is reported on its own key, by the model.
+    context = {"country_code": cc if isinstance(cc, str) and _DIGITS_RE.fullmatch(cc) else "1"}
     try:
-        config = Config.model_validate(resolved, by_alias=True, by_name=False)
+        config = Config.model_validate(resolved, by_alias=True, by_name=False, context=context)
     except ValidationError as e:
         first = e.errors(include_url=False)[0]
         raise ConfigError(file, _format_loc(first["loc"]), _describe(first)) from None

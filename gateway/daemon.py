@@ -112,7 +112,7 @@ class Daemon:
         cfg = self.cfg
         gw = cfg.gateway
         engine = create_engine(gw.database, synchronous=gw.sqlite_synchronous.value)
-        await migrate(engine)
+        await migrate(engine, country_code=gw.country_code)
         store = self.store = Store(engine, synchronous=gw.sqlite_synchronous.value,
                                    wal_limit=gw.sqlite_wal_limit)
         store.emitter = self.context.emitter

@@ -23,18 +23,25 @@ import re
 
 import phonenumbers
 
-__all__ = ["InvalidNumber", "canonical", "canonical_or_raw"]
+__all__ = ["InvalidNumber", "canonical", "canonical_or_raw", "shown"]
 
 # What a person may type around the digits: spaces, dashes, dots, brackets, one
 # leading plus. Anything else (a newline, a letter, a non-ASCII digit) is an error.
 _ALLOWED = re.compile(r"\+?[0-9 ().\-]{1,40}")
 _FORMATTING = str.maketrans("", "", " ().-")
+_POSSIBLE = phonenumbers.ValidationResult.IS_POSSIBLE
 TON_INTERNATIONAL = 1
 TON_ALPHANUMERIC = 5
+_SHOWN = 40  # characters of a refused value quoted back in an error
 
 
 class InvalidNumber(ValueError):
     """Not a phone number; the message says why, in words an operator can act on."""
+
+
+def shown(raw: str) -> str:
+    """`raw` quoted for an error message, cut short: a refused value can be megabytes."""
+    return repr(raw) if len(raw) <= _SHOWN else f"{raw[:_SHOWN]!r}... ({len(raw)} characters)"
 
 
 @functools.lru_cache(maxsize=65536)
@@ -48,13 +55,13 @@ def canonical(raw: str, country_code: str = "1", *, ton: int | None = None) -> s
         raise InvalidNumber(f"expected a phone number as a string (got {type(raw).__name__})")
     if not _ALLOWED.fullmatch(raw):
         raise InvalidNumber(
-            f"not a phone number (got {raw!r}; only ASCII digits, an optional leading +"
+            f"not a phone number (got {shown(raw)}; only ASCII digits, an optional leading +"
             " and spaces, dashes, dots or brackets)")
     digits = raw.translate(_FORMATTING)
     international = digits.startswith("+") or ton == TON_INTERNATIONAL
     digits = digits.lstrip("+")
     if not digits:
-        raise InvalidNumber(f"not a phone number (got {raw!r}: no digits)")
+        raise InvalidNumber(f"not a phone number (got {shown(raw)}: no digits)")
     candidates: list[tuple[str, str | None]] = []
     if international:
         candidates.append(("+" + digits, None))
@@ -69,15 +76,17 @@ def canonical(raw: str, country_code: str = "1", *, ton: int | None = None) -> s
             number = phonenumbers.parse(text, region)
         except phonenumbers.NumberParseException:
             continue
-        if phonenumbers.is_possible_number(number):
+        # IS_POSSIBLE only: a "local only" number (7 digits in country 1) has no E.164 form.
+        if phonenumbers.is_possible_number_with_reason(number) == _POSSIBLE:
             return f"{number.country_code}{number.national_number}" if not (
                 number.italian_leading_zero) else phonenumbers.format_number(
                     number, phonenumbers.PhoneNumberFormat.E164).lstrip("+")
     raise InvalidNumber(
-        f"not a possible phone number (got {raw!r}; national numbers are read in country"
+        f"not a possible phone number (got {shown(raw)}; national numbers are read in country"
         f" code {country_code}, international ones need their country code)")
 
 
+@functools.lru_cache(maxsize=65536)
 def canonical_or_raw(raw: str, country_code: str = "1", *, ton: int | None = None) -> str:
     """For addresses a person sent from (MO intake): the canonical form when `raw` is a
     phone number, else `raw` unchanged (an alphanumeric sender ID, a short code, an

@@ -44,6 +44,7 @@ from gateway.mo import (
     split_part,
 )
 from gateway.model import MoStatus, new_id
+from gateway.msisdn import canonical_or_raw
 from gateway.reassembly import Group, Reassembler
 from gateway.redelivery import Fate, Suspects
 from gateway.routing.router import Decision, Route, Router
@@ -129,6 +130,7 @@ class Intake:
         self.inline: Callable[[Connection, list[MessageRow]], Any] | None = None
         self.router: Router | None = None
         self.reject_unrouted = False
+        self.country_code = "1"  # [gateway] country_code, from set_router
         self._active: frozenset[int] = frozenset()
         self.events_enabled = False
         self.stats = {"mo": 0, "parts": 0, "receipts": 0, "duplicates": 0, "commits": 0,
@@ -186,6 +188,7 @@ class Intake:
         self._active = frozenset(active)
         self.events_enabled = events
         self.reject_unrouted = router.config.gateway.unrouted is Unrouted.REJECT
+        self.country_code = router.config.gateway.country_code
         self.router = router
 
     def route(self, destination: str, text: str, at: float) -> Decision:
@@ -236,14 +239,16 @@ class Intake:
                     self._wake.set()
                     return
         batch.acks.append((link, pdu.command_id, pdu.sequence_number, None, now, key))
+        # One spelling per person (opt-out state is keyed by it); lru_cached.
+        source = canonical_or_raw(pdu.source_addr, self.country_code, ton=pdu.source_addr_ton)
         part, body = split_part(pdu, smsc)
         dc = pdu.data_coding
         if part is None:
             text = decode_text(body, dc)
             d = self.route(pdu.destination_addr, text, now)
             batch.messages.append((
-                new_id(), "mo", smsc, d.vmn or pdu.destination_addr, pdu.source_addr,
-                pdu.source_addr, pdu.destination_addr, text, dc, 1,
+                new_id(), "mo", smsc, d.vmn or pdu.destination_addr, source,
+                source, pdu.destination_addr, text, dc, 1,
                 MoStatus.RECEIVED.value, now, now, raw, key, d.keyword, d.route.value,
                 self._fanout_flag(d),
             ))
@@ -256,7 +261,7 @@ class Intake:
             if new:
                 batch.part_adds.append((ckey, part.seq))
             if group is not None:
-                self._close_group(batch, group, MoStatus.RECEIVED, raw, now)
+                self._close_group(batch, group, MoStatus.RECEIVED, raw, now, source=source)
             elif new:
                 self._evict(now)
         self._wake.set()
@@ -268,8 +273,12 @@ class Intake:
             self._close_group(self._batch, g, MoStatus.INCOMPLETE, None, now, reason="cap")
 
     def _close_group(self, batch: Batch, group: Group, status: MoStatus, raw: bytes | None,
-                     now: float, *, reason: str = "timeout") -> None:
-        smsc, source, dest = group.key.smsc, group.key.source, group.key.destination
+                     now: float, *, reason: str = "timeout", source: str | None = None) -> None:
+        """`source`: the sender's canonical number when the closing PDU gave it (with its
+        type of number); else it is read from the group's key, without one."""
+        smsc, dest = group.key.smsc, group.key.destination
+        if source is None:
+            source = canonical_or_raw(group.key.source, self.country_code)
         text = join_parts(group.bodies(), group.data_coding)
         if status is MoStatus.INCOMPLETE:
             log.warning("intake.incomplete_mo", smsc=smsc, source=source, destination=dest,

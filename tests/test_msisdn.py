@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway.commands import MAX_TEXT, Command, InvalidSend, parse, validate_send
+from gateway.config import Config, ConfigError, parse_config
 from gateway.msisdn import InvalidNumber, canonical, canonical_or_raw
 
 SAME = [
@@ -67,3 +71,87 @@ def test_any_text_is_canonical_or_refused(raw: str) -> None:
     assert out.isascii() and out.isdigit() and 3 <= len(out) <= 17
     assert canonical(out, ton=1) == out  # idempotent
     assert canonical("+" + out) == out
+
+
+def test_local_only_numbers_have_no_e164_form() -> None:
+    # 7 digits are "possible" in country 1 only as a local number: no country, no route.
+    with pytest.raises(InvalidNumber):
+        canonical("5551234", "1")
+
+
+def test_error_quotes_a_huge_value_briefly() -> None:
+    with pytest.raises(InvalidNumber) as err:
+        canonical("1" * 100_000 + "x")
+    assert len(str(err.value)) < 300 and "100001 characters" in str(err.value)
+
+
+# ------------------------------------------------------------------ config: forward_sms
+
+
+def _config(forward: list[str], country_code: str = "1") -> Config:
+    return parse_config({
+        "gateway": {"country_code": country_code},
+        "smsc": [{"name": "sim", "system_id": "test"}],
+        "number": [{"vmn": "5551000100", "sender_id": "ACME",
+                    "default": {"forward_sms": forward}}],
+    }, file="mem.toml", env={})
+
+
+def test_forward_sms_is_canonical_in_the_gateway_country() -> None:
+    cfg = _config(["+1 555 987 6543", "5559876545", "(555) 987-6546"])
+    assert cfg.numbers[0].default.forward_sms == ("15559876543", "15559876545", "15559876546")
+    uk = _config(["07700 900123", "+15559876543"], country_code="44")
+    assert uk.numbers[0].default.forward_sms == ("447700900123", "15559876543")
+
+
+@pytest.mark.parametrize("bad", ["15551234567\n", "\uff11" * 11, "ACME", "5551234"])
+def test_forward_sms_not_a_number_names_the_key(bad: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        _config(["15559876543", bad])
+    assert err.value.path == "number[0].default.forward_sms[1]"
+    assert "expected a phone number" in str(err.value)
+
+
+# ------------------------------------------------------- one validation of every send
+
+CFG = _config([])
+
+
+@pytest.mark.parametrize(("to", "sender", "text", "want"), [
+    ("+1 555 987 6543", "5551000100", "hi", Command("15559876543", "5551000100", "hi", None)),
+    ("5559876545", "ACME", "hi", Command("15559876545", "ACME", "hi", None)),
+    ("447700900123", "ACME", "x" * MAX_TEXT, Command("447700900123", "ACME", "x" * MAX_TEXT,
+                                                     None)),
+])
+def test_validate_send_returns_the_canonical_command(
+        to: str, sender: str, text: str, want: Command) -> None:
+    assert validate_send(CFG, to=to, sender=sender, text=text) == want
+
+
+@pytest.mark.parametrize(("to", "sender", "text", "field"), [
+    ("15551234567\n", "ACME", "hi", "to"),
+    ("\uff11\uff15\uff15\uff15\uff19\uff18\uff17\uff16\uff15\uff14\uff13", "ACME", "hi", "to"),
+    ("\u0661\u0665\u0665\u0665\u0669\u0668\u0667\u0666\u0665\u0664\u0663", "ACME", "hi", "to"),
+    ("", "ACME", "hi", "to"),
+    (15559876543, "ACME", "hi", "to"),
+    ("15559876543", "9999999999", "hi", "from"),
+    ("15559876543", "acme", "hi", "from"),
+    ("15559876543", None, "hi", "from"),
+    ("15559876543", "ACME", "", "text"),
+    ("15559876543", "ACME", "x" * (MAX_TEXT + 1), "text"),
+    ("15559876543", "ACME", ["hi"], "text"),
+])
+def test_validate_send_refuses(to: object, sender: object, text: object, field: str) -> None:
+    with pytest.raises(InvalidSend) as err:
+        validate_send(CFG, to=to, sender=sender, text=text)
+    assert err.value.field == field and str(err.value).startswith(f"{field}: ")
+
+
+def test_mqtt_parse_uses_the_same_validation() -> None:
+    cmd, error, _ = parse(json.dumps({"to": "+1 (555) 987-6543", "from": "ACME",
+                                      "text": "hi", "id": 7}).encode(), CFG)
+    assert error is None and cmd == Command("15559876543", "ACME", "hi", "7")
+    cmd, error, raw = parse(json.dumps({"to": "15551234567\n", "from": "ACME",
+                                        "text": "hi"}).encode(), CFG)
+    assert cmd is None and error is not None and error.startswith("to: not a phone number")
+    assert raw["to"] == "15551234567\n"

@@ -156,23 +156,26 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(sqlite_begin="DEFERRED")
 
 
-def _alembic_config(conn: Connection) -> AlembicConfig:
+def _alembic_config(conn: Connection, country_code: str = "1") -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = conn
+    # Migrations that rewrite phone numbers read national ones in this country (0005).
+    cfg.attributes["country_code"] = country_code
     return cfg
 
 
-def _upgrade(conn: Connection) -> None:
+def _upgrade(conn: Connection, country_code: str = "1") -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
-    command.upgrade(_alembic_config(conn), "head")
+    command.upgrade(_alembic_config(conn, country_code), "head")
 
 
-async def migrate(engine: AsyncEngine) -> None:
-    """Apply every pending migration (idempotent; safe with several instances)."""
+async def migrate(engine: AsyncEngine, *, country_code: str = "1") -> None:
+    """Apply every pending migration (idempotent; safe with several instances);
+    `country_code` is `[gateway] country_code`."""
     async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
+        await conn.run_sync(_upgrade, country_code)
 
 
 def upsert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:

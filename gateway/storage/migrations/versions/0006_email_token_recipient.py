@@ -5,14 +5,14 @@ Tokens made before this revision have no recipient: with ``accept_from =
 "recipients"`` (the default) they are refused, as nobody can tell who got them.
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
