@@ -18,6 +18,7 @@ from gateway import commands, sdnotify
 from gateway.actions.base import Action
 from gateway.actions.webhook import WebhookAction
 from gateway.config import Config, ConfigError, load_config, split_host_port
+from gateway.email_replies import ReplyRefused
 from gateway.fanout import Context, Fanout, Stats, expand_inline, mo_rows
 from gateway.log import describe_error
 from gateway.mt import MtSender
@@ -274,9 +275,16 @@ class Daemon:
 
     async def _reply(self, store: Store, mt: MtSender, target: Any, text: str) -> None:
         number = self.cfg.number(target.vmn)
-        sender = number.sender_id if number is not None else target.vmn
-        await store.transaction(mts.insert_mt, store.emitter, sender=sender,
-                                recipient=target.msisdn, text=text, now=time.time(),
+        if number is None:
+            raise ReplyRefused(f"the number {target.vmn} no longer takes replies")
+        # The same check as every other send that enters from outside.
+        try:
+            cmd = commands.validate_send(self.cfg, to=target.msisdn, sender=number.sender_id,
+                                         text=text)
+        except commands.InvalidSend as exc:
+            raise ReplyRefused(f"the reply cannot be sent as SMS: {exc}") from None
+        await store.transaction(mts.insert_mt, store.emitter, sender=cmd.sender,
+                                recipient=cmd.to, text=cmd.text, now=time.time(),
                                 in_reply_to=target.mo_id)
         mt.wake()
         store.on_jobs()

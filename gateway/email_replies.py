@@ -86,6 +86,11 @@ STOP_GRACE: Final = 5.0  # seconds stop() waits for replies being queued
 _TOKEN_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _AUTOMATIC_PRECEDENCE: Final = frozenset({"auto_reply", "bulk", "junk", "list"})
 
+class ReplyRefused(Exception):
+    """Raised by ``on_reply`` for a reply that must never be sent (550, not retried):
+    e.g. its VMN is no longer configured, so it has no sender (issue 9 point 17)."""
+
+
 REFUSED_UNKNOWN: Final = "550 5.1.1 unknown or expired reply address"
 REFUSED_SENDER: Final = (
     "550 5.7.1 this reply address takes replies only from the address the message"
@@ -314,6 +319,10 @@ class _Handler:
         for target in targets.values():
             try:
                 await owner.deliver(target, text, mail_from)
+            except ReplyRefused as exc:
+                log.warning("email_reply.refused", reason=str(exc), vmn=target.vmn,
+                            mo_id=target.mo_id, mail_from=mail_from)
+                return f"550 5.7.1 {exc}"
             except Exception:  # logged by deliver()
                 return TRY_LATER
             log.info(
@@ -433,7 +442,7 @@ class EmailReplyServer:
         def done(task: asyncio.Future[None]) -> None:
             self._inflight.discard(task)
             exc = None if task.cancelled() else task.exception()
-            if exc is not None:
+            if exc is not None and not isinstance(exc, ReplyRefused):
                 log.warning(
                     "email_reply.queue_failed",
                     vmn=target.vmn,

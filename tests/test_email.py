@@ -1024,3 +1024,23 @@ async def test_reply_sender_must_be_the_recipient(
     await send_reply(server, reply_mail("Yes", to=f"reply+legacy@{DOMAIN}"),
                      sender="mallory@example.com")
     assert replies.calls == [(legacy, "Yes", "mallory@example.com")]
+
+
+async def test_reply_that_cannot_be_sent_is_refused_not_retried(
+    listener: tuple[EmailReplyServer, DictTokens, Replies], logs: LogRecorder
+) -> None:
+    """A reply whose VMN is no longer configured has no sender (issue 9 point 17): the
+    daemon's on_reply raises ReplyRefused, which is a 550 (not a 451 retried for days)."""
+    from gateway.email_replies import ReplyRefused
+
+    server, _tokens, replies = listener
+
+    async def refuse(target: ReplyTarget, text: str, from_address: str) -> None:
+        raise ReplyRefused("the number 5551000100 no longer takes replies")
+
+    server._on_reply = refuse
+    with pytest.raises(aiosmtplib.SMTPDataError) as info:
+        await send_reply(server, reply_mail("Yes"))
+    assert info.value.code == 550 and "no longer takes replies" in info.value.message
+    assert [e["reason"] for e in logs.named("email_reply.refused")] == [
+        "the number 5551000100 no longer takes replies"]
