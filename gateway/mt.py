@@ -85,12 +85,14 @@ class MtSender:
 
     def __init__(self, store: Store, sessions: Sequence[SmppSession], *,
                  poll_interval: float = 0.5, max_attempts: int = 10,
-                 concurrency: int = 32, lease: float = LEASE) -> None:
+                 concurrency: int = 32, lease: float | None = None) -> None:
         self.store = store
         self.sessions = list(sessions)
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
-        self.lease = lease
+        # Renewed before every submit_sm: longer than a throttle pause (at most 30 s)
+        # plus a response timeout, so only a stalled or dead sender loses it.
+        self.lease = LEASE if lease is None else lease
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
