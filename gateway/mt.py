@@ -2,10 +2,11 @@
 bound session, and record the SMSC's message ids (durable queue with retries).
 
 One sender per MT. A claim leases an MT under a token. Immediately before every
-submit_sm (each part, each retry after a throttle) `Store.mt_guard` checks that the
-lease is still this claim's, renews it, and checks that the recipient has not opted out
-meanwhile (then the MT is `blocked` and nothing is written to the SMSC). Every status
-write checks the token too: a sender whose MT was claimed again writes nothing and stops.
+submit_sm (each part, each retry after a throttle) a guard checks that the claim still
+holds the MT and that the recipient has not opted out meanwhile (then the MT is
+`blocked` and nothing is written to the SMSC); past half its lease, the lease is renewed
+in the same step. Every status write checks the token too: a sender whose MT was
+claimed again writes nothing and stops.
 
 Every way a send can end is recorded: `submitted`, `failed` (refused by the SMSC, or a
 text or PDU that cannot be encoded), `blocked`, or queued again with a limit of
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -68,6 +70,7 @@ class _Attempt:
     """One sender's hold on one MT."""
 
     mt: QueuedMt
+    lease_until: float  # (UNIX time, a lower bound) nobody else can claim it before
     ids: list[str] = field(default_factory=list)  # message ids of the accepted parts
     unanswered: bool = False  # a submit_sm is (maybe) written, its answer not read yet
     scope: asyncio.Timeout | None = None  # ends the waits at the shutdown deadline
@@ -101,6 +104,9 @@ class MtSender:
         self._deadline: float | None = None  # loop time: stop waiting for answers
         self._inflight: set[asyncio.Task[None]] = set()
         self._attempts: set[_Attempt] = set()
+        # Guards waiting for the next check (see `_guard_loop`).
+        self._guards: list[tuple[_Attempt, asyncio.Future[Verdict]]] = []
+        self._guards_ready = asyncio.Event()
 
     def wake(self) -> None:
         self._wake.set()
@@ -125,11 +131,13 @@ class MtSender:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
+            guards = tg.create_task(self._guard_loop(), name="mt-guard")
             while not self._stopping:
                 if not any(s.is_bound for s in self.sessions):
                     await self._any_bound()
                     continue
                 free = self._concurrency - len(self._inflight)
+                claimed_at = time.time()
                 try:
                     claimed = (await self.store.claim_mts(free, self.lease, self.max_attempts)
                                if free > 0 else None)
@@ -144,7 +152,8 @@ class MtSender:
                               error="claimed max_attempts times, never finished")
                 for mt in batch:
                     await self._slots.acquire()
-                    task = tg.create_task(self._send(mt), name=f"mt:{mt.id}")
+                    task = tg.create_task(self._send(_Attempt(mt, claimed_at + self.lease)),
+                                          name=f"mt:{mt.id}")
                     self._inflight.add(task)
                     task.add_done_callback(self._inflight.discard)
                 if claimed is not None and (len(batch) + len(claimed.blocked)
@@ -153,6 +162,43 @@ class MtSender:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            while self._inflight:  # they may still need a guard
+                await asyncio.wait(set(self._inflight))
+            guards.cancel()
+
+    async def _guard_loop(self) -> None:
+        """Checks the guards of every submit_sm about to be written at the same moment
+        together: under load, a window's worth for the cost of one. A read decides
+        most (the claim still holds, opted in, over half of the lease left); a write
+        transaction renews the lease of the others and records `blocked`."""
+        while True:
+            await self._guards_ready.wait()
+            self._guards_ready.clear()
+            batch, self._guards = self._guards, []
+            if not batch:
+                continue
+            try:
+                verdicts = await self.store.mt_check([a.mt for a, _ in batch])
+                now = time.time()
+                again = [i for i, (a, _) in enumerate(batch)
+                         if verdicts[i] is Verdict.BLOCKED or (
+                             verdicts[i] is Verdict.SEND
+                             and a.lease_until - now < self.lease / 2)]
+                if again:
+                    renewed = await self.store.mt_guard([batch[i][0].mt for i in again],
+                                                        self.lease)
+                    for i, verdict in zip(again, renewed, strict=True):
+                        verdicts[i] = verdict
+                        if verdict is Verdict.SEND:
+                            batch[i][0].lease_until = now + self.lease
+            except Exception as exc:  # each sender handles it as its own error
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                continue
+            for (_, fut), verdict in zip(batch, verdicts, strict=True):
+                if not fut.done():  # (cancelled: its sender hit the shutdown deadline)
+                    fut.set_result(verdict)
 
     async def stop(self, timeout: float) -> None:
         """Stop claiming. MTs not submitted yet are given back; the answers of submit_sm
@@ -172,8 +218,8 @@ class MtSender:
                     task.cancel()
                 log.warning("mt.shutdown_cut_off", inflight=len(pending))
 
-    async def _send(self, mt: QueuedMt) -> None:
-        attempt = _Attempt(mt)
+    async def _send(self, attempt: _Attempt) -> None:
+        mt = attempt.mt
         self._attempts.add(attempt)
         try:
             await self._attempt(attempt)
@@ -265,7 +311,10 @@ class MtSender:
         a.unanswered = False  # the previous write of this part was answered (throttled)
         if self._stopping and not a.ids:
             raise _GiveBack
-        verdict = await self.store.mt_guard(a.mt, self.lease)
+        fut: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+        self._guards.append((a, fut))
+        self._guards_ready.set()
+        verdict = await fut
         if verdict is Verdict.LOST:
             raise _LeaseLost("before submit_sm")
         if verdict is Verdict.BLOCKED:

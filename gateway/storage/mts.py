@@ -144,24 +144,56 @@ class Verdict(Enum):
     LOST = "lost"  # the lease is gone (claimed again, or already final): do nothing
 
 
-def guard(conn: Connection, emitter: Emitter, mt: QueuedMt, lease: float,
-          now: float) -> Verdict:
-    """Run immediately before every submit_sm of `mt` (every part, every retry after a
-    throttle): the lease is still ours (and is renewed for `lease` seconds, so a long
-    throttle does not lose it), and the recipient has not opted out meanwhile.
+def guard(conn: Connection, emitter: Emitter, items: Sequence[QueuedMt], lease: float,
+          now: float) -> list[Verdict]:
+    """Run immediately before every submit_sm (every part, every retry after a
+    throttle), for all the MTs about to be submitted at that moment: each one's lease
+    is still its sender's (and is renewed for `lease` seconds, so a throttle pause does
+    not lose it), and its recipient has not opted out meanwhile. One verdict per item.
 
-    Driver-level SQL, one row by primary key: this runs once per PDU."""
-    p = placeholders(conn, 4).split(", ")
-    renewed = conn.exec_driver_sql(
+    Driver-level SQL: one UPDATE for the batch (matched on id and token, so two
+    senders of one MT, old and new, are told apart) and one opt lookup."""
+    n = len(items)
+    p = placeholders(conn, 2 + 2 * n).split(", ")
+    held = " OR ".join(f"(id = {p[2 + 2 * i]} AND lease_token = {p[3 + 2 * i]})"
+                       for i in range(n))
+    args: list[object] = [now + lease, SENDING]
+    for m in items:
+        args += [m.id, m.token]
+    renewed = {(i, t) for i, t in conn.exec_driver_sql(
         f"UPDATE messages SET next_attempt_at = {p[0]} "
-        f"WHERE id = {p[1]} AND lease_token = {p[2]} AND status = {p[3]}",
-        (now + lease, mt.id, mt.token, SENDING))
-    if renewed.rowcount != 1:
-        return Verdict.LOST
-    if not mt.exempt and opted_out_many(conn, [(mt.sender, mt.recipient)]):
-        final(conn, emitter, mt.id, MtStatus.BLOCKED, error=BLOCKED_ERROR, now=now)
-        return Verdict.BLOCKED
-    return Verdict.SEND
+        f"WHERE status = {p[1]} AND ({held}) RETURNING id, lease_token", tuple(args))}
+    checked = [(m.sender, m.recipient) for m in items
+               if not m.exempt and (m.id, m.token) in renewed]
+    out = opted_out_many(conn, checked) if checked else set()
+    verdicts: list[Verdict] = []
+    for m in items:
+        if (m.id, m.token) not in renewed:
+            verdicts.append(Verdict.LOST)
+        elif not m.exempt and (m.sender, m.recipient) in out:
+            final(conn, emitter, m.id, MtStatus.BLOCKED, error=BLOCKED_ERROR, now=now,
+                  token=m.token)
+            verdicts.append(Verdict.BLOCKED)
+        else:
+            verdicts.append(Verdict.SEND)
+    return verdicts
+
+
+def check(conn: Connection, items: Sequence[QueuedMt]) -> list[Verdict]:
+    """The read-only half of `guard`, for a reader connection (no write lock, no
+    commit): LOST if an item's claim no longer holds it, BLOCKED if its recipient opted
+    out (not recorded: `guard` does that), else SEND. While its lease has long enough to
+    run, SEND is enough to write the submit_sm: nobody else can claim it meanwhile."""
+    p = placeholders(conn, 1 + len(items)).split(", ")
+    held = {(i, t) for i, t in conn.exec_driver_sql(
+        f"SELECT id, lease_token FROM messages WHERE status = {p[0]} "
+        f"AND id IN ({', '.join(p[1:])})", (SENDING, *(m.id for m in items)))}
+    checked = [(m.sender, m.recipient) for m in items
+               if not m.exempt and (m.id, m.token) in held]
+    out = opted_out_many(conn, checked) if checked else set()
+    return [Verdict.LOST if (m.id, m.token) not in held
+            else Verdict.BLOCKED if not m.exempt and (m.sender, m.recipient) in out
+            else Verdict.SEND for m in items]
 
 
 def _held(msg_id: str, token: str | None) -> ColumnElement[bool]:

@@ -253,13 +253,19 @@ class Store:
             self.on_jobs()  # their mt_status events
         return claimed
 
-    async def mt_guard(self, mt: mts.QueuedMt, lease: float) -> mts.Verdict:
-        """Before each submit_sm (see `mts.guard`). Not durable: a lost renewal only
-        shortens the lease, a lost `blocked` is decided again at the next claim."""
-        verdict = await self.relaxed(mts.guard, self.emitter, mt, lease, time.time())
-        if verdict is mts.Verdict.BLOCKED:
+    async def mt_guard(self, items: Sequence[mts.QueuedMt],
+                       lease: float) -> list[mts.Verdict]:
+        """Before submit_sm (see `mts.guard`). Not durable: a lost renewal only
+        shortens a lease, a lost `blocked` is decided again at the next claim."""
+        verdicts = await self.relaxed(mts.guard, self.emitter, items, lease, time.time())
+        if mts.Verdict.BLOCKED in verdicts:
             self.on_jobs()
-        return verdict
+        return verdicts
+
+    async def mt_check(self, items: Sequence[mts.QueuedMt]) -> list[mts.Verdict]:
+        """`mts.check` on a reader connection."""
+        async with self.reader.connect() as conn:
+            return await conn.run_sync(mts.check, items)
 
     async def mt_submitted(self, msg_id: str, *, smsc: str, data_coding: int,
                            segment_ids: Sequence[str | None], token: str | None = None,
