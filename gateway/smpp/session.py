@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import structlog
@@ -379,16 +379,23 @@ class SmppSession:
         await asyncio.wait({link.closed}, timeout=max(0.1, end - time.monotonic()))
 
     # -- MT ---------------------------------------------------------------------------
-    async def submit(self, make: Callable[[int], SubmitSm]) -> SubmitSmResp:
-        """Send one submit_sm; retry while the SMSC throttles. Raises SubmitError."""
+    async def submit(self, make: Callable[[int], SubmitSm], *,
+                     before: Callable[[], Awaitable[None]] | None = None) -> SubmitSmResp:
+        """Send one submit_sm; retry while the SMSC throttles. Raises SubmitError.
+
+        `before()` is awaited immediately before every write of the PDU (the first and
+        each retry after a throttle, however long the pauses were); whatever it raises
+        aborts the submit unsent."""
         async with self._window:
             self.outstanding += 1
             try:
-                return await self._submit_in_window(make)
+                return await self._submit_in_window(make, before)
             finally:
                 self.outstanding -= 1
 
-    async def _submit_in_window(self, make: Callable[[int], SubmitSm]) -> SubmitSmResp:
+    async def _submit_in_window(self, make: Callable[[int], SubmitSm],
+                                before: Callable[[], Awaitable[None]] | None,
+                                ) -> SubmitSmResp:
         cfg = self.cfg
         while True:
             pause = self._paused_until - time.monotonic()
@@ -397,6 +404,8 @@ class SmppSession:
             wait = self._bucket.delay()
             if wait > 0:
                 await asyncio.sleep(wait)
+            if before is not None:
+                await before()
             link = self.link
             if link is None or not self.is_bound:
                 raise LinkClosed(f"{self.name} not bound")

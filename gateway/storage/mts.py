@@ -5,10 +5,12 @@ inside `Store.transaction`."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import Enum
 
-from sqlalchemy import and_, select, text, update
+from sqlalchemy import ColumnElement, and_, case, select, text, update
 from sqlalchemy.engine import Connection
 
 from gateway.events import mt_status_event
@@ -36,6 +38,7 @@ class QueuedMt:
     smsc: str | None
     attempts: int
     exempt: bool
+    token: str = ""  # the lease: every write of the sender that claimed it checks it
 
 
 def announce(conn: Connection, emitter: Emitter, msg_id: str, status: str, now: float,
@@ -83,19 +86,26 @@ def insert_mt(conn: Connection, emitter: Emitter, *, sender: str, recipient: str
 
 
 BLOCKED_ERROR = "recipient opted out"
+SENDING = MtStatus.SENDING.value
 
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
     send: list[QueuedMt]  # leased to the caller: submit them
     blocked: list[QueuedMt]  # to opted-out numbers: recorded `blocked` already
+    # out of attempts (their senders kept dying or losing them): recorded `failed`
+    failed: list[QueuedMt] = field(default_factory=list)
 
 
 def claim(conn: Connection, emitter: Emitter, limit: int, lease: float,
-          now: float) -> Claimed:
+          now: float, max_attempts: int | None = None) -> Claimed:
     """Lease up to `limit` due MTs. The opt-out check of the whole batch is one query in
     the same transaction (no round trip per MT): an MT to a number opted out of its
-    sender is `blocked` here, unless it is exempt (STOP confirmation, HELP reply)."""
+    sender is `blocked` here, unless it is exempt (STOP confirmation, HELP reply).
+
+    Each claim gets a new lease token (`QueuedMt.token`): the writes below that take one
+    only apply while the MT is still `sending` under that token. An MT claimed
+    `max_attempts` times already (its senders kept dying or losing it) is `failed`."""
     # The literal terms match the partial index's WHERE, so SQLite can use it.
     due = and_(QUEUED_MTS, messages.c.next_attempt_at <= now)
     q = (select(messages.c.id, messages.c.sender, messages.c.recipient, messages.c.text,
@@ -103,20 +113,95 @@ def claim(conn: Connection, emitter: Emitter, limit: int, lease: float,
          .where(due).order_by(messages.c.next_attempt_at).limit(limit))
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
-    rows = [QueuedMt(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in conn.execute(q)]
+    token = secrets.token_hex(8)
+    rows = [QueuedMt(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), token)
+            for r in conn.execute(q)]
     if not rows:
         return Claimed([], [])
+    spent = [r for r in rows if max_attempts is not None and r.attempts >= max_attempts]
+    rows = [r for r in rows if max_attempts is None or r.attempts < max_attempts]
     checked = [(r.sender, r.recipient) for r in rows if not r.exempt]
     out = opted_out_many(conn, checked) if checked else set()
     blocked = [r for r in rows if not r.exempt and (r.sender, r.recipient) in out]
     send = [r for r in rows if r.exempt or (r.sender, r.recipient) not in out]
     if send:
         conn.execute(update(messages).where(messages.c.id.in_([r.id for r in send]))
-                     .values(status=MtStatus.SENDING.value, next_attempt_at=now + lease,
-                             attempts=messages.c.attempts + 1))
+                     .values(status=SENDING, next_attempt_at=now + lease,
+                             attempts=messages.c.attempts + 1, lease_token=token))
     for r in blocked:
         final(conn, emitter, r.id, MtStatus.BLOCKED, error=BLOCKED_ERROR, now=now)
-    return Claimed(send, blocked)
+    for r in spent:
+        final(conn, emitter, r.id, MtStatus.FAILED, now=now,
+              error=f"gave up after {r.attempts} attempts: no sender finished it")
+    return Claimed(send, blocked, spent)
+
+
+class Verdict(Enum):
+    """What `guard` decided for one submit_sm about to be written."""
+
+    SEND = "send"
+    BLOCKED = "blocked"  # the recipient opted out: recorded `blocked`, with its event
+    LOST = "lost"  # the lease is gone (claimed again, or already final): do nothing
+
+
+def guard(conn: Connection, emitter: Emitter, items: Sequence[QueuedMt], lease: float,
+          now: float) -> list[Verdict]:
+    """Run immediately before every submit_sm (every part, every retry after a
+    throttle), for all the MTs about to be submitted at that moment: each one's lease
+    is still its sender's (and is renewed for `lease` seconds, so a throttle pause does
+    not lose it), and its recipient has not opted out meanwhile. One verdict per item.
+
+    Driver-level SQL: one UPDATE for the batch (matched on id and token, so two
+    senders of one MT, old and new, are told apart) and one opt lookup."""
+    n = len(items)
+    p = placeholders(conn, 2 + 2 * n).split(", ")
+    held = " OR ".join(f"(id = {p[2 + 2 * i]} AND lease_token = {p[3 + 2 * i]})"
+                       for i in range(n))
+    args: list[object] = [now + lease, SENDING]
+    for m in items:
+        args += [m.id, m.token]
+    renewed = {(i, t) for i, t in conn.exec_driver_sql(
+        f"UPDATE messages SET next_attempt_at = {p[0]} "
+        f"WHERE status = {p[1]} AND ({held}) RETURNING id, lease_token", tuple(args))}
+    checked = [(m.sender, m.recipient) for m in items
+               if not m.exempt and (m.id, m.token) in renewed]
+    out = opted_out_many(conn, checked) if checked else set()
+    verdicts: list[Verdict] = []
+    for m in items:
+        if (m.id, m.token) not in renewed:
+            verdicts.append(Verdict.LOST)
+        elif not m.exempt and (m.sender, m.recipient) in out:
+            final(conn, emitter, m.id, MtStatus.BLOCKED, error=BLOCKED_ERROR, now=now,
+                  token=m.token)
+            verdicts.append(Verdict.BLOCKED)
+        else:
+            verdicts.append(Verdict.SEND)
+    return verdicts
+
+
+def check(conn: Connection, items: Sequence[QueuedMt]) -> list[Verdict]:
+    """The read-only half of `guard`, for a reader connection (no write lock, no
+    commit): LOST if an item's claim no longer holds it, BLOCKED if its recipient opted
+    out (not recorded: `guard` does that), else SEND. While its lease has long enough to
+    run, SEND is enough to write the submit_sm: nobody else can claim it meanwhile."""
+    p = placeholders(conn, 1 + len(items)).split(", ")
+    held = {(i, t) for i, t in conn.exec_driver_sql(
+        f"SELECT id, lease_token FROM messages WHERE status = {p[0]} "
+        f"AND id IN ({', '.join(p[1:])})", (SENDING, *(m.id for m in items)))}
+    checked = [(m.sender, m.recipient) for m in items
+               if not m.exempt and (m.id, m.token) in held]
+    out = opted_out_many(conn, checked) if checked else set()
+    return [Verdict.LOST if (m.id, m.token) not in held
+            else Verdict.BLOCKED if not m.exempt and (m.sender, m.recipient) in out
+            else Verdict.SEND for m in items]
+
+
+def _held(msg_id: str, token: str | None) -> ColumnElement[bool]:
+    """The row of `msg_id`, only while the claim `token` holds it (None: any state)."""
+    if token is None:
+        return messages.c.id == msg_id
+    return and_(messages.c.id == msg_id, messages.c.lease_token == token,
+                messages.c.status == SENDING)
 
 
 def opted_out_many(conn: Connection,
@@ -146,41 +231,63 @@ def opted_out(conn: Connection, sender: str, recipient: str) -> bool:
 
 
 def submitted(conn: Connection, emitter: Emitter, msg_id: str, *, smsc: str,
-              data_coding: int, segment_ids: Sequence[str], now: float) -> None:
+              data_coding: int, segment_ids: Sequence[str | None], now: float,
+              token: str | None = None, unconfirmed: str | None = None) -> bool:
+    """The SMSC took every part (`segment_ids`). `unconfirmed`: some submit_sm got no
+    answer (None in `segment_ids`), recorded as submitted anyway so that it is never sent
+    twice; the text says why. False (nothing written) when the lease `token` was lost."""
     total = len(segment_ids)
-    conn.execute(update(messages).where(messages.c.id == msg_id).values(
+    res = conn.execute(update(messages).where(_held(msg_id, token)).values(
         status=MtStatus.SUBMITTED.value, smsc=smsc, data_coding=data_coding, segments=total,
-        updated_at=now, error=None))
+        updated_at=now, error=unconfirmed))
+    if res.rowcount != 1:
+        return False
     conn.execute(mt_segments.delete().where(mt_segments.c.message_id == msg_id))
     conn.execute(mt_segments.insert(), [
         {"message_id": msg_id, "seq": i + 1, "total": total, "smsc": smsc,
          "smsc_message_id": sid, "status": MtStatus.SUBMITTED.value, "updated_at": now}
         for i, sid in enumerate(segment_ids)
     ])
-    announce(conn, emitter, msg_id, MtStatus.SUBMITTED.value, now,
-             detail=",".join(segment_ids))
+    announce(conn, emitter, msg_id, MtStatus.SUBMITTED.value, now, error=unconfirmed,
+             detail=",".join(s or "?" for s in segment_ids))
     # A receipt may have overtaken us: apply the ones waiting for these ids.
+    known = [s for s in segment_ids if s is not None]
     late = conn.execute(
         select(receipts.c.smsc_message_id, receipts.c.state, receipts.c.error)
-        .where(receipts.c.smsc_message_id.in_(list(segment_ids)), receipts.c.matched == 0)
-        .order_by(receipts.c.id))
+        .where(receipts.c.smsc_message_id.in_(known), receipts.c.matched == 0)
+        .order_by(receipts.c.id)) if known else ()
     pending = [Receipt(i, s, e) for i, s, e in late]
     if pending:
         apply_receipts(conn, emitter, pending, now)
+    return True
 
 
-def retry(conn: Connection, msg_id: str, *, error: str, delay: float, now: float) -> None:
-    conn.execute(update(messages).where(messages.c.id == msg_id).values(
+def retry(conn: Connection, msg_id: str, *, error: str, delay: float, now: float,
+          token: str | None = None) -> bool:
+    res = conn.execute(update(messages).where(_held(msg_id, token)).values(
         status=MtStatus.QUEUED.value, error=error, next_attempt_at=now + delay,
         updated_at=now))
+    return res.rowcount == 1
+
+
+def release(conn: Connection, msg_id: str, *, token: str, delay: float, now: float) -> bool:
+    """Give a claimed MT back untried (no submit_sm was written: shutting down, no bind):
+    queued again, the claim's attempt not counted."""
+    res = conn.execute(update(messages).where(_held(msg_id, token)).values(
+        status=MtStatus.QUEUED.value, next_attempt_at=now + delay, lease_token=None,
+        attempts=case((messages.c.attempts > 0, messages.c.attempts - 1), else_=0)))
+    return res.rowcount == 1
 
 
 def final(conn: Connection, emitter: Emitter, msg_id: str, status: MtStatus, *, error: str,
-          now: float) -> None:
-    """failed or blocked."""
-    conn.execute(update(messages).where(messages.c.id == msg_id).values(
+          now: float, token: str | None = None) -> bool:
+    """failed or blocked. False (nothing written) when the lease `token` was lost."""
+    res = conn.execute(update(messages).where(_held(msg_id, token)).values(
         status=status.value, error=error, updated_at=now))
+    if res.rowcount != 1:
+        return False
     announce(conn, emitter, msg_id, status.value, now, error=error)
+    return True
 
 
 def apply_receipts(conn: Connection, emitter: Emitter, items: Sequence[Receipt],

@@ -284,36 +284,65 @@ class Store:
             now=time.time(), smsc=smsc, in_reply_to=in_reply_to, client_ref=client_ref,
             notify=notify, exempt=exempt)
 
-    async def claim_mts(self, limit: int, lease: float) -> mts.Claimed:
+    async def claim_mts(self, limit: int, lease: float,
+                        max_attempts: int | None = None) -> mts.Claimed:
         """Take up to `limit` due MTs for sending, leased for `lease` seconds (an
         instance that dies mid-send gives them back when the lease runs out); those to
-        opted-out numbers come back `blocked` instead (see `mts.claim`)."""
+        opted-out numbers come back `blocked` instead, those claimed `max_attempts`
+        times already `failed` (see `mts.claim`)."""
         now = time.time()
         async with self.reader.connect() as conn:  # cheap check without the write lock
             first = await conn.execute(select(messages.c.id).where(
                 mts.QUEUED_MTS, messages.c.next_attempt_at <= now).limit(1))
             if first.first() is None:
                 return mts.Claimed([], [])
-        claimed = await self.transaction(mts.claim, self.emitter, limit, lease, now)
-        if claimed.blocked:
+        claimed = await self.transaction(mts.claim, self.emitter, limit, lease, now,
+                                         max_attempts)
+        if claimed.blocked or claimed.failed:
             self.on_jobs()  # their mt_status events
         return claimed
 
-    async def mt_submitted(self, msg_id: str, *, smsc: str, data_coding: int,
-                           segment_ids: Sequence[str]) -> None:
-        await self.transaction(mts.submitted, self.emitter, msg_id, smsc=smsc,
-                               data_coding=data_coding, segment_ids=segment_ids,
-                               now=time.time())
-        self.on_jobs()
+    async def mt_guard(self, items: Sequence[mts.QueuedMt],
+                       lease: float) -> list[mts.Verdict]:
+        """Before submit_sm (see `mts.guard`). Not durable: a lost renewal only
+        shortens a lease, a lost `blocked` is decided again at the next claim."""
+        verdicts = await self.relaxed(mts.guard, self.emitter, items, lease, time.time())
+        if mts.Verdict.BLOCKED in verdicts:
+            self.on_jobs()
+        return verdicts
 
-    async def mt_retry(self, msg_id: str, *, error: str, delay: float) -> None:
-        await self.transaction(mts.retry, msg_id, error=error, delay=delay, now=time.time())
+    async def mt_check(self, items: Sequence[mts.QueuedMt]) -> list[mts.Verdict]:
+        """`mts.check`: on PostgreSQL on a reader connection (no commit to flush); on
+        SQLite on the writer thread, one hop (through aiosqlite every statement is one)."""
+        if self.is_sqlite:
+            return await self.relaxed(mts.check, items)
+        async with self.reader.connect() as conn:
+            return await conn.run_sync(mts.check, items)
+
+    async def mt_submitted(self, msg_id: str, *, smsc: str, data_coding: int,
+                           segment_ids: Sequence[str | None], token: str | None = None,
+                           unconfirmed: str | None = None) -> bool:
+        done = await self.transaction(mts.submitted, self.emitter, msg_id, smsc=smsc,
+                                      data_coding=data_coding, segment_ids=segment_ids,
+                                      now=time.time(), token=token, unconfirmed=unconfirmed)
+        self.on_jobs()
+        return done
+
+    async def mt_retry(self, msg_id: str, *, error: str, delay: float,
+                       token: str | None = None) -> bool:
+        return await self.transaction(mts.retry, msg_id, error=error, delay=delay,
+                                      now=time.time(), token=token)
+
+    async def mt_release(self, msg_id: str, *, token: str, delay: float) -> bool:
+        return await self.transaction(mts.release, msg_id, token=token, delay=delay,
+                                      now=time.time())
 
     async def mt_failed(self, msg_id: str, *, error: str,
-                        status: MtStatus = MtStatus.FAILED) -> None:
-        await self.transaction(mts.final, self.emitter, msg_id, status, error=error,
-                               now=time.time())
+                        status: MtStatus = MtStatus.FAILED, token: str | None = None) -> bool:
+        done = await self.transaction(mts.final, self.emitter, msg_id, status, error=error,
+                                      now=time.time(), token=token)
         self.on_jobs()
+        return done
 
     # -- reading ----------------------------------------------------------------------
     async def list_messages(

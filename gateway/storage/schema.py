@@ -49,6 +49,9 @@ messages = Table(
     Column("fanout", Integer, nullable=False, default=0),
     Column("notify", Text),  # MT: webhook target that hears its mt_status events
     Column("exempt", Integer, nullable=False, default=0),  # MT: sent even if opted out
+    # MT: the claim that may send it now; every status write of a sender checks it, so
+    # a sender whose lease was lost (the MT was claimed again) can neither submit nor write
+    Column("lease_token", String(32)),
 )
 _FANOUT = text("fanout = 1")
 Index("ix_messages_fanout", messages.c.created_at, sqlite_where=_FANOUT,
