@@ -1,7 +1,7 @@
 """End to end for issue 9 points 2 and 17: one spelling of a number (an opt-out in one
 spelling blocks every spelling; a number that is not plain ASCII digits is refused) and
 one validation of every send (CLI and MQTT). The daemon in a subprocess, the node-smpp
-simulator, Mosquitto, SQLite and PostgreSQL; migration 0005 on a database at 0003."""
+simulator, Mosquitto, SQLite and PostgreSQL; migration 0004 on a database at 0003."""
 
 from __future__ import annotations
 
@@ -189,7 +189,7 @@ def test_bad_sends_are_refused_and_nothing_is_queued(
     assert not [s for s in sim.submits() if not s["text"].startswith("y")]
 
 
-# ---------------------------------------------------------------- migration 0005
+# ---------------------------------------------------------------- migration 0004
 
 
 async def _upgrade(url: str, revision: str, country_code: str) -> None:
@@ -213,7 +213,7 @@ def _query(url: str, sql: str) -> list[tuple[Any, ...]]:
     return asyncio.run(go())
 
 
-def test_migration_0005_makes_stored_numbers_canonical(
+def test_migration_0004_makes_stored_numbers_canonical(
         db_url: str, sim: Simulator, make_gateway: Callable[..., Gateway]) -> None:
     asyncio.run(_upgrade(db_url, "0003", "1"))
     now = time.time()
@@ -283,7 +283,7 @@ def test_migration_0005_makes_stored_numbers_canonical(
     assert sim.submits() == []
 
 
-def test_migration_0005_reads_national_numbers_in_the_configured_country(db_url: str) -> None:
+def test_migration_0004_reads_national_numbers_in_the_configured_country(db_url: str) -> None:
     asyncio.run(_upgrade(db_url, "0003", "44"))
     run_sql(db_url, "INSERT INTO opt_state (msisdn, vmn, state, keyword, updated_at) "
                     f"VALUES ('07700 900123', '{A}', 'out', 'STOP', 1)")

@@ -160,7 +160,7 @@ def _alembic_config(conn: Connection, country_code: str = "1") -> AlembicConfig:
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = conn
-    # Migrations that rewrite phone numbers read national ones in this country (0005).
+    # Migrations that rewrite phone numbers read national ones in this country (0004).
     cfg.attributes["country_code"] = country_code
     return cfg
 

@@ -241,7 +241,7 @@ email_tokens = Table(
     Column("msisdn", String(21), nullable=False),
     Column("message_id", String(32), nullable=False),
     Column("expires_at", Float, nullable=False),
-    Column("recipient", String(320)),  # the address the forward went to (0006)
+    Column("recipient", String(320)),  # the address the forward went to (0005)
     # Replies accepted in the current window (a fixed hour from window_start).
     Column("window_start", Float, nullable=False, server_default=text("0")),
     Column("window_count", Integer, nullable=False, server_default=text("0")),

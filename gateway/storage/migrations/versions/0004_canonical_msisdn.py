@@ -10,7 +10,7 @@ added, first and last seen kept, the latest text). `opt_history`, the reply toke
 the message log (`msisdn`, and the customer's side of `sender` / `recipient`) are
 rewritten in place. Plain SQL and Python, so it runs alike on SQLite and PostgreSQL.
 
-Revision ID: 0005
+Revision ID: 0004
 Revises: 0003
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 
 from gateway.msisdn import canonical_or_raw
 
-revision = "0005"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None

@@ -4,15 +4,15 @@ answer) and count the replies of the current hour (a per-token rate limit).
 Tokens made before this revision have no recipient: with ``accept_from =
 "recipients"`` (the default) they are refused, as nobody can tell who got them.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0005
+Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """intake_runs: how each instance's last run ended (graceful stop with its suspect
 dedup keys, or a crash), so that only SMSC redeliveries are folded after a restart.
 
-Revision ID: 0008
+Revision ID: 0007
 Revises: 0006
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
