@@ -85,6 +85,10 @@ def describe_error(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)  # sqlalchemy.exc.DBAPIError wraps the driver's
     if isinstance(orig, BaseException):
         exc = orig
+        # SQLAlchemy's asyncpg adapter wraps the driver's exception once more, as
+        # "<class 'asyncpg...RaiseError'>: message": the driver's own says it plainly.
+        if exc.__cause__ is not None and str(exc).startswith("<class "):
+            exc = exc.__cause__
     elif type(exc).__module__.startswith("sqlalchemy"):
         # A StatementError without a driver error: its text holds the statement.
         return type(exc).__name__

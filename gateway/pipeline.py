@@ -2,9 +2,14 @@
 
 `on_mo` runs in the session's `data_received` and only appends to the open batch.
 The writer loop commits whatever accumulated while the previous commit ran (natural
-group commit: no timer), then writes every deliver_sm_resp of the batch. A failed
-commit answers the whole batch with ESME_RX_T_APPN so the SMSC redelivers it, and undoes
-what the batch did to the in-memory state (reassembly groups).
+group commit: no timer), then writes every deliver_sm_resp of the batch. A commit that
+fails because the database is out of reach answers the whole batch with ESME_RX_T_APPN
+so the SMSC redelivers it, and undoes what the batch did to the in-memory state
+(reassembly groups). Any other failure is taken for a row the database refuses: the
+batch is committed again in halves (`_isolate`) until the PDUs whose rows are refused
+are found; the rest is stored and acknowledged, only those are answered ESME_RX_T_APPN
+(transient: once the cause is fixed their redelivery is stored; a permanent error would
+make the SMSC drop a person's message) and logged (`intake.row_refused`).
 
 The same text twice is two messages. Only a redelivery is folded (acknowledged, counted
 as a duplicate, not stored): the first PDU with the dedup key of an MO whose answer may
@@ -26,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any
 
 import structlog
@@ -53,6 +59,7 @@ from gateway.smpp.pdu import CommandStatus, DataSm, DeliverSm
 from gateway.smpp.session import Link
 from gateway.smpp.text import decode_text, join_parts
 from gateway.storage import intake_state
+from gateway.storage.db import connection_lost
 from gateway.storage.repo import MessageRow, PartRow, ReceiptRow, Store
 
 log = structlog.get_logger("gateway.intake")
@@ -64,6 +71,11 @@ BUSY_BATCH = 64  # a batch this big means MOs arrive faster than one per commit 
 BUSY_HOLD = 0.05
 QUIET_MAX_WAIT = 0.25
 _ALWAYS_FAN_OUT = frozenset({Route.OPTOUT, Route.OPTIN, Route.HELP})
+# Transactions `_isolate` may spend on one failed batch: one refused row among 1,000
+# PDUs takes about 20. Beyond it (many rows refused, or all of them for a cause that is
+# not theirs) what is left is answered ESME_RX_T_APPN and sorted out on redelivery.
+ISOLATE_MAX_TRIES = 64
+_NO_ROWS = (0, 0, 0, 0, 0, 0, 0)
 
 
 @dataclass(slots=True)
@@ -84,9 +96,54 @@ class Batch:
     fate: Fate = field(default_factory=Fate)
     # what `Intake.inline` returned (it ran in the batch's transaction), if it ran
     expanded: Any = None
+    # Where each unit starts in (acks, messages, parts, closed_groups, receipts,
+    # part_adds, closed): a unit is one PDU answered with the rows it produced (the
+    # message of a group it completed included), or one group closed without a PDU
+    # (timeout, cap, restart). Read only when the batch's commit fails (`_isolate`).
+    starts: list[tuple[int, int, int, int, int, int, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.acks)
+
+    def mark(self) -> None:
+        """Start a unit: called before its ack or rows are appended."""
+        self.starts.append((len(self.acks), len(self.messages), len(self.parts),
+                            len(self.closed_groups), len(self.receipts),
+                            len(self.part_adds), len(self.closed)))
+
+    def units(self) -> list[Batch]:
+        """The units, in arrival order, each as a batch of its own."""
+        ends = (len(self.acks), len(self.messages), len(self.parts), len(self.closed_groups),
+                len(self.receipts), len(self.part_adds), len(self.closed))
+        bounds = [_NO_ROWS, *self.starts, ends]
+        out = []
+        for a, b in pairwise(bounds):
+            if a == b:
+                continue
+            out.append(Batch(
+                messages=self.messages[a[1]:b[1]], parts=self.parts[a[2]:b[2]],
+                closed_groups=self.closed_groups[a[3]:b[3]],
+                receipts=self.receipts[a[4]:b[4]], acks=self.acks[a[0]:b[0]],
+                part_adds=self.part_adds[a[5]:b[5]], closed=self.closed[a[6]:b[6]]))
+        return out
+
+    @classmethod
+    def join(cls, units: list[Batch], fate: Fate) -> Batch:
+        out = cls(fate=fate)
+        for u in units:
+            out.messages += u.messages
+            out.parts += u.parts
+            out.closed_groups += u.closed_groups
+            out.receipts += u.receipts
+            out.acks += u.acks
+            out.part_adds += u.part_adds
+            out.closed += u.closed
+        out.duplicates = sum(1 for a in out.acks if a[3] is not None)
+        return out
+
+    @property
+    def has_rows(self) -> bool:
+        return bool(self.messages or self.parts or self.receipts or self.closed_groups)
 
 
 class Intake:
@@ -154,7 +211,8 @@ class Intake:
             if p.concat_key != ckey.stored():
                 group.aliases.add(p.concat_key)
             if group.complete:  # its last part was stored, the message not (a crash)
-                self._close_group(self._batch, group, MoStatus.RECEIVED, None, now)
+                self._close_group(self._batch, group, MoStatus.RECEIVED, None, now,
+                                  alone=True)
         self._evict(now)
         if self._batch.messages:
             self._wake.set()
@@ -209,6 +267,7 @@ class Intake:
         now = self.clock()
         smsc = link.name
         if is_receipt(pdu):
+            batch.mark()
             batch.acks.append((link, pdu.command_id, pdu.sequence_number, None, now, None))
             receipt = parse_receipt(pdu)
             if receipt is not None:
@@ -233,11 +292,13 @@ class Intake:
                 redelivery, origin = self.suspects.take(key, now)
                 if redelivery:
                     # Answered with the original's fate (see `_ack`): None = committed.
+                    batch.mark()
                     batch.acks.append((link, pdu.command_id, pdu.sequence_number, origin,
                                        now, key))
                     batch.duplicates += 1
                     self._wake.set()
                     return
+        batch.mark()
         batch.acks.append((link, pdu.command_id, pdu.sequence_number, None, now, key))
         # One spelling per person (opt-out state is keyed by it); lru_cached.
         source = canonical_or_raw(pdu.source_addr, self.country_code, ton=pdu.source_addr_ton)
@@ -270,12 +331,17 @@ class Intake:
         """Deliver the oldest open groups as incomplete MOs while the reassembly memory
         is over its caps (`reassembly_max_groups`, `reassembly_max_bytes`)."""
         for g in self.reassembler.over_cap():
-            self._close_group(self._batch, g, MoStatus.INCOMPLETE, None, now, reason="cap")
+            self._close_group(self._batch, g, MoStatus.INCOMPLETE, None, now, reason="cap",
+                              alone=True)
 
     def _close_group(self, batch: Batch, group: Group, status: MoStatus, raw: bytes | None,
-                     now: float, *, reason: str = "timeout", source: str | None = None) -> None:
+                     now: float, *, reason: str = "timeout", source: str | None = None,
+                     alone: bool = False) -> None:
         """`source`: the sender's canonical number when the closing PDU gave it (with its
-        type of number); else it is read from the group's key, without one."""
+        type of number); else it is read from the group's key, without one. `alone`:
+        closed without a PDU (timeout, cap, restart), a unit of its own."""
+        if alone:
+            batch.mark()
         smsc, dest = group.key.smsc, group.key.destination
         if source is None:
             source = canonical_or_raw(group.key.source, self.country_code)
@@ -300,7 +366,7 @@ class Intake:
         now = self.clock()
         groups = self.reassembler.expired(now, self.reassembly_timeout)
         for g in groups:
-            self._close_group(self._batch, g, MoStatus.INCOMPLETE, None, now)
+            self._close_group(self._batch, g, MoStatus.INCOMPLETE, None, now, alone=True)
         if groups:
             self._wake.set()
         return len(groups)
@@ -329,7 +395,6 @@ class Intake:
                     self._idle.set()
 
     async def _commit(self, batch: Batch) -> None:
-        status = CommandStatus.ESME_ROK
         started = time.perf_counter()
         inline = self.inline
         then = None
@@ -344,34 +409,137 @@ class Intake:
                 [row for row, _ in batch.receipts], [r for _, r in batch.receipts], then,
             )
         except Exception as exc:  # the DB failed: let the SMSC redeliver
-            status = CommandStatus.ESME_RX_T_APPN
-            batch.fate.ok = False
-            self._undo(batch)
             self.stats["failed_commits"] += 1
             log.error("intake.commit_failed", error=describe_error(exc), pdus=len(batch.acks))
-        else:
-            batch.fate.ok = True
-            stats = self.stats
-            stats["commits"] += 1
-            stats["mo"] += len(batch.messages)
-            stats["parts"] += len(batch.parts)
-            stats["receipts"] += len(batch.receipts)
-            stats["duplicates"] += batch.duplicates
-            self.commit_latency.observe(time.perf_counter() - started)
-            by_route = self.mo_by_route
-            for m in batch.messages:
-                # An unrouted MO's "vmn" is whatever destination the SMSC sent: one
-                # label value for them all, or each new number is a new series.
-                route = m[16]
-                vr = (_UNROUTED_LABEL if route == _UNROUTED_ROUTE else m[3], route)
-                by_route[vr] = by_route.get(vr, 0) + 1
-        self._ack(batch, status)
+            if connection_lost(exc) or len(batch.starts) < 2:
+                self._refuse(batch)
+                return
+            # A row the database refuses: store and acknowledge the others.
+            batch, refused = await self._isolate(batch, exc)
+            self._refuse(refused)
+            if not batch.acks and not batch.has_rows:
+                return
+        batch.fate.ok = True
+        stats = self.stats
+        stats["commits"] += 1
+        stats["mo"] += len(batch.messages)
+        stats["parts"] += len(batch.parts)
+        stats["receipts"] += len(batch.receipts)
+        stats["duplicates"] += batch.duplicates
+        self.commit_latency.observe(time.perf_counter() - started)
+        by_route = self.mo_by_route
+        for m in batch.messages:
+            # An unrouted MO's "vmn" is whatever destination the SMSC sent: one
+            # label value for them all, or each new number is a new series.
+            route = m[16]
+            vr = (_UNROUTED_LABEL if route == _UNROUTED_ROUTE else m[3], route)
+            by_route[vr] = by_route.get(vr, 0) + 1
+        self._ack(batch, CommandStatus.ESME_ROK)
         self.ack_latency.observe_since(batch.acks, 4, self.clock())
-        if status == CommandStatus.ESME_ROK:
-            for hook in self.on_committed:
-                hook(batch)
-            if batch.receipts:
-                self.store.on_jobs()
+        for hook in self.on_committed:
+            hook(batch)
+        if batch.receipts:
+            self.store.on_jobs()
+
+    def _refuse(self, batch: Batch) -> None:
+        """Answer a batch that is not stored ESME_RX_T_APPN (the SMSC redelivers it)."""
+        batch.fate.ok = False
+        self._undo(batch)
+        self._ack(batch, CommandStatus.ESME_RX_T_APPN)
+        self.ack_latency.observe_since(batch.acks, 4, self.clock())
+
+    async def _isolate(self, batch: Batch, error: BaseException) -> tuple[Batch, Batch]:
+        """Commit what of `batch` the database takes: (what was stored, with the batch's
+        fate; what was not, with a fate of its own). Its units are committed in halves,
+        and the halves of a half that fails, down to the pieces refused alone. A piece
+        is a unit with the units holding parts of a group it closes: the message of a
+        group is stored with its parts (those of earlier batches are stored already)."""
+        units = batch.units()
+        pieces = _pieces(units)
+        stored = [i for piece in pieces if not _has_rows(units, piece) for i in piece]
+        # (pieces, why they failed if known, why their parent failed if a right half)
+        todo: list[tuple[list[list[int]], BaseException | None, BaseException | None]] = [
+            ([p for p in pieces if _has_rows(units, p)], error, None)]
+        refused: list[tuple[list[int], BaseException]] = []
+        unresolved: list[int] = []
+        tries = 0
+        while todo:
+            run, failure, parent = todo.pop()
+            if not run:
+                continue
+            if failure is None:
+                if tries >= ISOLATE_MAX_TRIES:
+                    unresolved += (i for piece in run for i in piece)
+                    continue
+                tries += 1
+                run_units = Batch.join([units[i] for i in sorted(
+                    i for piece in run for i in piece)], batch.fate)
+                try:
+                    await self.store.write_intake(
+                        run_units.messages, run_units.parts, run_units.closed_groups,
+                        [row for row, _ in run_units.receipts],
+                        [r for _, r in run_units.receipts])
+                except Exception as exc:
+                    if connection_lost(exc):  # not the rows' fault: stop here
+                        log.error("intake.commit_failed", error=describe_error(exc),
+                                  pdus=len(run_units.acks))
+                        unresolved += (i for r, _, _ in todo for piece in r for i in piece)
+                        unresolved += (i for piece in run for i in piece)
+                        break
+                    failure = exc
+                else:
+                    stored += (i for piece in run for i in piece)
+                    if parent is None and todo and todo[-1][2] is not None:
+                        # a left half stored: the failure is in its right half
+                        right, _, known = todo.pop()
+                        todo.append((right, known, None))
+                    continue
+            if len(run) == 1:
+                refused.append((run[0], failure))
+            elif tries >= ISOLATE_MAX_TRIES:
+                unresolved += (i for piece in run for i in piece)
+            else:
+                half = len(run) // 2
+                todo.append((run[half:], None, failure))
+                todo.append((run[:half], None, None))  # popped first: arrival order kept
+        for piece, cause in refused:
+            why = describe_error(cause)
+            for i in piece:
+                u = units[i]
+                if u.acks:
+                    for link, _cid, seq, _origin, _at, _key in u.acks:
+                        log.error("intake.row_refused", smsc=link.name, sequence_number=seq,
+                                  error=why)
+                else:  # a group closed without a PDU (timeout, cap)
+                    log.error("intake.row_refused", smsc=u.messages[0][2],
+                              sequence_number=None, error=why)
+        kept = set(stored)
+        ok = Batch.join([u for i, u in enumerate(units) if i in kept], batch.fate)
+        failed = Batch.join([u for i, u in enumerate(units) if i not in kept], Fate(False))
+        log.warning("intake.isolated", pdus=len(batch.acks), stored=len(ok.acks),
+                    refused=sum(len(units[i].acks) for p, _ in refused for i in p),
+                    unresolved=sum(len(units[i].acks) for i in unresolved),
+                    transactions=tries)
+        self._forget_fate(failed, batch.fate)
+        return ok, failed
+
+    def _forget_fate(self, failed: Batch, fate: Fate) -> None:
+        """The MOs of `failed` shared `fate` (which is about to say stored) with the rest
+        of their batch: a suspect key of theirs, or a redelivery of theirs already folded
+        in the open batch, gets the failed fate, so that it is taken afresh or answered
+        with the error (see `Suspects.take`, `_ack`)."""
+        keys = {a[5] for a in failed.acks if a[5] is not None}
+        if not keys:
+            return
+        suspects = self.suspects.keys
+        for key in keys:
+            entry = suspects.get(key)
+            if entry is not None and entry[1] is fate:
+                suspects[key] = (entry[0], failed.fate)
+        acks = self._batch.acks
+        for n, (link, cid, seq, origin, at, mo_key) in enumerate(acks):
+            if origin is fate and mo_key in keys:
+                acks[n] = (link, cid, seq, failed.fate, at, mo_key)
 
     def _undo(self, batch: Batch) -> None:
         """Forget what a failed batch did in memory, so its redelivery is taken afresh.
@@ -455,3 +623,31 @@ class Intake:
         except TimeoutError:
             return False
         return True
+
+
+def _has_rows(units: list[Batch], piece: list[int]) -> bool:
+    return any(units[i].has_rows for i in piece)
+
+
+def _pieces(units: list[Batch]) -> list[list[int]]:
+    """The units (indices) that are committed or refused together, in arrival order: a
+    unit that closes a group with the earlier units of the batch holding its parts."""
+    root = list(range(len(units)))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
+    holders: dict[str, list[int]] = {}  # concat key -> units with a part of it
+    for i, u in enumerate(units):
+        for p in u.parts:
+            holders.setdefault(p[1], []).append(i)
+        for _msg_id, ckey in u.closed_groups:
+            for j in holders.pop(ckey, ()):
+                root[find(j)] = find(i)
+    pieces: dict[int, list[int]] = {}
+    for i in range(len(units)):
+        pieces.setdefault(find(i), []).append(i)
+    return sorted(pieces.values())
