@@ -111,6 +111,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if args.command in ("check", "run"):
+        from gateway.preflight import AddressInUse, preflight
+
+        problems = preflight(cfg)
+        if args.command == "check":
+            # A check beside the running daemon sees the daemon's own ports taken: a
+            # warning here, while `run` refuses to start on it.
+            for problem in problems:
+                if isinstance(problem, AddressInUse):
+                    print(f"warning: {problem} (expected if this gateway is running; "
+                          "a second `run` would not start)", file=sys.stderr)
+            problems = [p for p in problems if not isinstance(p, AddressInUse)]
+        if problems:
+            # One line, like a config error: the first thing that stops the start.
+            print(f"error: {problems[0]}", file=sys.stderr)
+            return 1
     if args.command == "check":
         print(summary(cfg))
         return 0

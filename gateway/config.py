@@ -12,16 +12,18 @@ Library code never exits; the CLI prints the error and decides.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
 import string
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, get_args
+from types import UnionType
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
@@ -214,6 +216,7 @@ _EMAIL_RE = re.compile(r"[^@\s]+@[^@\s.][^@\s]*")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOSTNAME_RE = re.compile(rf"{_LABEL}(\.{_LABEL})*")
 _DATETIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATABASE_RE = re.compile(r"(sqlite|postgresql)(\+[A-Za-z0-9_]+)?://.*", re.DOTALL)
 _ALNUM_SENDER_RE = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 .&_-]{1,11}")
 
@@ -367,21 +370,43 @@ def _check_template(value: str) -> str:
     return value
 
 
-def _parse_datetime(value: object) -> datetime:
-    """ISO-8601 date-time (TOML datetime or string); naive means UTC; result in UTC."""
+def _parse_datetime(value: object, *, end_of_day: bool = False) -> datetime:
+    """ISO-8601 date-time (TOML datetime or string); naive means UTC; result in UTC.
+
+    A date alone (TOML ``2025-12-31`` or ``"2025-12-31"``) is a whole day in UTC: its
+    start, or with `end_of_day` its last microsecond, so ``expires = 2025-12-31`` still
+    runs on the 31st."""
     dt: datetime | None = None
+    day: date | None = None
     if isinstance(value, datetime):
         dt = value
+    elif isinstance(value, date):
+        day = value
+    elif isinstance(value, str) and _DATE_RE.fullmatch(value.strip()):
+        try:
+            day = date.fromisoformat(value.strip())
+        except ValueError:
+            day = None
     elif isinstance(value, str) and _DATETIME_RE.match(value.strip()):
         try:
             dt = datetime.fromisoformat(value.strip())
         except ValueError:
             dt = None
+    if day is not None:
+        moment = time.max if end_of_day else time.min
+        return datetime.combine(day, moment, tzinfo=UTC)
     if dt is None:
-        raise ValueError(f"not an ISO-8601 date-time (got {_q(value)}; e.g. 2025-12-31T23:59:59Z)")
+        raise ValueError(
+            f"not an ISO-8601 date-time (got {_q(value)}; e.g. 2025-12-31T23:59:59Z, "
+            "or a date 2025-12-31 for the whole day in UTC)"
+        )
     if dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC)
+
+
+def _parse_end(value: object) -> datetime:
+    return _parse_datetime(value, end_of_day=True)
 
 
 def _upper(value: object) -> object:
@@ -413,6 +438,7 @@ Keyword = Annotated[str, AfterValidator(_check_keyword)]
 OptoutWord = Annotated[str, AfterValidator(_check_optout_word)]
 Template = Annotated[str, AfterValidator(_check_template)]
 Timestamp = Annotated[datetime, PlainValidator(_parse_datetime)]
+EndTimestamp = Annotated[datetime, PlainValidator(_parse_end)]
 
 
 class Unrouted(StrEnum):
@@ -756,7 +782,7 @@ class ActionConfig(_Model):
     aliases: tuple[Keyword, ...] = ()
     match: MatchMode = MatchMode.FIRST_WORD
     starts: Timestamp | None = None
-    expires: Timestamp | None = None
+    expires: EndTimestamp | None = None
     expiry_reply: Template | None = None
     webhook: HttpUrl | None = None
     callback_profile: str | None = None
@@ -925,7 +951,9 @@ def parse_config(data: Mapping[str, Any], *, file: str, env: Mapping[str, str]) 
     try:
         config = Config.model_validate(resolved, by_alias=True, by_name=False, context=context)
     except ValidationError as e:
-        first = e.errors(include_url=False)[0]
+        errors = e.errors(include_url=False)
+        # A misspelt key also leaves the key it meant "missing": name the cause.
+        first = next((err for err in errors if err["type"] == "extra_forbidden"), errors[0])
         raise ConfigError(file, _format_loc(first["loc"]), _describe(first)) from None
     _check_cross_references(config, file)
     return config
@@ -979,6 +1007,68 @@ def _format_loc(loc: Sequence[int | str]) -> str:
     return path
 
 
+# Names from older versions or other products, and what the key is called here.
+_RENAMED_KEYS = {"trigger_url": "webhook", "expiry_message": "expiry_reply"}
+
+
+def _suggestion(loc: Sequence[int | str]) -> str:
+    """`` (did you mean KEY?)`` for an unknown key at `loc`, or ""."""
+    if not loc or not isinstance(loc[-1], str):
+        return ""
+    key = loc[-1]
+    known = _known_keys(loc[:-1])
+    if not known:
+        return ""
+    if key in _RENAMED_KEYS and _RENAMED_KEYS[key] in known:
+        match: str | None = _RENAMED_KEYS[key]
+    elif key.lower() in known:
+        match = key.lower()
+    else:
+        matches = difflib.get_close_matches(key.lower(), known, n=1, cutoff=0.7)
+        match = matches[0] if matches else None
+    return f" (did you mean {match}?)" if match else ""
+
+
+def _known_keys(loc: Sequence[int | str]) -> list[str]:
+    """The TOML keys of the table at `loc` in the file (by the models), [] if unknown."""
+    current: Any = Config
+    for part in loc:
+        current = _unwrap_annotation(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {(f.alias or n): f for n, f in current.model_fields.items()}
+            if not isinstance(part, str) or part not in fields:
+                return []
+            current = fields[part].annotation
+            continue
+        origin, args = get_origin(current), get_args(current)
+        if origin is tuple and isinstance(part, int) and args:
+            current = args[0]
+        elif origin in (dict, FrozenDict) and isinstance(part, str) and len(args) == 2:
+            current = args[1]
+        else:
+            return []
+    current = _unwrap_annotation(current)
+    if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        return []
+    keys = [(f.alias or n) for n, f in current.model_fields.items()]
+    return [k for k in keys if k != "source_file"]
+
+
+def _unwrap_annotation(tp: Any) -> Any:
+    """`X` from ``Annotated[X, ...]`` and ``X | None``."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, UnionType):
+            rest = [a for a in get_args(tp) if a is not type(None)]
+            if len(rest) != 1:
+                return tp
+            tp = rest[0]
+        else:
+            return tp
+
+
 _MISSING_HINTS = {
     "default": "missing (exactly one default configuration per VMN)",
     "smsc": "missing (at least one [[smsc]] entry)",
@@ -1008,7 +1098,7 @@ def _describe(error: ErrorDetails) -> str:
     if kind == "missing":
         return _MISSING_HINTS.get(str(last), "missing")
     if kind == "extra_forbidden":
-        return "unknown key"
+        return "unknown key" + _suggestion(loc)
     if kind == "value_error":
         return str(ctx["error"])
     bounds: dict[str, Callable[[Any], str]] = {
@@ -1097,6 +1187,7 @@ def _check_cross_references(config: Config, file: str) -> None:
                 if key in seen:
                     fail(path, f"{_q(text)} clashes with {seen[key]}")
                 seen[key] = path
+        _check_shadowed_keywords(config, number, base, seen, fail)
 
         for cpath, action in configurations:
             check_profile(action.callback_profile, f"{cpath}.callback_profile")
@@ -1120,6 +1211,32 @@ def _check_cross_references(config: Config, file: str) -> None:
                 f"number[{other}].vmn",
                 f"ambiguous: equals number[{i}].vmn with country code {cc} prepended",
             )
+
+
+def _check_shadowed_keywords(
+    config: Config,
+    number: NumberConfig,
+    base: str,
+    keywords: Mapping[str, str],
+    fail: Callable[[str, str], None],
+) -> None:
+    """A keyword (or alias) that is also an opt-out/opt-in/help word: a message of that
+    word alone is taken by the opt handling first (SPEC §3), so it would only fire with
+    more text after it."""
+    effective = config.optout_for(number)
+    override = number.optout
+    for field in ("stop_keywords", "start_keywords", "help_keywords"):
+        own = override is not None and getattr(override, field) is not None
+        list_base = f"{base}.optout" if own else "optout"
+        for k, word in enumerate(getattr(effective, field)):
+            path = keywords.get(normalize_keyword(word))
+            if path is not None:
+                fail(
+                    path,
+                    f"{_q(word)} is an opt word ({list_base}.{field}[{k}]), which is "
+                    "matched first: this keyword would never fire on its own "
+                    "(choose another word or remove it from that list)",
+                )
 
 
 def _check_optout_lists(

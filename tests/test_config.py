@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
-from datetime import UTC, datetime, timedelta, timezone
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -369,7 +374,7 @@ def test_toml_must_use_contract_key_names() -> None:
     # `numbers` is the attribute, `number` the TOML key: the attribute name is a typo there.
     with pytest.raises(ConfigError) as err:
         parse({**MINIMAL, "numbers": [number()]})
-    assert str(err.value) == "mem.toml: numbers: unknown key"
+    assert str(err.value) == "mem.toml: numbers: unknown key (did you mean number?)"
 
 
 def test_missing_file() -> None:
@@ -405,9 +410,15 @@ INVALID_CASES: dict[str, tuple[str, str]] = {
     ),
     "keyword_too_long": ("number[0].keyword[0].keyword", "expected 1-30 characters"),
     "bad_expires": ("number[2].keyword[0].expires", "not an ISO-8601 date-time"),
-    "expires_date_only": ("number[0].keyword[0].expires", "not an ISO-8601 date-time"),
+    "expires_time_only": ("number[0].keyword[0].expires", "not an ISO-8601 date-time"),
     "starts_after_expires": ("number[0].keyword[0].expires", "must be later than starts"),
-    "unknown_key": ("smsc[0].pasword", "unknown key"),
+    "unknown_key": ("smsc[0].pasword", "unknown key (did you mean password?)"),
+    "misspelt_key": ("smsc[0].sytem_id", "unknown key (did you mean system_id?)"),
+    "trigger_url": ("number[0].default.trigger_url", "unknown key (did you mean webhook?)"),
+    "keyword_is_help_word": (
+        "number[0].keyword[0].keyword",
+        '"INFO" is an opt word (optout.help_keywords[1]), which is matched first',
+    ),
     "missing_default": (
         "number[0].default",
         "missing (exactly one default configuration per VMN)",
@@ -483,3 +494,232 @@ def test_invalid_config(name: str) -> None:
     prefix = f"{file}: {path}: " if path else f"{file}: "
     assert message.startswith(prefix + err.value.expected)
     assert expected in err.value.expected, message
+
+
+# --------------------------------------------------------------------------- misspelt keys
+
+SMSC = {"name": "sim", "system_id": "test"}
+
+# (data, key path, the one-line message after the path)
+UNKNOWN_KEY_CASES = [
+    pytest.param({"smsc": [{"name": "sim", "sytem_id": "test"}]},
+                 "smsc[0].sytem_id", "unknown key (did you mean system_id?)",
+                 id="misspelt-before-missing"),
+    pytest.param({"smsc": [{**SMSC, "Port": 2775}]},
+                 "smsc[0].Port", "unknown key (did you mean port?)", id="case"),
+    pytest.param({**MINIMAL, "gateway": {"admin_lisen": "127.0.0.1:9108"}},
+                 "gateway.admin_lisen", "unknown key (did you mean admin_listen?)",
+                 id="gateway"),
+    pytest.param({**MINIMAL, "number": [number(default={"trigger_url": "http://h/x"})]},
+                 "number[0].default.trigger_url", "unknown key (did you mean webhook?)",
+                 id="trigger_url"),
+    pytest.param({**MINIMAL, "number": [number(keyword=[
+                     {"keyword": "SALE", "expires": "2025-01-01", "expiry_message": "over"}])]},
+                 "number[0].keyword[0].expiry_message",
+                 "unknown key (did you mean expiry_reply?)", id="expiry_message"),
+    pytest.param({**MINIMAL, "number": [number(keyword=[{"keyword": "V", "poll": {
+                     "name": "p", "options": ["A", "B"], "invalid_replly": "no"}}])]},
+                 "number[0].keyword[0].poll.invalid_replly",
+                 "unknown key (did you mean invalid_reply?)", id="nested-poll"),
+    pytest.param({**MINIMAL, "number": [number(optout={"stop_keyword": ["X"]})]},
+                 "number[0].optout.stop_keyword", "unknown key (did you mean stop_keywords?)",
+                 id="number-optout"),
+    pytest.param({**MINIMAL, "callback_profiles": {"crm": {"url": "http://h", "secet": "s"}}},
+                 "callback_profiles.crm.secet", "unknown key (did you mean secret?)",
+                 id="callback-profile"),
+    pytest.param({**MINIMAL, "wibble": 1}, "wibble", "unknown key", id="no-suggestion"),
+]
+
+
+@pytest.mark.parametrize(("data", "path", "message"), UNKNOWN_KEY_CASES)
+def test_unknown_key_is_named_with_a_suggestion(data: dict[str, Any], path: str,
+                                                message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(data)
+    assert (err.value.path, err.value.expected) == (path, message)
+
+
+# --------------------------------------------------------------------------- date-only
+
+# (starts, expires) as written -> (starts, expires) read
+DATE_ONLY_CASES = [
+    pytest.param(None, "2025-12-31", None,
+                 datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), id="expires-string"),
+    pytest.param(None, date(2025, 12, 31), None,
+                 datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), id="expires-toml-date"),
+    pytest.param("2025-12-01", "2025-12-01", datetime(2025, 12, 1, tzinfo=UTC),
+                 datetime(2025, 12, 1, 23, 59, 59, 999999, tzinfo=UTC), id="one-day"),
+    pytest.param(date(2025, 12, 1), "2025-12-02T12:00:00Z", datetime(2025, 12, 1, tzinfo=UTC),
+                 datetime(2025, 12, 2, 12, tzinfo=UTC), id="starts-toml-date"),
+]
+
+
+@pytest.mark.parametrize(("starts", "expires", "read_starts", "read_expires"), DATE_ONLY_CASES)
+def test_date_only_is_a_whole_day_in_utc(starts: Any, expires: Any, read_starts: Any,
+                                         read_expires: datetime) -> None:
+    keyword: dict[str, Any] = {"keyword": "SALE", "expires": expires}
+    if starts is not None:
+        keyword["starts"] = starts
+    k = parse({**MINIMAL, "number": [number(keyword=[keyword])]}).numbers[0].keywords[0]
+    assert (k.starts, k.expires) == (read_starts, read_expires)
+    assert k.in_window(read_expires - timedelta(microseconds=1))
+    assert not k.in_window(read_expires)
+
+
+def test_date_only_from_a_toml_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text('[[smsc]]\nname = "sim"\nsystem_id = "test"\n[[number]]\nvmn = "5551000100"\n'
+                   '[number.default]\nreply = "a"\n[[number.keyword]]\nkeyword = "SALE"\n'
+                   "starts = 2025-12-01\nexpires = 2025-12-31\n")
+    k = load_config(cfg, env={}).numbers[0].keywords[0]
+    assert k.starts == datetime(2025, 12, 1, tzinfo=UTC)
+    assert k.expires == datetime(2025, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- shadowed keywords
+
+# (number fields, [optout], key path, opt list that shadows it)
+SHADOW_CASES = [
+    pytest.param({"keyword": [{"keyword": "INFO"}]}, None,
+                 "number[0].keyword[0].keyword", "optout.help_keywords[1]", id="help-word"),
+    pytest.param({"keyword": [{"keyword": "stop"}]}, None,
+                 "number[0].keyword[0].keyword", "optout.stop_keywords[0]", id="stop-any-case"),
+    pytest.param({"keyword": [{"keyword": "JOIN"}, {"keyword": "OK", "aliases": ["Yes"]}]},
+                 None, "number[0].keyword[1].aliases[0]", "optout.start_keywords[1]",
+                 id="alias"),
+    pytest.param({"keyword": [{"keyword": "ARRET"}]}, {"stop_keywords": ["ARRET"]},
+                 "number[0].keyword[0].keyword", "optout.stop_keywords[0]",
+                 id="global-list-changed"),
+    pytest.param({"keyword": [{"keyword": "AIDE"}], "optout": {"help_keywords": ["AIDE"]}},
+                 None, "number[0].keyword[0].keyword", "number[0].optout.help_keywords[0]",
+                 id="number-override"),
+]
+
+
+@pytest.mark.parametrize(("fields", "optout", "path", "shadow"), SHADOW_CASES)
+def test_keyword_shadowed_by_an_opt_word(fields: dict[str, Any], optout: dict[str, Any] | None,
+                                         path: str, shadow: str) -> None:
+    data: dict[str, Any] = {**MINIMAL, "number": [number(**fields)]}
+    if optout is not None:
+        data["optout"] = optout
+    with pytest.raises(ConfigError) as err:
+        parse(data)
+    assert err.value.path == path
+    assert f"is an opt word ({shadow}), which is matched first" in err.value.expected
+
+
+@pytest.mark.parametrize("fields", [
+    pytest.param({"keyword": [{"keyword": "INFO"}], "optout": {"help_keywords": ["HELP"]}},
+                 id="overridden-away"),
+    pytest.param({"keyword": [{"keyword": "STOP ALL"}, {"keyword": "INFO ME"}]},
+                 id="several-words"),
+])
+def test_keyword_not_shadowed(fields: dict[str, Any]) -> None:
+    assert parse({**MINIMAL, "number": [number(**fields)]}).numbers[0].keywords
+
+
+# --------------------------------------------------------------------------- check and run
+
+def vmn_gateway(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The real command, as an operator runs it."""
+    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A port some other process listens on (this test holds it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def write_config(path: Path, *, database: Path, admin_port: int | None = None,
+                 extra: str = "") -> Path:
+    admin = f'admin_listen = "127.0.0.1:{admin_port}"\n' if admin_port else ""
+    # Nothing listens on port 9 (discard): `run` never gets as far as a bind.
+    path.write_text(f'[gateway]\ndatabase = "sqlite+aiosqlite:///{database}"\n{admin}'
+                    f'[[smsc]]\nname = "sim"\nsystem_id = "test"\nport = 9\n{extra}')
+    return path
+
+
+def one_line(res: subprocess.CompletedProcess[str]) -> str:
+    out = (res.stdout + res.stderr).strip()
+    assert "Traceback" not in out, out
+    assert len(out.splitlines()) == 1, out
+    return out
+
+
+def test_check_names_a_misspelt_key(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "gw.toml", database=tmp_path / "gw.db",
+                       extra='[[number]]\nvmn = "5551000100"\n[number.default]\n'
+                             'trigger_url = "http://127.0.0.1/x"\n')
+    res = vmn_gateway("check", "-c", str(cfg))
+    assert res.returncode == 1
+    assert one_line(res) == (f"error: {cfg}: number[0].default.trigger_url: unknown key "
+                             "(did you mean webhook?)")
+
+
+def test_check_rejects_a_shadowed_keyword(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "gw.toml", database=tmp_path / "gw.db",
+                       extra='[[number]]\nvmn = "5551000100"\n[number.default]\nreply = "a"\n'
+                             '[[number.keyword]]\nkeyword = "STOP"\nreply = "b"\n')
+    res = vmn_gateway("check", "-c", str(cfg))
+    assert res.returncode == 1
+    assert one_line(res).startswith(
+        f'error: {cfg}: number[0].keyword[0].keyword: "STOP" is an opt word '
+        "(optout.stop_keywords[0]), which is matched first")
+
+
+def test_check_missing_database_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-dir"
+    cfg = write_config(tmp_path / "gw.toml", database=missing / "gw.db")
+    res = vmn_gateway("check", "-c", str(cfg))
+    assert res.returncode == 1
+    assert one_line(res) == (f"error: {cfg}: gateway.database: database directory {missing} "
+                             "does not exist (create it or change the path)")
+    assert not missing.exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_check_read_only_database_directory(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    cfg = write_config(tmp_path / "gw.toml", database=ro / "gw.db")
+    res = vmn_gateway("check", "-c", str(cfg))
+    assert res.returncode == 1
+    assert f"database directory {ro} is not writable" in one_line(res)
+
+
+def test_check_warns_of_an_address_in_use(tmp_path: Path, held_port: int) -> None:
+    # Beside the gateway's own running daemon the port is taken too: a warning, and the
+    # file still passes (ExecReload runs check before it signals).
+    cfg = write_config(tmp_path / "gw.toml", database=tmp_path / "gw.db",
+                       admin_port=held_port)
+    res = vmn_gateway("check", "-c", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip() == (
+        f"warning: {cfg}: gateway.admin_listen: 127.0.0.1:{held_port} is already in use "
+        "by another process (expected if this gateway is running; a second `run` would "
+        "not start)")
+    assert "configuration:" in res.stdout
+
+
+def test_run_refuses_an_address_in_use(tmp_path: Path, held_port: int) -> None:
+    cfg = write_config(tmp_path / "gw.toml", database=tmp_path / "gw.db",
+                       admin_port=held_port)
+    res = vmn_gateway("run", "-c", str(cfg))
+    assert res.returncode != 0
+    assert one_line(res) == (f"error: {cfg}: gateway.admin_listen: 127.0.0.1:{held_port} "
+                             "is already in use by another process")
+
+
+def test_run_refuses_a_missing_database_directory(tmp_path: Path, held_port: int) -> None:
+    missing = tmp_path / "no-such-dir"
+    cfg = write_config(tmp_path / "gw.toml", database=missing / "gw.db", admin_port=held_port)
+    res = vmn_gateway("run", "-c", str(cfg))
+    assert res.returncode != 0
+    assert one_line(res) == (f"error: {cfg}: gateway.database: database directory {missing} "
+                             "does not exist (create it or change the path)")
