@@ -120,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway import daemon, log
 
         log.configure(cfg.gateway.log_level.value)
-        return asyncio.run(daemon.run(cfg))
+        return daemon.main(cfg)
     if args.command == "action-worker":
         from gateway import log, worker
 

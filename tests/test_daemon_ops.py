@@ -227,3 +227,21 @@ def test_the_dashboard_queries_only_metrics_the_daemon_exposes(
     assert queried <= names, sorted(queried - names)
     assert sent
     assert gw.terminate() == 0
+
+
+def test_sigint_during_start_up_exits_without_a_traceback(
+        sim: Simulator, db_url: str, make_gateway: Callable[..., Gateway]) -> None:
+    """Ctrl-C twice while the modules load or the database is migrated: no traceback
+    (the old code printed a KeyboardInterrupt from inside an import)."""
+    gw = make_gateway(gateway_config(db=db_url, sim=sim))
+    assert gw.proc is not None
+    # Half-way through the imports: pydantic's extension is mapped (gateway.config),
+    # SQLAlchemy and the daemon are still to come.
+    maps = Path(f"/proc/{gw.proc.pid}/maps")
+    wait_for(lambda: "pydantic_core" in maps.read_text(), interval=0.005,
+             what="the configuration module loading")
+    gw.proc.send_signal(signal.SIGINT)
+    gw.proc.send_signal(signal.SIGINT)
+    rc = gw.proc.wait(30)
+    assert rc in (1, 130, -signal.SIGINT), rc
+    assert "Traceback" not in gw.log_path.read_text(), gw.log_path.read_text()
