@@ -169,10 +169,6 @@ class Daemon:
         self.cfg, self.context = new, context
         state.reloads["partial" if restart else "applied"] += 1
         state.sha256, state.loaded_at, state.restart_needed = digest, time.time(), restart
-        if new.gateway.log_level != old.gateway.log_level:
-            from gateway import log as logs
-
-            logs.configure(new.gateway.log_level.value)
         if restart:
             log.warning("config.restart_needed", keys=restart,
                         applied=[k for k in changed if k not in restart])

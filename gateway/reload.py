@@ -23,8 +23,9 @@ LIVE_PREFIXES: tuple[str, ...] = (
     "callback_profiles",
     "optout",
     "gateway.max_attempts",
-    "gateway.log_level",
 )
+# Not gateway.log_level: structlog caches each logger's level on first use
+# (cache_logger_on_first_use), so a new level would reach only some modules.
 # Sections read through `daemon.cfg` at each use: live when present before and after
 # (adding or removing one changes which actions exist, which is built at start).
 LIVE_WHEN_PRESENT: tuple[str, ...] = ("smtp",)
@@ -93,8 +94,7 @@ def needs_restart(old: Config, new: Config, changed: Iterable[str]) -> list[str]
 def effective(old: Config, new: Config) -> Config:
     """`new` with every part that needs a restart kept as it runs (`old`): what the
     daemon actually works with after the reload, and what the next reload diffs."""
-    gw = old.gateway.model_copy(update={"max_attempts": new.gateway.max_attempts,
-                                        "log_level": new.gateway.log_level})
+    gw = old.gateway.model_copy(update={"max_attempts": new.gateway.max_attempts})
     smtp = new.smtp if old.smtp is not None and new.smtp is not None else old.smtp
     return new.model_copy(update={"gateway": gw, "smsc": old.smsc, "mqtt": old.mqtt,
                                   "smtp": smtp, "email_replies": old.email_replies})

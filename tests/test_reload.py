@@ -189,3 +189,11 @@ def test_exec_reload_checks_the_file_before_signalling() -> None:
     assert lines[0].split()[1:] == ["check", "-c", "/etc/vmn-gateway/gateway.toml"]
     assert lines[0].split()[0].endswith("/vmn-gateway")
     assert lines[1] == "/bin/kill -HUP $MAINPID"
+
+
+def test_log_level_needs_a_restart() -> None:
+    """structlog caches each logger's level on first use: not applied live, so said."""
+    old = cfg()
+    new = cfg(gateway={"name": "t", "log_level": "debug"})
+    assert needs_restart(old, new, diff(old, new)) == ["gateway.log_level"]  # type: ignore[arg-type]
+    assert effective(old, new).gateway.log_level == old.gateway.log_level  # type: ignore[attr-defined]
