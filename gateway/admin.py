@@ -13,6 +13,7 @@ import asyncio
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.metrics import Histogram
 from gateway.pipeline import Intake
+from gateway.reload import RESULTS, ConfigState
 from gateway.smpp.session import SmppSession
 from gateway.storage.db import wal_bytes
 from gateway.storage.repo import Store
@@ -108,7 +110,12 @@ class Metrics(Collector):
     """The gateway's metrics: in-memory counters plus a database snapshot per scrape."""
 
     def __init__(self, intake: Intake, sessions: Sequence[SmppSession], store: Store, *,
-                 kinds: Sequence[str], mqtt_connected: asyncio.Event | None = None) -> None:
+                 kinds: Sequence[str], mqtt_connected: asyncio.Event | None = None,
+                 config: ConfigState | None = None,
+                 receipts: dict[str, int] | None = None) -> None:
+        self.config = config
+        # Receipts stored since start, by their `stat` (DELIVRD, UNDELIV, ...).
+        self.receipts = receipts if receipts is not None else {}
         self.intake = intake
         self.sessions = sessions
         self.store = store
@@ -174,6 +181,13 @@ class Metrics(Collector):
             ("failed_commits", "intake transactions that failed (batch answered with an error)"),
         ):
             yield CounterMetricFamily(f"vmn_intake_{key}", help_text, value=stats[key])
+        by_stat = CounterMetricFamily("vmn_receipts", "delivery receipts stored, by stat",
+                                      labels=["stat"])
+        for stat, n in sorted(self.receipts.items()):
+            by_stat.add_metric([stat], n)
+        yield by_stat
+        if self.config is not None:
+            yield from _config_metrics(self.config)
         yield _histogram("vmn_deliver_sm_resp_latency_seconds",
                          "deliver_sm received -> deliver_sm_resp written (after the commit)",
                          intake.ack_latency)
@@ -259,14 +273,41 @@ class Metrics(Collector):
                                     value=1.0 if self.mqtt_connected.is_set() else 0.0)
 
 
+def _config_metrics(c: ConfigState) -> Iterator[Metric]:
+    reloads = CounterMetricFamily("vmn_config_reloads", "SIGHUP reloads by result "
+                                  "(applied, partial: some keys need a restart, rejected)",
+                                  labels=["result"])
+    for result in RESULTS:
+        reloads.add_metric([result], c.reloads.get(result, 0))
+    yield reloads
+    yield GaugeMetricFamily("vmn_config_loaded_timestamp_seconds",
+                            "when the configuration in force was loaded", value=c.loaded_at)
+    yield GaugeMetricFamily("vmn_config_hash", "the first 52 bits of the sha256 of the "
+                            "loaded file", value=float(c.hash_number))
+    info = GaugeMetricFamily("vmn_config_info", "the loaded file (sha256 prefix)",
+                             labels=["sha256"])
+    info.add_metric([c.sha256[:12]], 1.0)
+    yield info
+    yield GaugeMetricFamily("vmn_config_restart_needed", "changed keys that wait for a "
+                            "restart", value=len(c.restart_needed))
+
+
 def _histogram(name: str, help_text: str, h: Histogram) -> HistogramMetricFamily:
     return HistogramMetricFamily(name, help_text, buckets=h.buckets(), sum_value=h.sum)
 
 
 def bind_states(sessions: Sequence[SmppSession]) -> dict[str, dict[str, Any]]:
     return {s.name: {"state": s.state, "host": s.cfg.host, "port": s.cfg.port,
-                     "reconnects": s.reconnects, "outstanding": s.outstanding}
+                     "reconnects": s.reconnects, "outstanding": s.outstanding,
+                     "bound_since": _iso(s.bound_since), "down_since": _iso(s.down_since),
+                     "last_error": s.last_error,
+                     "last_error_at": _iso(s.last_error_at)}
             for s in sessions}
+
+
+def _iso(t: float | None) -> str | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC).isoformat(
+        timespec="seconds")
 
 
 async def database_answers(store: Store) -> bool:
@@ -285,13 +326,15 @@ def build_app(metrics: Metrics) -> web.Application:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics)
     sessions = metrics.sessions
+    started_at = _iso(time.time())
 
     async def healthz(_request: web.Request) -> web.Response:
         """200 when at least one bind is up and the database answers, else 503."""
         binds = bind_states(sessions)
         db = await database_answers(metrics.store)
         ok = db and any(s.is_bound for s in sessions)
-        return web.json_response({"ok": ok, "database": db, "binds": binds},
+        return web.json_response({"ok": ok, "database": db, "started_at": started_at,
+                                  "binds": binds},
                                  status=200 if ok else 503)
 
     async def scrape(_request: web.Request) -> web.Response:

@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--since", type=parse_since, metavar="T",
                     help="last seen at or after: ISO-8601 or an age like 15m, 2h, 7d")
     ld.add_argument("--csv", action="store_true", help="RFC 4180, spreadsheet-safe")
+    with_config("status", "binds, rates over the last minute, queue depths and the oldest "
+                "pending action of a running gateway (admin listener and database)")
     d = sub.add_parser("demo", help="run the simulator and the gateway and show a few MOs")
     d.add_argument("--keep", action="store_true", help="keep the demo's temporary files")
     return p
@@ -134,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway import daemon, log
 
         log.configure(cfg.gateway.log_level.value)
-        return asyncio.run(daemon.run(cfg))
+        return daemon.main(cfg)
     if args.command == "action-worker":
         from gateway import log, worker
 
@@ -157,6 +159,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_send(cfg, cmd.sender, cmd.to, cmd.text))
     if args.command == "logs":
         return asyncio.run(_logs(cfg, args))
+    if args.command == "status":
+        from gateway.status import StatusError, status
+
+        try:
+            return asyncio.run(status(cfg))
+        except StatusError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     return asyncio.run(_tables(cfg, args))
 
 

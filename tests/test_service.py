@@ -383,6 +383,8 @@ def test_unit_has_every_directive_of_the_issue() -> None:
     assert one("RestrictAddressFamilies").split() == ["AF_INET", "AF_INET6", "AF_UNIX"]
     assert u["SystemCallFilter"][0] == "@system-service"
     assert "-HUP" in one("ExecReload") and "$MAINPID" in one("ExecReload")
+    # The file is checked before the signal: a rejected file fails `systemctl reload`.
+    assert u["ExecReload"][0].endswith("vmn-gateway check -c /etc/vmn-gateway/gateway.toml")
     assert one("SyslogIdentifier") == "vmn-gateway"
     # systemd must not SIGKILL a daemon that is still within its own drain deadline.
     assert float(one("TimeoutStopSec")) > GatewayConfig().shutdown_timeout + 5
@@ -408,7 +410,7 @@ def test_systemd_analyze_verify_passes(tmp_path: Path) -> None:
     binary = REPO / ".venv" / "bin" / "vmn-gateway"
     assert binary.exists(), f"{binary} missing: run scripts/setup.sh"
     copy = tmp_path / UNIT.name
-    copy.write_text(UNIT.read_text().replace(f"ExecStart={installed}", f"ExecStart={binary}"))
+    copy.write_text(UNIT.read_text().replace(f"={installed}", f"={binary}"))
     res = subprocess.run([tool, "verify", str(copy)], capture_output=True, text=True,
                          timeout=60, cwd=tmp_path)
     out = (res.stdout + res.stderr).strip()

@@ -13,6 +13,7 @@ outstanding, honours the `throughput` cap and backs off when the SMSC throttles.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -247,6 +248,11 @@ class SmppSession:
         self._throttle_pause = cfg.throttle_backoff
         self.reconnects = 0
         self.bind_failures = 0
+        # Why the bind is down and since when (wall clock), for /healthz.
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.down_since: float | None = time.time()
+        self.bound_since: float | None = None
         self.outstanding = 0  # submit_sm in the window (sent or about to be)
         # Called on every bind state change (the daemon's systemd STATUS= line).
         self.on_change: list[Callable[[SmppSession], None]] = []
@@ -267,8 +273,10 @@ class SmppSession:
             return
         if up:
             self.bound.set()
+            self.down_since, self.bound_since = None, time.time()
         else:
             self.bound.clear()
+            self.down_since, self.bound_since = time.time(), None
         for hook in self.on_change:
             hook(self)
 
@@ -304,6 +312,11 @@ class SmppSession:
         except (OSError, TimeoutError) as exc:
             log.warning("smpp.connect_failed", smsc=self.name, host=cfg.host, port=cfg.port,
                         error=str(exc) or type(exc).__name__)
+            if isinstance(exc, TimeoutError):
+                self._failed("connect: timed out")
+            else:  # asyncio's message hides the reason ("Connect call failed (...)")
+                reason = os.strerror(exc.errno) if exc.errno else str(exc)
+                self._failed(f"connect to {cfg.host}:{cfg.port}: {reason}")
             return False
         self.link = link
         try:
@@ -319,12 +332,14 @@ class SmppSession:
         except (TimeoutError, SmppError, LinkClosed) as exc:
             log.warning("smpp.bind_failed", smsc=self.name, error=str(exc) or type(exc).__name__)
             self.bind_failures += 1
+            self._failed(f"bind: {str(exc) or type(exc).__name__}")
             link.abort()
             return False
         if resp.command_status != 0 or link.conn.state is not BindState.BOUND_TRX:
             self.bind_failures += 1
             log.error("smpp.bind_rejected", smsc=self.name, system_id=cfg.system_id,
                       status=status_name(resp.command_status))
+            self._failed(f"bind refused: {status_name(resp.command_status)}")
             link.abort()
             return False
         log.info("smpp.bound", smsc=self.name, host=cfg.host, port=cfg.port,
@@ -341,7 +356,11 @@ class SmppSession:
             self._set_bound(False)
             if not self._stopping:
                 log.warning("smpp.connection_lost", smsc=self.name)
+                self._failed("connection lost")
         return True
+
+    def _failed(self, error: str) -> None:
+        self.last_error, self.last_error_at = error, time.time()
 
     async def _enquire_link_loop(self, link: Link) -> None:
         cfg = self.cfg
