@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.config import Config, ConfigError, load_config, summary
+from gateway.events import receipt
 from gateway.log import redact_urls
 from gateway.model import iso
 
@@ -324,7 +325,17 @@ def log_record(row: dict[str, Any]) -> dict[str, Any]:
         "updated_at": iso(row["updated_at"]),
         "actions": [_action(a) for a in row.get("actions", [])],
         "history": row.get("history", []),
+        "receipt": receipt(row.get("receipt_stat"), row.get("receipt_err")),
     }
+
+
+def receipt_note(rec: dict[str, Any]) -> str:
+    """` stat=UNDELIV err=001` for an MT whose status a receipt decided, else ""."""
+    r = rec.get("receipt")
+    if not r:
+        return ""
+    err = f" err={printable(r['err'])}" if r["err"] else ""
+    return f" stat={printable(r['stat'])}{err}"
 
 
 def _action(a: dict[str, Any]) -> dict[str, Any]:
@@ -358,8 +369,8 @@ async def _logs(cfg: Config, args: argparse.Namespace) -> int:
             when = rec.get("received_at") or rec.get("created_at")
             arrow = f"{p(rec['from'])} -> {p(rec['to'])}"
             extra = f" route={p(rec['route'])}" if rec["direction"] == "mo" else ""
-            print(f"{when} {rec['direction'].upper()} {arrow} [{p(rec['status'])}{extra}] "
-                  f"{rec['text']!r}")
+            print(f"{when} {rec['direction'].upper()} {arrow} [{p(rec['status'])}{extra}"
+                  f"{receipt_note(rec)}] {rec['text']!r}")
             for a in rec["actions"]:
                 last = f" last: {p(a['last_error'])}" if a["last_error"] else ""
                 print(f"    {p(a['kind'])} -> {p(a['target'])}: {p(a['status'])} after "

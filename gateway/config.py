@@ -541,8 +541,9 @@ class SmscConfig(_Model):
     # an answer later than this, or in flight when the link drops, may be redelivered.
     response_timeout: Seconds = 10.0
     throttle_backoff: Seconds = 1.0
-    source_ton: Octet = 1
-    source_npi: Octet = 1
+    # None: the `[[number]]`'s, else automatic by the kind of sender (gateway/addressing.py)
+    source_ton: Octet | None = None
+    source_npi: Octet | None = None
     dest_ton: Octet = 1
     dest_npi: Octet = 1
     registered_delivery: StrictBool = True
@@ -860,6 +861,10 @@ class NumberConfig(_Model):
     optout: OptoutOverride | None = None
     default: ActionConfig
     keywords: tuple[KeywordConfig, ...] = Field(default=(), alias="keyword")
+    # The MT source address; None: the `[[smsc]]`'s, else automatic by the kind of sender
+    # (gateway/addressing.py).
+    source_ton: Octet | None = None
+    source_npi: Octet | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -867,6 +872,21 @@ class NumberConfig(_Model):
         if isinstance(data, dict) and "sender_id" not in data and isinstance(data.get("vmn"), str):
             return {**data, "sender_id": data["vmn"]}
         return data
+
+    @field_validator("source_ton")
+    @classmethod
+    def _ton_fits_sender(cls, value: int | None, info: ValidationInfo) -> int | None:
+        sender = info.data.get("sender_id")
+        if value is None or not isinstance(sender, str):
+            return value
+        alphanumeric = _ALNUM_SENDER_RE.fullmatch(sender) is not None
+        if alphanumeric and value != 5:
+            raise ValueError(f"the alphanumeric sender_id {_q(sender)} goes out only as 5 "
+                             f"(alphanumeric) (got {value})")
+        if not alphanumeric and value == 5:
+            raise ValueError(f"5 (alphanumeric) is for a sender_id with letters; "
+                             f"{_q(sender)} is a number (got {value})")
+        return value
 
     @property
     def is_short_code(self) -> bool:

@@ -21,6 +21,7 @@ import structlog
 from gateway import commands, reload, sdnotify
 from gateway.actions.base import Action
 from gateway.actions.webhook import WebhookAction
+from gateway.addressing import addressing
 from gateway.config import Config, ConfigError, load_config, split_host_port
 from gateway.email_replies import ReplyRefused
 from gateway.fanout import Context, Fanout, Stats, expand_inline, mo_rows
@@ -206,7 +207,8 @@ class Daemon:
         intake.set_router(self.context.router, events=cfg.mqtt is not None)
         await intake.load_state()
         sessions = [SmppSession(s, intake) for s in cfg.smsc]
-        mt = MtSender(store, sessions, poll_interval=gw.mt_poll_interval)
+        mt = MtSender(store, sessions, poll_interval=gw.mt_poll_interval,
+                      addressing=addressing(lambda: self.cfg))
 
         actions: dict[str, Action] = {
             "webhook": WebhookAction(lambda: self.cfg.callback_profiles)}

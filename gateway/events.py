@@ -30,7 +30,8 @@ def mo_event(row: Mapping[str, Any]) -> dict[str, Any]:
 def mt_status_event(*, id: str, to: str, sender: str, status: str,
                     smsc_message_id: str | list[str] | None, error: str | None,
                     in_reply_to: str | None, client_ref: str | None, at: float,
-                    text: str | None = None) -> dict[str, Any]:
+                    text: str | None = None, receipt_stat: str | None = None,
+                    receipt_err: str | None = None) -> dict[str, Any]:
     ev: dict[str, Any] = {
         "type": "mt_status",
         "id": id,
@@ -41,12 +42,19 @@ def mt_status_event(*, id: str, to: str, sender: str, status: str,
         "error": error,
         "in_reply_to": in_reply_to,
         "at": iso(at),
+        "receipt": receipt(receipt_stat, receipt_err),
     }
     if client_ref is not None:
         ev["client_id"] = client_ref
     if text is not None:
         ev["text"] = text
     return ev
+
+
+def receipt(stat: str | None, err: str | None) -> dict[str, str | None] | None:
+    """The delivery receipt that decided an MT's status, as received (`stat` e.g.
+    `UNDELIV`, `err` e.g. `001`), or None before any receipt."""
+    return None if stat is None else {"stat": stat, "err": err}
 
 
 def opt_event(*, msisdn: str, vmn: str, state: str, keyword: str | None,

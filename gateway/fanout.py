@@ -188,11 +188,13 @@ def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decisi
     if action.opt_out or action.opt_in:
         _set_opt(conn, ctx, stats, job_rows, mo, number, "out" if action.opt_out else "in",
                  d.keyword, now, optout.scope)
-    if action.poll is not None:
-        _vote(conn, ctx, job_rows, mo, d, number, action, values, now, mt)
+    # An invalid vote is answered by the poll's invalid_reply alone: the keyword's reply
+    # ("your vote is in") would contradict it.
+    valid = action.poll is None or _vote(conn, ctx, job_rows, mo, d, number, action, values,
+                                         now, mt)
     if action.lead:
         _lead(conn, mo, number, d.keyword, now)
-    if action.reply:
+    if action.reply and valid:
         mt(mo["sender"], render_template(action.reply, values),
            exempt=bool(action.opt_out))
     for to in action.forward_sms:
@@ -265,14 +267,15 @@ def _lead(conn: Connection, mo: Mapping[str, Any], number: NumberConfig,
 
 def _vote(conn: Connection, ctx: Context, job_rows: list[JobRow],
           mo: Mapping[str, Any], d: Decision, number: NumberConfig, action: ActionConfig,
-          values: Mapping[str, str], now: float, mt: Callable[..., None]) -> None:
+          values: Mapping[str, str], now: float, mt: Callable[..., None]) -> bool:
+    """Record the vote; False (after sending `invalid_reply`) if it is no option."""
     poll = action.poll
     assert poll is not None
     option = poll.option_for(d.args if d.route is Route.KEYWORD else mo["text"])
     if option is None:
         if poll.invalid_reply:
             mt(mo["sender"], render_template(poll.invalid_reply, values))
-        return
+        return False
     v = poll_votes.c
     # One vote per msisdn per poll: a later vote replaces the earlier one.
     ins = upsert(conn, poll_votes).values(poll=poll.name, msisdn=mo["sender"], option=option,
@@ -287,6 +290,7 @@ def _vote(conn: Connection, ctx: Context, job_rows: list[JobRow],
     job_rows += ctx.emitter.event(
         poll_event(poll=poll.name, option=option, msisdn=mo["sender"], tally=tally, at=now),
         "poll", poll.name, message_id=mo["id"], now=now)
+    return True
 
 
 def expand_inline(conn: Connection, ctx: Context, now: float,

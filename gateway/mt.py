@@ -32,6 +32,7 @@ from functools import partial
 
 import structlog
 
+from gateway.addressing import Addressing, SourceAddress, source_address
 from gateway.config import SmscConfig
 from gateway.smpp.codec import LocalProtocolError
 from gateway.smpp.pdu import SubmitSm, status_name
@@ -88,8 +89,11 @@ class MtSender:
 
     def __init__(self, store: Store, sessions: Sequence[SmppSession], *,
                  poll_interval: float = 0.5, max_attempts: int = 10,
-                 concurrency: int = 32, lease: float | None = None) -> None:
+                 concurrency: int = 32, lease: float | None = None,
+                 addressing: Addressing | None = None) -> None:
         self.store = store
+        # Without a configuration: automatic by the kind of sender, country code 1.
+        self.addressing: Addressing = addressing or source_address
         self.sessions = list(sessions)
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
@@ -303,8 +307,9 @@ class MtSender:
     def _make(self, a: _Attempt, seq: int, *, cfg: SmscConfig, data_coding: int,
               short_message: bytes, esm_class: int) -> SubmitSm:
         a.unanswered = True  # from here on the SMSC may have it
-        return _submit_sm(seq, cfg=cfg, mt=a.mt, data_coding=data_coding,
-                          short_message=short_message, esm_class=esm_class)
+        return _submit_sm(seq, cfg=cfg, mt=a.mt, source=self.addressing(a.mt.sender, cfg),
+                          data_coding=data_coding, short_message=short_message,
+                          esm_class=esm_class)
 
     async def _before(self, a: _Attempt) -> None:
         """Immediately before each write of a submit_sm (see `SmppSession.submit`)."""
@@ -369,13 +374,13 @@ class MtSender:
         log.warning("mt.retry_scheduled", id=mt.id, error=error, delay=round(delay, 2))
 
 
-def _submit_sm(seq: int, *, cfg: SmscConfig, mt: QueuedMt, data_coding: int,
-               short_message: bytes, esm_class: int) -> SubmitSm:
+def _submit_sm(seq: int, *, cfg: SmscConfig, mt: QueuedMt, source: SourceAddress,
+               data_coding: int, short_message: bytes, esm_class: int) -> SubmitSm:
     return SubmitSm(
         sequence_number=seq,
-        source_addr_ton=cfg.source_ton,
-        source_addr_npi=cfg.source_npi,
-        source_addr=mt.sender,
+        source_addr_ton=source.ton,
+        source_addr_npi=source.npi,
+        source_addr=source.addr,
         dest_addr_ton=cfg.dest_ton,
         dest_addr_npi=cfg.dest_npi,
         destination_addr=mt.recipient,

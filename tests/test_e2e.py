@@ -110,7 +110,7 @@ def test_send_reaches_the_simulator_split(sim: Simulator, db_url: str,
         assert not 0xD800 <= int.from_bytes(body[-2:], "big") <= 0xDBFF
     text, parts = joined("15550000001")
     assert text == "short one" and len(parts) == 1 and not parts[0].get("udh")
-    assert all(p["source_addr"] == VMN for p in subs)
+    assert all(p["source_addr"] == "1" + VMN for p in subs)  # with its country code
 
     def submitted() -> bool:
         mts = [r for r in gw.logs() if r["direction"] == "mt"]

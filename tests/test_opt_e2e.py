@@ -444,6 +444,22 @@ def test_polls_votes_aliases_invalid_and_closing(
         [{"poll": "colour", "tally": final, "votes": 5}]
 
 
+def test_an_invalid_vote_gets_only_its_invalid_reply(gw: Gateway, sim: Simulator,
+                                                       watcher: MqttWatcher) -> None:
+    voter = "15555000031"
+    mo(sim, voter, A, "VOTE pineapple")
+    wait_sent(sim, voter, "Sorry, pineapple is not an option")
+    # A valid vote after it: its MTs are queued only after every MT of the invalid one
+    # (the MOs are expanded in order), so once its reply is out the count is final.
+    mo(sim, voter, A, "VOTE red")
+    wait_sent(sim, voter, "Thanks for voting red")
+    assert texts_to(sim, voter) == ["Sorry, pineapple is not an option",
+                                    "Thanks for voting red"]
+    assert [r["text"] for r in gw.logs() if r["direction"] == "mt" and r["to"] == voter] \
+        == ["Sorry, pineapple is not an option", "Thanks for voting red"]
+    assert [(e["msisdn"], e["option"]) for e in watcher.events("poll")] == [(voter, "RED")]
+
+
 # ------------------------------------------------------------------------------- leads
 
 

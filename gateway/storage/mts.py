@@ -51,7 +51,8 @@ def announce(conn: Connection, emitter: Emitter, msg_id: str, status: str, now: 
         if row is None or not row[0]:
             return
     m = conn.execute(select(messages.c.recipient, messages.c.sender, messages.c.in_reply_to,
-                            messages.c.client_ref, messages.c.notify)
+                            messages.c.client_ref, messages.c.notify,
+                            messages.c.receipt_stat, messages.c.receipt_err)
                      .where(messages.c.id == msg_id)).one()
     ids = [s for (s,) in conn.execute(select(mt_segments.c.smsc_message_id)
                                        .where(mt_segments.c.message_id == msg_id)
@@ -59,7 +60,7 @@ def announce(conn: Connection, emitter: Emitter, msg_id: str, status: str, now: 
     event = mt_status_event(id=msg_id, to=m.recipient, sender=m.sender, status=status,
                             smsc_message_id=ids[0] if len(ids) == 1 else (ids or None),
                             error=error, in_reply_to=m.in_reply_to, client_ref=m.client_ref,
-                            at=now)
+                            at=now, receipt_stat=m.receipt_stat, receipt_err=m.receipt_err)
     after = None
     if m.notify:
         after = last_webhook(conn, [msg_id, *([m.in_reply_to] if m.in_reply_to else [])],
@@ -292,7 +293,9 @@ def final(conn: Connection, emitter: Emitter, msg_id: str, status: MtStatus, *, 
 
 def apply_receipts(conn: Connection, emitter: Emitter, items: Sequence[Receipt],
                    now: float) -> None:
-    """Move MT segments (and their messages) to the receipts' states."""
+    """Move MT segments (and their messages) to the receipts' states. The receipt's
+    `stat`/`err` are kept on the segment, and on the message the one that decided it
+    (the first failed segment's, else the last segment's)."""
     touched: set[str] = set()
     for r in items:
         status = r.mt_status
@@ -301,7 +304,7 @@ def apply_receipts(conn: Connection, emitter: Emitter, items: Sequence[Receipt],
             .where(mt_segments.c.smsc_message_id == r.smsc_message_id,
                    mt_segments.c.status.not_in(FINAL_MT))
             .values(status=status, error=None if status != "failed" else r.state,
-                    updated_at=now)
+                    receipt_stat=r.state, receipt_err=r.error, updated_at=now)
             .returning(mt_segments.c.message_id)
         )
         ids = [row[0] for row in res]
@@ -309,17 +312,21 @@ def apply_receipts(conn: Connection, emitter: Emitter, items: Sequence[Receipt],
             touched.update(ids)
             conn.execute(update(receipts).where(
                 receipts.c.smsc_message_id == r.smsc_message_id).values(matched=1))
+    s = mt_segments.c
     for msg_id in touched:
-        states = [s for (s,) in conn.execute(
-            select(mt_segments.c.status).where(mt_segments.c.message_id == msg_id))]
-        if any(s == MtStatus.FAILED.value for s in states):
-            new, error = MtStatus.FAILED.value, "delivery failed"
-        elif states and all(s == MtStatus.DELIVERED.value for s in states):
-            new, error = MtStatus.DELIVERED.value, None
+        segs = conn.execute(select(s.status, s.receipt_stat, s.receipt_err)
+                            .where(s.message_id == msg_id).order_by(s.seq)).all()
+        failed = [g for g in segs if g.status == MtStatus.FAILED.value]
+        if failed:
+            new, error, decisive = MtStatus.FAILED.value, "delivery failed", failed[0]
+        elif segs and all(g.status == MtStatus.DELIVERED.value for g in segs):
+            new, error, decisive = MtStatus.DELIVERED.value, None, segs[-1]
         else:
             continue
         res = conn.execute(
             update(messages).where(messages.c.id == msg_id, messages.c.status != new)
-            .values(status=new, updated_at=now, error=error).returning(messages.c.id))
+            .values(status=new, updated_at=now, error=error,
+                    receipt_stat=decisive.receipt_stat, receipt_err=decisive.receipt_err)
+            .returning(messages.c.id))
         if res.first() is not None:
             announce(conn, emitter, msg_id, new, now, error=error)

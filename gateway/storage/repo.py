@@ -353,7 +353,8 @@ class Store:
         m = messages.c
         q = select(m.id, m.direction, m.smsc, m.vmn, m.msisdn, m.sender, m.recipient,
                    m.text, m.data_coding, m.segments, m.keyword, m.route, m.status, m.error,
-                   m.in_reply_to, m.client_ref, m.created_at, m.updated_at)
+                   m.in_reply_to, m.client_ref, m.created_at, m.updated_at,
+                   m.receipt_stat, m.receipt_err)
         if vmn:
             q = q.where(m.vmn == vmn)
         if msisdn:

@@ -52,6 +52,9 @@ messages = Table(
     # MT: the claim that may send it now; every status write of a sender checks it, so
     # a sender whose lease was lost (the MT was claimed again) can neither submit nor write
     Column("lease_token", String(32)),
+    # MT: the delivery receipt that decided its status (`stat`, `err` as received)
+    Column("receipt_stat", String(16)),
+    Column("receipt_err", String(16)),
 )
 _FANOUT = text("fanout = 1")
 Index("ix_messages_fanout", messages.c.created_at, sqlite_where=_FANOUT,
@@ -96,6 +99,8 @@ mt_segments = Table(
     Column("status", String(16), nullable=False),
     Column("error", Text),
     Column("updated_at", Float, nullable=False),
+    Column("receipt_stat", String(16)),  # this segment's receipt, as received
+    Column("receipt_err", String(16)),
 )
 Index("ix_mt_segments_msg", mt_segments.c.message_id)
 Index("ix_mt_segments_smsc_id", mt_segments.c.smsc_message_id)
