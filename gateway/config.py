@@ -76,6 +76,7 @@ __all__ = [
     "parse_config",
     "render_template",
     "split_host_port",
+    "sqlite_relative_to",
     "summary",
 ]
 
@@ -944,7 +945,22 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigError(file, "", "invalid TOML (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(file, "", _toml_error_text(str(e))) from None
-    return parse_config(data, file=file, env=os.environ if env is None else env)
+    config = parse_config(data, file=file, env=os.environ if env is None else env)
+    url = sqlite_relative_to(config.gateway.database, Path(path).parent)
+    if url == config.gateway.database:
+        return config
+    return config.model_copy(update={"gateway": config.gateway.model_copy(
+        update={"database": url})})
+
+
+def sqlite_relative_to(url: str, base: Path) -> str:
+    """`url` with a relative SQLite path made absolute against `base` (the directory of
+    the configuration file): the daemon and the read-only commands then find the same
+    file whatever their working directory."""
+    m = re.fullmatch(r"(sqlite(?:\+[A-Za-z0-9_]+)?:///)([^?]*)(\?.*)?", url, re.DOTALL)
+    if m is None or not m[2] or m[2] == ":memory:" or m[2].startswith("/"):
+        return url
+    return f"{m[1]}{(base.absolute() / m[2]).resolve()}{m[3] or ''}"
 
 
 def _toml_error_text(message: str) -> str:

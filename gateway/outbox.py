@@ -156,8 +156,15 @@ class Outbox:
                 status = dead.get(job.id)
                 if status == jobq.DEAD:
                     self.stats["dead"] += 1
+                if status == jobq.DEAD:
+                    # The last attempt of its budget: nothing retries it but a redrive.
+                    log.error("action.dead_lettered", kind=name, job=job.id,
+                              target=job.target, attempt=job.attempt, outcome="dead",
+                              status=res.status, detail=res.detail,
+                              latency_ms=round(res.latency_ms, 1), final=status)
+                    continue
                 log.warning("action.attempt_failed", kind=name, job=job.id,
-                            target=job.target, attempt=job.attempts + 1,
+                            target=job.target, attempt=job.attempt,
                             outcome=res.outcome.value, status=res.status, detail=res.detail,
                             latency_ms=round(res.latency_ms, 1), final=status)
                 if status is None:

@@ -425,7 +425,8 @@ def test_polls_votes_aliases_invalid_and_closing(
     assert table[0] == "colour: 5 vote(s)"
     assert {tuple(line.split()) for line in table[1:]} == {("RED", "2"), ("BLUE", "2"),
                                                            ("GREEN", "1")}
-    assert gw.cli("polls", "nosuchpoll").stdout.strip() == "no votes yet"
+    res = gw.cli("polls", "nosuchpoll", check=False)  # issue 10: an error, not "no votes"
+    assert res.returncode == 1 and "no such poll" in res.stderr
 
     # the keyword expires (the operator closes the poll): votes no longer count
     past = "2020-01-01T00:00:00Z"

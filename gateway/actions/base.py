@@ -65,6 +65,14 @@ class Job:
     payload: Mapping[str, Any]  # the event (SPEC §4) or the action's data
     attempts: int  # attempts made before this one
     raw: bytes | None = None  # payload as stored (compact JSON): sent as-is when given
+    # Attempts of earlier rounds (before a redrive reset `attempts`): the log numbers
+    # attempts across redrives, the retry budget counts only this round's.
+    earlier: int = 0
+
+    @property
+    def attempt(self) -> int:
+        """The number of the attempt about to be made, counted across redrives."""
+        return self.earlier + self.attempts + 1
 
     def body(self) -> bytes:
         """The payload as compact JSON: `raw` when given, else serialised (TypeError or

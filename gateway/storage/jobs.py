@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from gateway.actions.base import Job, LazyJson, Outcome, Result
 from gateway.model import new_id
 from gateway.storage.db import placeholders
-from gateway.storage.schema import jobs
+from gateway.storage.schema import job_attempts, jobs
 
 PENDING, DONE, FAILED, DEAD = "pending", "done", "failed", "dead"
 LEASE = 300.0  # a claimed job comes back after this long if its instance died
@@ -124,7 +124,12 @@ def claim(conn: Connection, kind: str, limit: int, lease: float, now: float) -> 
     prev = jobs.alias("prev")
     waiting = (select(prev.c.id).where(prev.c.id == jobs.c.after, prev.c.status == PENDING)
                .exists())
-    q = (select(jobs.c.id, jobs.c.target, jobs.c.event_id, jobs.c.payload, jobs.c.attempts)
+    # Attempts recorded in earlier rounds: a redrive resets `attempts` (the budget) but
+    # the attempt log keeps counting.
+    recorded = (select(func.coalesce(func.max(job_attempts.c.attempt), 0))
+                .where(job_attempts.c.job_id == jobs.c.id).scalar_subquery())
+    q = (select(jobs.c.id, jobs.c.target, jobs.c.event_id, jobs.c.payload, jobs.c.attempts,
+                recorded)
          .where(_PENDING_SQL, jobs.c.kind == kind, jobs.c.next_attempt_at <= now, ~waiting)
          .order_by(jobs.c.next_attempt_at, jobs.c.id).limit(limit))
     if conn.dialect.name == "postgresql":
@@ -138,7 +143,7 @@ def claim(conn: Connection, kind: str, limit: int, lease: float, now: float) -> 
     for r in rows:
         raw = r[3].encode()
         out.append(Job(id=r[0], kind=kind, target=r[1], event_id=r[2], payload=LazyJson(raw),
-                       attempts=r[4], raw=raw))
+                       attempts=r[4], raw=raw, earlier=max(0, r[5] - r[4])))
     return out
 
 
@@ -168,7 +173,7 @@ def finish(conn: Connection, results: Sequence[tuple[Job, Result]], backoff: Bac
             max_of[job_id] = most
     for job, res in results:
         n = job.attempts + 1
-        attempt_rows.append((job.id, n, now, res.outcome.value, res.status,
+        attempt_rows.append((job.id, job.attempt, now, res.outcome.value, res.status,
                              round(res.latency_ms, 3), res.detail))
         if res.outcome is Outcome.OK:
             done_ids.append(job.id)

@@ -348,8 +348,10 @@ class Store:
     async def list_messages(
         self, *, vmn: str | None = None, msisdn: str | None = None,
         since: float | None = None, route: str | None = None, limit: int = 100,
+        routes: Sequence[str] = (), ids: Sequence[str] = (),
     ) -> list[dict[str, Any]]:
-        """Newest `limit` rows matching the filters, returned oldest first."""
+        """Newest `limit` rows matching the filters (`routes`: any of them), returned
+        oldest first; an MO carries its counted poll `vote` and whether it is a `lead`."""
         m = messages.c
         q = select(m.id, m.direction, m.smsc, m.vmn, m.msisdn, m.sender, m.recipient,
                    m.text, m.data_coding, m.segments, m.keyword, m.route, m.status, m.error,
@@ -362,7 +364,11 @@ class Store:
         if since is not None:
             q = q.where(m.created_at >= since)
         if route:
-            q = q.where(m.route == route)
+            routes = (*routes, route)
+        if routes:
+            q = q.where(m.route.in_(list(routes)))
+        if ids:
+            q = q.where(m.id.in_(list(ids)))
         q = q.order_by(m.created_at.desc(), m.id.desc())
         if limit:
             q = q.limit(limit)
@@ -386,6 +392,17 @@ class Store:
                     smsc_ids.setdefault(mid, []).append(sid)
             actions: dict[str, list[dict[str, Any]]] = {}
             all_ids = [r["id"] for r in rows]
+            mo_ids = [r["id"] for r in rows if r["direction"] == "mo"]
+            votes: dict[str, dict[str, str]] = {}
+            lead_ids: set[str] = set()
+            if mo_ids:
+                p = poll_votes.c
+                for mid, poll, option in await conn.execute(
+                        select(p.message_id, p.poll, p.option)
+                        .where(p.message_id.in_(mo_ids))):
+                    votes[mid] = {"poll": poll, "option": option}
+                lead_ids = {mid for (mid,) in await conn.execute(
+                    select(leads.c.message_id).where(leads.c.message_id.in_(mo_ids)))}
             if all_ids:
                 j = jobs.c
                 job_rows = [dict(x._mapping) for x in await conn.execute(
@@ -398,7 +415,9 @@ class Store:
                     for x in await conn.execute(
                         select(a.job_id, a.attempt, a.at, a.outcome, a.status, a.latency_ms,
                                a.detail).where(a.job_id.in_([jr["id"] for jr in job_rows]))
-                        .order_by(a.job_id, a.attempt)
+                        # In time order: attempt numbers restarted at 1 after a
+                        # redrive before they were counted across redrives.
+                        .order_by(a.job_id, a.at, a.id)
                     ):
                         tries.setdefault(x.job_id, []).append({
                             "attempt": x.attempt, "at": iso(x.at), "outcome": x.outcome,
@@ -411,6 +430,9 @@ class Store:
             r["smsc_message_ids"] = smsc_ids.get(r["id"], [])
             r["history"] = history.get(r["id"], [])
             r["actions"] = actions.get(r["id"], [])
+            if r["direction"] == "mo":
+                r["vote"] = votes.get(r["id"])
+                r["lead"] = r["id"] in lead_ids
         rows.reverse()
         return rows
 
@@ -418,6 +440,12 @@ class Store:
         n = await self.transaction(redrive_jobs, time.time(), kind=kind, ids=ids)
         self.on_jobs()
         return n
+
+    async def job_statuses(self, ids: Sequence[int]) -> dict[int, str]:
+        """The status of each of the jobs `ids` that exists."""
+        async with self.reader.connect() as conn:
+            return {i: st for i, st in await conn.execute(
+                select(jobs.c.id, jobs.c.status).where(jobs.c.id.in_(list(ids))))}
 
     async def optins(self, *, vmn: str | None = None, state: str | None = None,
                      msisdn: str | None = None) -> list[dict[str, Any]]:
