@@ -50,10 +50,10 @@ def test_diff_names_each_changed_key_path() -> None:
     assert diff(old, new) == ["smsc.a.window"]  # type: ignore[arg-type]
     new = cfg(number=[{"vmn": VMN, "default": {},
                        "keyword": [{"keyword": "JOIN", "reply": "hello"},
-                                   {"keyword": "INFO"}]}])
+                                   {"keyword": "HOURS"}]}])
     changed = diff(old, new)  # type: ignore[arg-type]
     assert f"number.{VMN}.keyword.JOIN.reply" in changed
-    assert any(k.startswith(f"number.{VMN}.keyword.INFO.") for k in changed)
+    assert any(k.startswith(f"number.{VMN}.keyword.HOURS.") for k in changed)
     assert needs_restart(old, new, changed) == []  # type: ignore[arg-type]
 
 
