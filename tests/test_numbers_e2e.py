@@ -149,12 +149,23 @@ name = "sim"
 system_id = "test"
 password = "x"
 {NUMBERS}""", start=False)
+    asyncio.run(_create_schema(db_url))  # as the daemon would; `logs` never creates it
     for to, sender, body, error in POINT_17:
         refused_by_cli(gw, to, sender, body, error)
     assert gw.logs() == []
     gw.send("ACME", "+1 555 123 4567", "z" * 1600)  # a sender ID; the cap is inclusive
     assert [(r["from"], r["to"], r["status"]) for r in gw.logs()] == \
         [("ACME", "15551234567", "queued")]
+
+
+async def _create_schema(url: str) -> None:
+    from gateway.storage.db import create_engine, migrate
+
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
 
 
 BAD_TO = ["15551234567\n", "\uff11\uff15\uff15\uff15\uff11\uff12\uff13\uff14\uff15\uff16\uff17",
