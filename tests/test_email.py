@@ -1033,7 +1033,7 @@ async def test_reply_that_cannot_be_sent_is_refused_not_retried(
     daemon's on_reply raises ReplyRefused, which is a 550 (not a 451 retried for days)."""
     from gateway.email_replies import ReplyRefused
 
-    server, _tokens, replies = listener
+    server, _tokens, _replies = listener
 
     async def refuse(target: ReplyTarget, text: str, from_address: str) -> None:
         raise ReplyRefused("the number 5551000100 no longer takes replies")

@@ -8,9 +8,10 @@ or as the real daemon; the database is the run's backend (`db_url`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,21 @@ async def status_events(store: Store, msg_id: str) -> list[str]:
             .order_by(jobs.c.id))]
 
 
+
+@contextlib.asynccontextmanager
+async def running(session: SmppSession, sender: MtSender) -> AsyncIterator[None]:
+    """The bind and the MT sender running for the body; stopped in the daemon's order
+    (every sender task has ended after `sender.stop`), then cancelled."""
+    tasks = [asyncio.create_task(session.run()), asyncio.create_task(sender.run())]
+    try:
+        yield
+    finally:
+        await sender.stop(5)
+        await session.stop(2)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
 async def test_stop_during_throttling_blocks_the_mt_and_a_lost_lease_sends_nothing(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     """Point 3. The SMSC throttles; each pause (0.4 s, doubling) outlasts the 0.3 s
@@ -211,8 +227,7 @@ async def test_stop_during_throttling_blocks_the_mt_and_a_lost_lease_sends_nothi
         # Each pause sees several claims (each counts an attempt): no limit here.
         sender = MtSender(store, [session], poll_interval=0.05, max_attempts=10_000)
         queued = await store.queue_mt(sender=VMN, recipient=to, text="queued before STOP")
-        tasks = [asyncio.create_task(session.run()), asyncio.create_task(sender.run())]
-        try:
+        async with running(session, sender):
             # Throttled twice, and claimed again while its first sender was pausing.
             async def reclaimed() -> bool:
                 return (len(smsc.submits(b"queued before STOP")) >= 2
@@ -241,12 +256,6 @@ async def test_stop_during_throttling_blocks_the_mt_and_a_lost_lease_sends_nothi
             throttling = False
             await probe("the confirmation submitted",
                         lambda: _status_is(store, confirmation, "submitted"))
-        finally:
-            await sender.stop(5)  # every sender task has ended after this
-            await session.stop(2)
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
 
     late = [s for s in smsc.submits(b"queued before STOP") if s.at >= stopped_at]
     assert late == [], "a submit_sm went out after the STOP was stored"
@@ -278,18 +287,11 @@ async def test_an_mt_the_codec_refuses_fails_once_with_an_event(
         bad = await store.queue_mt(sender=VMN, recipient="\uff11\uff15\uff15\uff15\uff19"
                                    "\uff18\uff17\uff10\uff13\uff10\uff12", text="hello")
         good = await store.queue_mt(sender=VMN, recipient="15559870302", text="fine")
-        tasks = [asyncio.create_task(session.run()), asyncio.create_task(sender.run())]
-        try:
+        async with running(session, sender):
             await probe("the good MT submitted", lambda: _status_is(store, good, "submitted"))
             await probe("the bad MT failed", lambda: _status_is(store, bad, "failed"))
             later = await store.queue_mt(sender=VMN, recipient="15559870307", text="later")
             await probe("a later MT submitted", lambda: _status_is(store, later, "submitted"))
-        finally:
-            await sender.stop(5)
-            await session.stop(2)
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
     r = await row(store, bad)
     assert (r.status, r.attempts) == ("failed", 1)
     assert "latin-1" in r.error
@@ -312,16 +314,9 @@ async def test_an_mt_whose_senders_keep_dying_fails_at_max_attempts(
             f"UPDATE messages SET status = 'sending', attempts = 3, "
             f"next_attempt_at = {time.time() - 1} WHERE id = '{doomed}'"))
         good = await store.queue_mt(sender=VMN, recipient="15559870304", text="fine")
-        tasks = [asyncio.create_task(session.run()), asyncio.create_task(sender.run())]
-        try:
+        async with running(session, sender):
             await probe("the good MT submitted", lambda: _status_is(store, good, "submitted"))
             await probe("the doomed MT failed", lambda: _status_is(store, doomed, "failed"))
-        finally:
-            await sender.stop(5)
-            await session.stop(2)
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
     r = await row(store, doomed)
     assert (r.status, r.attempts) == ("failed", 3)
     assert "gave up after 3 attempts" in r.error

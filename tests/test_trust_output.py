@@ -49,7 +49,8 @@ def test_redact_url(url: str, shown: str) -> None:
 
 def test_redact_urls_in_text() -> None:
     text = "Cannot connect to https://u:hunter2@h.example/x?token=abc123: refused."
-    assert log.redact_urls(text) == "Cannot connect to https://u:***@h.example/x?token=***: refused."
+    assert log.redact_urls(text) == (
+        "Cannot connect to https://u:***@h.example/x?token=***: refused.")
 
 
 async def test_sql_errors_carry_no_parameters(db_url: str) -> None:

@@ -260,20 +260,6 @@ class Store:
             )
             return [OpenPart(*r) for r in rows]
 
-    async def recent_dedup_keys(self, since: float) -> list[tuple[str, float]]:
-        async with self.reader.connect() as conn:
-            a = await conn.execute(
-                select(messages.c.dedup_key, messages.c.created_at).where(
-                    messages.c.dedup_key.is_not(None), messages.c.created_at >= since)
-            )
-            b = await conn.execute(
-                select(mo_parts.c.dedup_key, mo_parts.c.received_at).where(
-                    mo_parts.c.dedup_key.is_not(None), mo_parts.c.received_at >= since)
-            )
-            out = [(k, t) for k, t in a] + [(k, t) for k, t in b]
-        out.sort(key=lambda kt: kt[1])
-        return out
-
     # -- MT ---------------------------------------------------------------------------
     async def queue_mt(self, *, sender: str, recipient: str, text: str,
                        in_reply_to: str | None = None, client_ref: str | None = None,
