@@ -93,6 +93,9 @@ max_attempts = 6
 [mqtt]
 url = "mqtt://127.0.0.1:{mqtt_port}"
 topic_prefix = "{prefix}"
+# one client id per test: two test runs at once on one broker must not take over each
+# other's persistent session
+client_id = "vmn-gateway-{prefix}"
 
 [smtp]
 host = "127.0.0.1"
