@@ -1245,6 +1245,7 @@ function stateView() {
 		unbinds_sent: counters.unbinds_sent,
 		unbind_resp_received: counters.unbind_resp_received,
 		enquire_links_received: counters.enquire_links_received,
+		enquire_links_after_unbind: counters.enquire_links_after_unbind,
 		deliver_sm_resp: counters.deliver_sm_resp,
 		generic_nack_received: counters.generic_nack_received,
 		malformed_received: counters.malformed_received,
