@@ -130,6 +130,7 @@ def test_an_unanswered_submit_sm(resend: bool, sim: Simulator, db_url: str,
     assert "not sent again" in str(mt["error"])
     assert gw.log_events("mt.unknown")
     assert "unknown" in gw.cli("logs").stdout
+    assert "unknown 1/min" in gw.cli("status", check=False).stdout
     # Whatever was due went out meanwhile: the next MT is the second submit_sm.
     gw.send(VMN, "15550005556", "next")
     subs = sim.wait_submits(2, timeout=30)
