@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from gateway.addressing import Address, destination_address, source_address
@@ -160,6 +162,21 @@ def test_mo_decoding_by_default_alphabet(alphabet: str, octets: bytes, dc: int,
     assert decode_text(pdu.short_message, pdu.data_coding) == text
 
 
+@given(st.sampled_from(["gsm", "ascii", "latin1"]), st.text(max_size=400),
+       st.integers(0, 255))
+def test_mt_text_round_trips_in_every_alphabet(alphabet: str, text: str, ref: int) -> None:
+    """What an MT is encoded to, a peer of the same alphabet reads back (UDH cut)."""
+    try:
+        enc = encode_mt(text, ref, alphabet)
+    except ValueError:  # more than 255 parts, or a lone surrogate
+        return
+    bodies = [p.short_message[6:] if p.esm_class else p.short_message for p in enc.parts]
+    dc = mo_data_coding(enc.data_coding, alphabet)
+    assert decode_text(b"".join(bodies), dc) == text
+    assert all(len(p.short_message) <= 140 or enc.data_coding == 0 for p in enc.parts)
+    assert all(len(p.short_message) <= 160 for p in enc.parts)
+
+
 # ---------------------------------------------------------------- point 4: message ids
 
 # (submit_sm_resp id, the bind's message_id form, the receipt's id, matched?)
@@ -194,6 +211,16 @@ def id_matches(resp: str, form: str, receipt: str) -> bool:
 @pytest.mark.parametrize(("resp", "form", "receipt", "want"), ID_CASES)
 def test_message_ids_across_bases(resp: str, form: str, receipt: str, want: bool) -> None:
     assert id_matches(resp, form, receipt) is want
+
+
+@given(st.integers(0, 2**64), st.booleans(), st.integers(0, 4))
+def test_one_number_in_two_bases_always_matches(n: int, upper: bool, pad: int) -> None:
+    hexed = "0" * pad + (format(n, "X") if upper else format(n, "x"))
+    assert id_matches(hexed, "hex", str(n))  # Kannel msg-id-type 0x01
+    assert id_matches(str(n), "decimal", hexed)  # 0x02
+    assert id_matches(hexed, "auto", str(n)) and id_matches(str(n), "auto", hexed)
+    assert not id_matches(hexed, "hex", str(n + 1))
+    assert not id_matches(str(n), "decimal", format(n + 1, "x"))
 
 
 @pytest.mark.parametrize(("resp", "form", "receipt", "want"),

@@ -151,8 +151,8 @@ class Connection:
         cid = pdu.command_id
         if cid & _RESPONSE_BIT:
             self._on_response(pdu)
-        elif (isinstance(pdu, DeliverSm | DataSm) and pdu.data_coding == 0
-              and self.default_alphabet != "gsm"):
+        elif (self.default_alphabet != "gsm" and isinstance(pdu, DeliverSm | DataSm)
+              and pdu.data_coding == 0):  # (the default alphabet costs nothing here)
             pdu = dataclasses.replace(
                 pdu, data_coding=mo_data_coding(0, self.default_alphabet))
         elif cid == CommandId.UNBIND:
