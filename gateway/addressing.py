@@ -20,8 +20,9 @@ The destination of an MT follows the form of its recipient (issue 16 point 1): e
 number that enters the gateway, the sender of an MO included, is normalised once to E.164
 digits without `+` (gateway/msisdn.py), so a long number goes out 1/1 international, a
 short code (kept as received) 3/0, each unless `[[smsc]] dest_ton/npi` say otherwise;
-an alphanumeric sender ID (TON 5) cannot receive an SMS: a reply to one is recorded
-`skipped` and never queued (storage/mts.py `insert_mt`). Pure: no IO.
+an alphanumeric sender ID (TON 5) cannot receive an SMS: a reply to one (letters, or
+digits the MO carried with TON 5) is recorded `skipped` and never queued
+(storage/mts.py `insert_mt`). Pure: no IO.
 """
 
 from __future__ import annotations

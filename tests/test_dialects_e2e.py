@@ -38,17 +38,24 @@ def test_replies_follow_the_mo_and_skip_alphanumeric_senders(
         sim: Simulator, db_url: str, make_gateway: Callable[..., Gateway]) -> None:
     gw = start(make_gateway, sim, db_url, numbers=REPLYING)
     for source, ton, npi in [("4155550704", 0, 1), ("+14155550705", 1, 1),
-                             ("55123", 3, 0), ("ACMEBANK", 5, 0)]:
+                             ("55123", 3, 0), ("ACMEBANK", 5, 0), ("24680", 5, 0)]:
         sim.mo(source=source, source_ton=ton, source_npi=npi, destination=VMN, text="hi")
+    # An alphanumeric sender in digits only, in a long (two-part) MO.
+    sim.mo(source="13579", source_ton=5, source_npi=0, destination=VMN, text="y" * 200,
+           mode="udh8")
     subs = sim.wait_submits(3, timeout=30)
     got = sorted((s["destination_addr"], s["dest_addr_ton"], s["dest_addr_npi"])
                  for s in subs)
     assert got == [("14155550704", 1, 1), ("14155550705", 1, 1), ("55123", 3, 0)]
-    skipped = wait_for(lambda: [r for r in gw.logs() if r["direction"] == "mt"
-                                and r["to"] == "ACMEBANK"], what="the skipped reply")
-    assert skipped[0]["status"] == "skipped"
-    assert "alphanumeric sender ID (TON 5)" in str(skipped[0]["error"])
-    assert wait_for(lambda: gw.log_events("mt.skipped"), what="mt.skipped logged")
+
+    def skipped() -> list[dict[str, object]]:
+        return [r for r in gw.logs() if r["direction"] == "mt" and r["status"] == "skipped"]
+
+    rows = wait_for(lambda: (lambda r: r if len(r) == 3 else None)(skipped()),
+                    what="the skipped replies")
+    assert sorted(str(r["to"]) for r in rows) == ["13579", "24680", "ACMEBANK"]
+    assert all("alphanumeric sender ID (TON 5)" in str(r["error"]) for r in rows)
+    assert len(gw.log_events("mt.skipped")) == 3
     # Nothing else went out meanwhile: the next MT is the fourth submit_sm.
     gw.send(VMN, "15550001234", "after")
     assert [s["destination_addr"] for s in sim.wait_submits(4, timeout=30)][3:] == [

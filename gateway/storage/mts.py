@@ -14,15 +14,17 @@ import structlog
 from sqlalchemy import ColumnElement, and_, case, or_, select, text, update
 from sqlalchemy.engine import Connection
 
-from gateway.addressing import TON_ALPHANUMERIC, automatic
+from gateway.addressing import SHORT_CODE_MAX, TON_ALPHANUMERIC, automatic
 from gateway.events import mt_status_event
 from gateway.mo import Receipt
 from gateway.model import MtStatus, new_id
+from gateway.smpp.codec import SmppError, decode
 from gateway.smpp.dialect import receipt_keys, receipt_spellings, resp_key
 from gateway.storage.db import placeholders
 from gateway.storage.jobs import Emitter, insert_jobs, last_webhook
 from gateway.storage.schema import (
     messages,
+    mo_parts,
     mt_segments,
     receipts,
     status_history,
@@ -87,8 +89,9 @@ def insert_mt(conn: Connection, emitter: Emitter, *, sender: str, recipient: str
     or poll reply, an email reply forwarded back) to an alphanumeric sender ID (an MO
     from `ACMEBANK`, TON 5) is recorded `skipped` with the reason and never sent: no
     SMS can be addressed to it. (Other MTs take validated numbers only.)"""
-    if (status is MtStatus.QUEUED and in_reply_to is not None
-            and automatic(recipient)[0] == TON_ALPHANUMERIC):
+    if status is MtStatus.QUEUED and in_reply_to is not None and (
+            automatic(recipient)[0] == TON_ALPHANUMERIC
+            or _sent_alphanumeric(conn, in_reply_to, recipient)):
         status, error = MtStatus.SKIPPED, SKIPPED_ALPHANUMERIC.format(recipient=recipient)
     msg_id = new_id()
     conn.execute(messages.insert().values(
@@ -103,6 +106,29 @@ def insert_mt(conn: Connection, emitter: Emitter, *, sender: str, recipient: str
         log.warning("mt.skipped", id=msg_id, to=recipient, in_reply_to=in_reply_to,
                     reason=error)
     return msg_id
+
+
+def _sent_alphanumeric(conn: Connection, mo_id: str, recipient: str) -> bool:
+    """Whether the MO `mo_id` came from `recipient` as an alphanumeric sender (TON 5)
+    written in digits only: kept as received, it reads like a short code. Looked up
+    (the MO's raw PDU) only for such short digit strings, never for a phone number."""
+    if not (recipient.isascii() and recipient.isdigit() and len(recipient) <= SHORT_CODE_MAX):
+        return False
+    mo = conn.execute(select(messages.c.raw_pdu, messages.c.sender)
+                      .where(messages.c.id == mo_id)).first()
+    if mo is None or mo.sender != recipient:  # a forward to someone else
+        return False
+    raw = mo.raw_pdu
+    if raw is None:  # a long MO: its parts keep theirs
+        raw = conn.execute(select(mo_parts.c.raw_pdu).where(
+            mo_parts.c.message_id == mo_id).limit(1)).scalar()
+    if raw is None:
+        return False
+    try:
+        pdu = decode(bytes(raw))
+    except SmppError:
+        return False
+    return getattr(pdu, "source_addr_ton", None) == TON_ALPHANUMERIC
 
 
 BLOCKED_ERROR = "recipient opted out"
