@@ -6,6 +6,7 @@ SQLite and PostgreSQL (`db_url`). The simulator runs are in test_dialects_e2e.py
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -36,7 +37,7 @@ from gateway.storage import mts
 from gateway.storage.db import create_engine, migrate
 from gateway.storage.jobs import Emitter
 from gateway.storage.repo import Store
-from gateway.storage.schema import messages, mt_segments
+from gateway.storage.schema import jobs, messages, mt_segments
 
 
 def smsc(**keys: Any) -> SmscConfig:
@@ -84,6 +85,7 @@ async def test_no_reply_to_an_alphanumeric_sender(store: Store, recipient: str,
         now=time.time(), in_reply_to=in_reply_to)
     row = await one(store, msg_id)
     assert row["status"] == status.value
+    assert [e["status"] for e in await events(store, msg_id)] == [status.value]
     if status is MtStatus.SKIPPED:
         assert "alphanumeric sender ID (TON 5)" in row["error"]
         claimed = await store.claim_mts(10, 60.0, 10)
@@ -279,6 +281,7 @@ async def test_an_unknown_mt_is_recorded_and_a_late_receipt_settles_it(store: St
     assert msg_id not in [m.id for m in claimed.send]  # not sent again
     listed = await store.list_messages(ids=[msg_id])  # what `logs` reads
     assert [(r["status"], r["error"]) for r in listed] == [("unknown", "unknown: no answer")]
+    assert [e["status"] for e in await events(store, msg_id)] == ["queued", "unknown"]
     other = await submitted_mt(store, "sim-77", "auto", status=MtStatus.UNKNOWN)
     await store.transaction(mts.apply_receipts, store.emitter,
                             [Receipt("sim-77", "DELIVRD", "000")], time.time())
@@ -338,6 +341,13 @@ async def submitted_mt(store: Store, message_id: str | None, form: str, *,
                                     segment_ids=[message_id], unconfirmed=note,
                                     status=status, id_form=form)
     return msg_id
+
+
+async def events(store: Store, msg_id: str) -> list[dict[str, Any]]:
+    """The mt_status events (MQTT jobs) of one MT, in order."""
+    rows = await store.transaction(lambda c: c.execute(
+        select(jobs.c.payload).where(jobs.c.message_id == msg_id).order_by(jobs.c.id)).all())
+    return [json.loads(p) for (p,) in rows]
 
 
 async def one(store: Store, msg_id: str) -> dict[str, Any]:
