@@ -13,7 +13,16 @@ out in the form its TON says:
 `source_ton`/`source_npi` of the `[[number]]` win over those of the `[[smsc]]`, which
 win over the automatic value (each key on its own). An explicit TON 1 still puts the
 country code in front of a national long code; any other TON sends the digits as
-configured. Pure: no IO.
+configured. A national TON (2) sends the national significant number: an
+international sender loses its country code.
+
+The destination of an MT follows the form of its recipient (issue 16 point 1): every
+number that enters the gateway, the sender of an MO included, is normalised once to E.164
+digits without `+` (gateway/msisdn.py), so a long number goes out 1/1 international, a
+short code (kept as received) 3/0, each unless `[[smsc]] dest_ton/npi` say otherwise;
+an alphanumeric sender ID (TON 5) cannot receive an SMS: a reply to one (letters, or
+digits the MO carried with TON 5) is recorded `skipped` and never queued
+(storage/mts.py `insert_mt`). Pure: no IO.
 """
 
 from __future__ import annotations
@@ -21,10 +30,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
+import phonenumbers
+
 from gateway.config import Config, NumberConfig, SmscConfig
 from gateway.msisdn import InvalidNumber, canonical
 
 TON_INTERNATIONAL = 1
+TON_NATIONAL = 2
 TON_NETWORK_SPECIFIC = 3
 TON_ALPHANUMERIC = 5
 NPI_UNKNOWN = 0
@@ -36,6 +48,9 @@ class SourceAddress(NamedTuple):
     ton: int
     npi: int
     addr: str
+
+
+Address = SourceAddress  # a destination has the same three fields
 
 
 # (sender, the bind it goes out on) -> the source address of its submit_sm
@@ -70,9 +85,34 @@ def source_address(sender: str, smsc: SmscConfig, number: NumberConfig | None = 
     npi = _first(None if number is None else number.source_npi, smsc.source_npi, auto_npi)
     addr = sender
     if auto_ton != TON_ALPHANUMERIC:
-        addr = (international(sender, country_code) if ton == TON_INTERNATIONAL
-                else sender.removeprefix("+"))
+        if ton == TON_INTERNATIONAL:
+            addr = international(sender, country_code)
+        elif ton == TON_NATIONAL:
+            addr = national(sender, country_code)
+        else:
+            addr = sender.removeprefix("+")
     return SourceAddress(ton, npi, addr)
+
+
+def national(sender: str, country_code: str) -> str:
+    """The national significant number of a numeric sender (no country code)."""
+    digits = sender.removeprefix("+")
+    if sender.startswith("+") or len(digits) > 10:
+        e164 = international(sender, country_code)
+        try:
+            return str(phonenumbers.parse("+" + e164).national_number)
+        except phonenumbers.NumberParseException:
+            return digits
+    return digits
+
+
+def destination_address(recipient: str, smsc: SmscConfig) -> Address:
+    """The submit_sm destination of an MT to `recipient` (its canonical form) on `smsc`.
+    (A reply to an alphanumeric sender is never queued: storage/mts.py `insert_mt`.)"""
+    auto_ton, auto_npi = automatic(recipient)
+    ton = auto_ton if smsc.dest_ton is None else smsc.dest_ton
+    npi = auto_npi if smsc.dest_npi is None else smsc.dest_npi
+    return Address(ton, npi, recipient.removeprefix("+"))
 
 
 def _first(*values: int | None) -> int:
@@ -94,5 +134,5 @@ def addressing(config: Callable[[], Config]) -> Addressing:
     return address
 
 
-__all__ = ["Addressing", "SourceAddress", "addressing", "automatic", "number_for",
-           "source_address"]
+__all__ = ["Address", "Addressing", "SourceAddress", "addressing",
+           "automatic", "destination_address", "national", "number_for", "source_address"]

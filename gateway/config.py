@@ -51,6 +51,7 @@ __all__ = [
     "KEYWORD_MAX_LENGTH",
     "TEMPLATE_PLACEHOLDERS",
     "ActionConfig",
+    "Alphabet",
     "CallbackProfile",
     "Config",
     "ConfigError",
@@ -61,6 +62,7 @@ __all__ = [
     "KeywordConfig",
     "LogLevel",
     "MatchMode",
+    "MessageIdForm",
     "MqttConfig",
     "NumberConfig",
     "OptoutConfig",
@@ -469,6 +471,23 @@ class OptoutScope(StrEnum):
     ALL = "all"  # every sender ID
 
 
+class Alphabet(StrEnum):
+    """What data_coding 0 means on a bind (Kannel: alt-charset)."""
+
+    GSM = "gsm"  # GSM 03.38, unpacked (the SMPP default)
+    ASCII = "ascii"  # IA5 / ASCII
+    LATIN1 = "latin1"  # ISO-8859-1
+
+
+class MessageIdForm(StrEnum):
+    """How submit_sm_resp and receipt message ids relate (Kannel: msg-id-type)."""
+
+    AUTO = "auto"  # as strings, else as one number written in either base
+    HEX = "hex"  # submit_sm_resp hexadecimal, receipt decimal (msg-id-type 0x01)
+    DECIMAL = "decimal"  # submit_sm_resp decimal, receipt hexadecimal (msg-id-type 0x02)
+    STRING = "string"  # the same string in both (msg-id-type 0x00/0x03 as text)
+
+
 class HttpMethod(StrEnum):
     POST = "POST"
     GET = "GET"
@@ -545,9 +564,15 @@ class SmscConfig(_Model):
     # None: the `[[number]]`'s, else automatic by the kind of sender (gateway/addressing.py)
     source_ton: Octet | None = None
     source_npi: Octet | None = None
-    dest_ton: Octet = 1
-    dest_npi: Octet = 1
+    # None: by the form of the recipient (gateway/addressing.py destination_address)
+    dest_ton: Octet | None = None
+    dest_npi: Octet | None = None
     registered_delivery: StrictBool = True
+    # Carrier dialects (issue 16; gateway/smpp/dialect.py)
+    default_alphabet: Alphabet = Alphabet.GSM
+    message_id: MessageIdForm = MessageIdForm.AUTO
+    # A submit_sm whose response never came: sent again (true) or recorded `unknown`.
+    resend_unanswered: StrictBool = False
 
     def password_value(self) -> str:
         """The bind password ("" when none is configured)."""

@@ -25,6 +25,11 @@ class MtStatus(StrEnum):
     DELIVERED = "delivered"
     FAILED = "failed"
     BLOCKED = "blocked"
+    # submit_sm written, no response, not sent again ([[smsc]] resend_unanswered =
+    # false): the SMSC may or may not have it; a receipt may still settle it.
+    UNKNOWN = "unknown"
+    # never sent: a reply or forward to an alphanumeric sender ID (the error says so)
+    SKIPPED = "skipped"
 
 
 _last_ms = 0

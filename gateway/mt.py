@@ -17,7 +17,14 @@ untried; one whose submit_sm is written waits for its answer until the deadline.
 none came, it is recorded `submitted` with an "unconfirmed" error and never sent again:
 at most once, because a second copy on the handset is worse than one that the
 application sees as unconfirmed and can re-send. While running, a submit_sm that times
-out or whose connection drops is retried (SMPP practice; logged `mt.unanswered`).
+out or whose connection drops before its answer is recorded `unknown` (visible, never
+sent again) unless `[[smsc]] resend_unanswered = true`, for a carrier that
+de-duplicates: then it is retried (logged `mt.unanswered`).
+
+Carrier dialects (issue 16): the text is encoded in the bind's default alphabet; the
+destination is addressed by the form of the recipient (gateway/addressing.py); an empty
+message id in submit_sm_resp makes the MT receipt-less (a warning, and the note on the
+MT). Replies to alphanumeric senders are never queued (`skipped`, storage/mts.py).
 """
 
 from __future__ import annotations
@@ -32,13 +39,14 @@ from functools import partial
 
 import structlog
 
-from gateway.addressing import Addressing, SourceAddress, source_address
+from gateway.addressing import Addressing, SourceAddress, destination_address, source_address
 from gateway.config import SmscConfig
+from gateway.model import MtStatus
 from gateway.smpp.codec import LocalProtocolError
 from gateway.smpp.pdu import SubmitSm, status_name
 from gateway.smpp.session import LinkClosed, SmppSession, SubmitError
 from gateway.smpp.text import MtEncoding, encode_mt
-from gateway.storage.mts import QueuedMt, Verdict
+from gateway.storage.mts import RECEIPTLESS, QueuedMt, Verdict
 from gateway.storage.repo import Store
 
 log = structlog.get_logger("gateway.mt")
@@ -52,6 +60,8 @@ WRITE_ATTEMPTS = 3
 ANSWER_SHARE = 0.8
 UNCONFIRMED = ("unconfirmed: submit_sm written, no answer before shutdown (it may or may "
                "not have reached the SMSC); not sent again")
+UNANSWERED = ("unknown: submit_sm written, no answer ({why}); it may or may not have "
+              "reached the SMSC, and is not sent again ([[smsc]] resend_unanswered = false)")
 
 
 class _LeaseLost(Exception):
@@ -252,7 +262,8 @@ class MtSender:
             await self._give_back(a, "no bound SMSC", delay=1.0)
             return
         try:
-            encoding = a.encoding = encode_mt(mt.text, random.randrange(256))
+            encoding = a.encoding = encode_mt(mt.text, random.randrange(256),
+                                              session.cfg.default_alphabet)
         except Exception as exc:  # ValueError (too long, lone surrogate): it never will
             await self._fail(a, f"cannot encode the text: {exc}")
             log.error("mt.unencodable", id=mt.id, error=str(exc))
@@ -286,6 +297,9 @@ class MtSender:
                 await self._give_back(a, "shutting down", delay=0.0)
             elif self._stopping:
                 await self._unconfirmed(a, UNCONFIRMED)
+            elif a.unanswered and not session.cfg.resend_unanswered:
+                why = str(exc) or f"timed out after {session.cfg.response_timeout:g} s"
+                await self._unconfirmed(a, UNANSWERED.format(why=why), MtStatus.UNKNOWN)
             else:
                 if a.maybe_sent:
                     log.warning("mt.unanswered", id=mt.id, error=str(exc) or "timed out",
@@ -298,9 +312,14 @@ class MtSender:
             return
         finally:
             a.scope = None
+        note = None
+        if not all(a.ids):
+            note = RECEIPTLESS
+            log.warning("mt.no_message_id", id=mt.id, to=mt.recipient, smsc=session.name,
+                        smsc_message_ids=a.ids, error=note)
         await self._write("submitted", lambda: self.store.mt_submitted(
             mt.id, smsc=session.name, data_coding=encoding.data_coding, segment_ids=a.ids,
-            token=mt.token))
+            token=mt.token, unconfirmed=note, id_form=session.cfg.message_id))
         log.info("mt.submitted", id=mt.id, to=mt.recipient, smsc=session.name,
                  parts=len(a.ids), smsc_message_ids=a.ids)
 
@@ -340,18 +359,22 @@ class MtSender:
         if not done:
             raise _LeaseLost(step)
 
-    async def _unconfirmed(self, a: _Attempt, note: str) -> None:
-        """Record an MT that may have reached the SMSC as submitted (the parts without
-        an answer have no message id): it is never sent again."""
+    async def _unconfirmed(self, a: _Attempt, note: str,
+                           status: MtStatus = MtStatus.SUBMITTED) -> None:
+        """Record an MT that may have reached the SMSC as `status` (submitted, or
+        unknown) (the parts without an answer have no message id): it is never sent
+        again."""
         mt, encoding = a.mt, a.encoding
         assert encoding is not None  # maybe_sent: it was encoded
         ids: list[str | None] = [*a.ids, *[None] * (len(encoding.parts) - len(a.ids))]
         smsc = a.smsc or mt.smsc or ""
+        form = next((s.cfg.message_id for s in self.sessions if s.name == smsc), "auto")
         await self._write("submitted", lambda: self.store.mt_submitted(
             mt.id, smsc=smsc, data_coding=encoding.data_coding, segment_ids=ids,
-            token=mt.token, unconfirmed=note))
-        log.warning("mt.unconfirmed", id=mt.id, to=mt.recipient, smsc=smsc,
-                    smsc_message_ids=a.ids, parts=len(ids), error=note)
+            token=mt.token, unconfirmed=note, status=status, id_form=form))
+        log.warning("mt.unconfirmed" if status is MtStatus.SUBMITTED else "mt.unknown",
+                    id=mt.id, to=mt.recipient, smsc=smsc, smsc_message_ids=a.ids,
+                    parts=len(ids), error=note)
 
     async def _give_back(self, a: _Attempt, why: str, *, delay: float) -> None:
         await self._write("release", lambda: self.store.mt_release(
@@ -376,14 +399,15 @@ class MtSender:
 
 def _submit_sm(seq: int, *, cfg: SmscConfig, mt: QueuedMt, source: SourceAddress,
                data_coding: int, short_message: bytes, esm_class: int) -> SubmitSm:
+    dest = destination_address(mt.recipient, cfg)
     return SubmitSm(
         sequence_number=seq,
         source_addr_ton=source.ton,
         source_addr_npi=source.npi,
         source_addr=source.addr,
-        dest_addr_ton=cfg.dest_ton,
-        dest_addr_npi=cfg.dest_npi,
-        destination_addr=mt.recipient,
+        dest_addr_ton=dest.ton,
+        dest_addr_npi=dest.npi,
+        destination_addr=dest.addr,
         esm_class=esm_class,
         registered_delivery=1 if cfg.registered_delivery else 0,
         data_coding=data_coding,

@@ -148,7 +148,8 @@ def render(cfg: Config, health: dict[str, Any] | None, note: str, db: dict[str, 
               f"  MO received  {last.get('mo', 0)}/min",
               f"  MT queued    {last.get('mt', 0)}/min",
               f"  MT submitted {sent.get('submitted', 0)}/min, delivered "
-              f"{sent.get('delivered', 0)}/min, failed {sent.get('failed', 0)}/min",
+              f"{sent.get('delivered', 0)}/min, failed {sent.get('failed', 0)}/min, "
+              f"unknown {sent.get('unknown', 0)}/min",
               "", "queues:"]
     for status in ("queued", "sending"):
         n, oldest = db["mt_queue"].get(status, (0, None))

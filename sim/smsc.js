@@ -205,10 +205,38 @@ function latin1Units(text) {
 	return units;
 }
 
+// data_coding 0 is the SMSC's default alphabet: GSM 03.38 unless configured otherwise.
+function decodeDefault(buf) {
+	switch (config.default_alphabet) {
+		case 'ascii': return buf.toString('latin1').replace(/[\x80-\xff]/g, '\uFFFD');
+		case 'latin1': return buf.toString('latin1');
+		default: return gsmDecode(buf);
+	}
+}
+
+function newMessageId() {
+	const n = ++msgCounter;
+	switch (config.message_id_format) {
+		case 'hex': return (0xA0000000 + n).toString(16).toUpperCase();
+		case 'decimal': return String(3000000000 + n);
+		case 'empty': return '';
+		default: return 'sim-' + n;
+	}
+}
+
+// The id a receipt for `id` carries: the same, or the number in the other base.
+function receiptId(id) {
+	switch (config.receipt_id_format) {
+		case 'decimal': return /^[0-9a-f]+$/i.test(id) ? BigInt('0x' + id).toString(10) : id;
+		case 'hex': return /^[0-9]+$/.test(id) ? BigInt(id).toString(16) : id;
+		default: return id;
+	}
+}
+
 function decodeText(buf, dataCoding) {
 	if (!buf) return null;
 	const dc = dataCoding & 0xFF;
-	if (dc === 0x00) return gsmDecode(buf);
+	if (dc === 0x00) return decodeDefault(buf);
 	if (dc === 0x01) return buf.toString('latin1'); // IA5 / ASCII
 	if (dc === 0x03) return buf.toString('latin1');
 	if (dc === 0x08) return ucs2Decode(buf);
@@ -472,6 +500,12 @@ const DEFAULT_CONFIG = () => ({
 	invalid_system_id_status: ST.ESME_RINVPASWD,
 	enquire_link_reply: true,
 	mo_timeout_ms: 10000,
+	// Carrier dialects (issue 16):
+	default_alphabet: 'gsm', // what data_coding 0 means here: gsm | ascii | latin1
+	message_id_format: 'sim', // submit_sm_resp ids: sim (sim-<n>) | hex | decimal | empty
+	receipt_id_format: 'same', // the id a receipt carries: same | hex | decimal
+	no_response_next: 0, // this many submit_sm are taken (recorded, accepted) but never answered
+	unbind_resp_delay_ms: 0, // wait this long before answering an ESME's unbind
 });
 
 let config = DEFAULT_CONFIG();
@@ -492,6 +526,7 @@ function resetState() {
 		unbinds_sent: 0,
 		unbind_resp_received: 0,
 		enquire_links_received: 0,
+		enquire_links_after_unbind: 0,
 		deliver_sm_resp: {},
 		generic_nack_received: 0,
 		malformed_received: 0,
@@ -709,14 +744,25 @@ function handlePdu(s, pdu) {
 			return handleBind(s, pdu);
 		case 'enquire_link':
 			counters.enquire_links_received++;
+			if (sim.unbind_received) {
+				counters.enquire_links_after_unbind++;
+				log('enquire_link_after_unbind', { session: sim.id });
+			}
 			if (config.enquire_link_reply) sendResponse(s, pdu, ST.ROK);
 			return;
 		case 'unbind':
 			counters.unbinds_received++;
 			log('unbind_received', { session: sim.id, system_id: sim.system_id });
-			sendResponse(s, pdu, ST.ROK);
-			sim.bound = false;
-			s.socket.end();
+			sim.unbind_received = true;
+			{
+				const answer = () => {
+					sendResponse(s, pdu, ST.ROK);
+					sim.bound = false;
+					s.socket.end();
+				};
+				if (config.unbind_resp_delay_ms > 0) setTimeout(answer, config.unbind_resp_delay_ms);
+				else answer();
+			}
 			return;
 		case 'submit_sm':
 			return handleSubmit(s, pdu);
@@ -785,7 +831,12 @@ function handleSubmit(s, pdu) {
 	} else if (config.submit_status) {
 		status = config.submit_status;
 	} else {
-		messageId = 'sim-' + (++msgCounter);
+		messageId = newMessageId();
+	}
+	let answered = true;
+	if (status === ST.ROK && config.no_response_next > 0) {
+		config.no_response_next--;
+		answered = false;
 	}
 	const now = new Date();
 	rec = Object.assign({
@@ -804,8 +855,10 @@ function handleSubmit(s, pdu) {
 		session: sim.id, seq: pdu.sequence_number, status: status, message_id: messageId,
 		src: rec.source_addr, dst: rec.destination_addr, dc: rec.data_coding,
 		concat: rec.concat ? rec.concat.seq + '/' + rec.concat.total + '#' + rec.concat.ref : undefined,
-		text: rec.text,
+		text: rec.text, answered: answered,
 	});
+	rec.answered = answered;
+	if (!answered) return; // taken, never answered (a lost submit_sm_resp)
 	const respond = () => {
 		if (status === ST.ROK) sendResponse(s, pdu, ST.ROK, { message_id: messageId });
 		else sendResponse(s, pdu, status);
@@ -820,6 +873,12 @@ function handleSubmit(s, pdu) {
 function encodeUnits(text, encoding) {
 	switch (encoding) {
 		case 'gsm': return gsmUnits(text);
+		case 'default': // data_coding 0 in this SMSC's default_alphabet
+			if (config.default_alphabet === 'latin1') return latin1Units(text);
+			if (config.default_alphabet === 'ascii') {
+				return Array.from(text).map((ch) => [ch.codePointAt(0) < 0x80 ? ch.codePointAt(0) : 0x3F]);
+			}
+			return gsmUnits(text);
 		case 'ucs2': return ucs2Units(text);
 		case 'latin1': return latin1Units(text);
 		default: throw new HttpError(400, 'unknown encoding ' + encoding);
@@ -840,8 +899,8 @@ function splitUnits(units, partSize) {
 	return parts;
 }
 
-const DEFAULT_DC = { gsm: 0x00, ucs2: 0x08, latin1: 0x03, binary: 0x04 };
-const DEFAULT_PART = { gsm: 153, ucs2: 134, latin1: 134, binary: 134 };
+const DEFAULT_DC = { gsm: 0x00, default: 0x00, ucs2: 0x08, latin1: 0x03, binary: 0x04 };
+const DEFAULT_PART = { gsm: 153, default: 153, ucs2: 134, latin1: 134, binary: 134 };
 
 function toRawTlvs(tlvs) {
 	// returns {known: {name: value}, raw: Buffer} for "tlvs" objects in requests.
@@ -994,13 +1053,14 @@ async function doReceipt(body) {
 	const via = body.via || 'tlv';
 	if (via !== 'tlv' && via !== 'text') throw new HttpError(400, 'via must be tlv or text');
 	const orig = submitById.get(id);
+	const sentId = receiptId(id);
 	const source = body.source !== undefined ? body.source : (orig ? orig.destination_addr : '5551000100');
 	const destination = body.destination !== undefined ? body.destination : (orig ? orig.source_addr : '15551234567');
 	const submitDate = orig ? new Date(orig.received_at_ms) : new Date();
 	const dlvrd = stat === 'DELIVRD' ? '001' : '000';
 	const err = body.err !== undefined ? String(body.err) : (stat === 'DELIVRD' ? '000' : '001');
 	const snippet = body.text !== undefined ? String(body.text) : ((orig && orig.text) || '').slice(0, 20);
-	const receiptText = 'id:' + id + ' sub:001 dlvrd:' + dlvrd + ' submit date:' + dlrDate(submitDate) +
+	const receiptText = 'id:' + sentId + ' sub:001 dlvrd:' + dlvrd + ' submit date:' + dlrDate(submitDate) +
 		' done date:' + dlrDate(new Date()) + ' stat:' + stat + ' err:' + err + ' text:' + snippet;
 	const fields = Object.assign(baseDeliverFields({ source: source, destination: destination }), {
 		esm_class: body.esm_class !== undefined ? body.esm_class : 0x04,
@@ -1008,7 +1068,7 @@ async function doReceipt(body) {
 		short_message: Buffer.from([].concat.apply([], gsmUnits(receiptText))),
 	});
 	if (via === 'tlv') {
-		fields.receipted_message_id = id;
+		fields.receipted_message_id = sentId;
 		fields.message_state = body.message_state !== undefined ? body.message_state
 			: (MESSAGE_STATES[stat] !== undefined ? MESSAGE_STATES[stat] : 7);
 		if (body.network_error_code !== undefined) {
@@ -1018,8 +1078,8 @@ async function doReceipt(body) {
 	const extra = toRawTlvs(body.tlvs);
 	Object.assign(fields, extra.known);
 	const r = await sendRequest(s, 'deliver_sm', fields, extra.raw, body.timeout_ms || config.mo_timeout_ms);
-	log('receipt', { session: s.sim.id, message_id: id, stat: stat, via: via, status: r.status });
-	return { status: r.status, text: receiptText, error: r.reason || null };
+	log('receipt', { session: s.sim.id, message_id: sentId, stat: stat, via: via, status: r.status });
+	return { status: r.status, text: receiptText, error: r.reason || null, message_id: sentId };
 }
 
 // ---------------------------------------------------------------------------
@@ -1185,6 +1245,7 @@ function stateView() {
 		unbinds_sent: counters.unbinds_sent,
 		unbind_resp_received: counters.unbind_resp_received,
 		enquire_links_received: counters.enquire_links_received,
+		enquire_links_after_unbind: counters.enquire_links_after_unbind,
 		deliver_sm_resp: counters.deliver_sm_resp,
 		generic_nack_received: counters.generic_nack_received,
 		malformed_received: counters.malformed_received,

@@ -208,7 +208,9 @@ class Simulator:
 
     def configure(self, **kw: Any) -> dict[str, Any]:
         """password, system_id, throttle_next, throttle_status, ack_delay_ms, submit_status,
-        invalid_system_id_status, enquire_link_reply, mo_timeout_ms."""
+        invalid_system_id_status, enquire_link_reply, mo_timeout_ms; the carrier dialects:
+        default_alphabet (gsm/ascii/latin1), message_id_format (sim/hex/decimal/empty),
+        receipt_id_format (same/hex/decimal), no_response_next, unbind_resp_delay_ms."""
         return self.request("POST", "/config", kw)  # type: ignore[no-any-return]
 
     def mo(self, **kw: Any) -> dict[str, Any]:

@@ -162,7 +162,8 @@ def test_defaults() -> None:
     assert (s.enquire_link_interval, s.window, s.throughput) == (30, 10, 0)
     assert (s.reconnect_min, s.reconnect_max) == (1.0, 60.0)
     assert (s.bind_timeout, s.response_timeout, s.throttle_backoff) == (10, 10, 1.0)
-    assert (s.source_ton, s.source_npi, s.dest_ton, s.dest_npi) == (None, None, 1, 1)
+    assert (s.source_ton, s.source_npi, s.dest_ton, s.dest_npi) == (None, None, None, None)
+    assert (s.default_alphabet, s.message_id, s.resend_unanswered) == ("gsm", "auto", False)
     assert s.registered_delivery is True
 
     assert cfg.mqtt is None and cfg.smtp is None and cfg.email_replies is None

@@ -6,14 +6,18 @@ It never touches a socket or a clock: the session owns those.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections import deque
 
 from gateway.smpp.codec import Decoder, LocalProtocolError, decode, encode
+from gateway.smpp.dialect import mo_data_coding
 from gateway.smpp.pdu import (
     MAX_SEQUENCE,
     CommandId,
     CommandStatus,
+    DataSm,
+    DeliverSm,
     Pdu,
 )
 from gateway.smpp.state import CAN_ENQUIRE, CAN_EXCHANGE_MESSAGES, BindState, Transition, next_state
@@ -68,11 +72,16 @@ class AnsweredLog:
 
 
 class Connection:
-    """One TCP connection's worth of SMPP state, as seen by the ESME."""
+    """One TCP connection's worth of SMPP state, as seen by the ESME.
 
-    __slots__ = ("_decoder", "_pending", "_seq", "state")
+    `default_alphabet`: what data_coding 0 means on this bind (gsm, ascii, latin1;
+    Kannel's alt-charset): a deliver_sm / data_sm in it is handed out with the
+    data_coding that names it (gateway/smpp/dialect.py)."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_decoder", "_pending", "_seq", "default_alphabet", "state")
+
+    def __init__(self, default_alphabet: str = "gsm") -> None:
+        self.default_alphabet = default_alphabet
         self.state = BindState.OPEN
         self._decoder = Decoder()
         self._seq = 0
@@ -142,6 +151,10 @@ class Connection:
         cid = pdu.command_id
         if cid & _RESPONSE_BIT:
             self._on_response(pdu)
+        elif (self.default_alphabet != "gsm" and isinstance(pdu, DeliverSm | DataSm)
+              and pdu.data_coding == 0):  # (the default alphabet costs nothing here)
+            pdu = dataclasses.replace(
+                pdu, data_coding=mo_data_coding(0, self.default_alphabet))
         elif cid == CommandId.UNBIND:
             # Answered by the session; the state closes once unbind_resp is sent.
             pass
@@ -160,6 +173,10 @@ class Connection:
 
     def may_exchange_messages(self) -> bool:
         return self.state in CAN_EXCHANGE_MESSAGES
+
+    def may_enquire(self) -> bool:
+        """Whether an enquire_link may go out now (not once unbind is sent)."""
+        return self.state in CAN_ENQUIRE
 
     def connection_lost(self) -> list[int]:
         """Close, returning the sequence numbers that will never be answered."""

@@ -76,7 +76,7 @@ class Link(asyncio.Protocol):
 
     def __init__(self, session: SmppSession) -> None:
         self.session = session
-        self.conn = Connection()
+        self.conn = Connection(session.cfg.default_alphabet)
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters: dict[int, asyncio.Future[Pdu]] = {}
@@ -366,6 +366,8 @@ class SmppSession:
         cfg = self.cfg
         while link.is_open:
             await asyncio.sleep(cfg.enquire_link_interval)
+            if not link.conn.may_enquire():  # unbind sent: quiet until the close
+                return
             try:
                 await link.request(lambda seq: EnquireLink(sequence_number=seq),
                                    cfg.response_timeout)

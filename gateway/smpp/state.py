@@ -7,7 +7,9 @@ Rules (SMPP 3.4 §2.2-2.3, ESME side, transceiver only):
 - in BOUND_TRX both sides may send submit_sm / deliver_sm / data_sm / enquire_link;
 - either side may unbind: we send unbind (UNBINDING) and wait for unbind_resp, or the
   peer sends unbind and we answer unbind_resp; both end CLOSED;
-- enquire_link and generic_nack are allowed in every open state;
+- enquire_link is allowed while binding or bound, never once unbind is sent (the
+  peer is closing: a keep-alive then is noise it may answer with a nack, issue 16
+  point 6); generic_nack in every open state;
 - a lost socket moves any state to CLOSED.
 """
 
@@ -47,7 +49,7 @@ TRANSITIONS: dict[tuple[BindState, Transition], BindState] = {
 
 # Which states may send / receive a given kind of traffic.
 CAN_EXCHANGE_MESSAGES = frozenset({BindState.BOUND_TRX})
-CAN_ENQUIRE = frozenset({BindState.BINDING, BindState.BOUND_TRX, BindState.UNBINDING})
+CAN_ENQUIRE = frozenset({BindState.BINDING, BindState.BOUND_TRX})
 
 
 def next_state(state: BindState, transition: Transition) -> BindState | None:

@@ -343,13 +343,26 @@ def _ucs2_chunks(data: bytes) -> list[bytes]:
     return chunks
 
 
-def encode_mt(text: str, ref: int) -> MtEncoding:
-    """Encode text for submit_sm: GSM 03.38 (data_coding 0) when it fits, else UCS-2 (8).
+def _default_alphabet(text: str, alphabet: str) -> bytes | None:
+    """`text` in the bind's default alphabet (data_coding 0), or None if it does not fit."""
+    if alphabet == "gsm":
+        return gsm_encode(text) if gsm_fits(text) else None
+    try:
+        return text.encode("ascii" if alphabet == "ascii" else "latin-1")
+    except UnicodeEncodeError:
+        return None
+
+
+def encode_mt(text: str, ref: int, alphabet: str = "gsm") -> MtEncoding:
+    """Encode text for submit_sm: the bind's default alphabet (data_coding 0: GSM 03.38,
+    or ASCII / Latin-1 on an SMSC that uses those, Kannel's alt-charset) when it fits,
+    else UCS-2 (8). One octet a character in all three: 160 in one part, 153 a part.
 
     Long text is split into parts with a `05 00 03 ref total seq` UDH (ref & 0xFF).
     Raises ValueError past 255 parts."""
-    if gsm_fits(text):
-        data_coding, data = 0, gsm_encode(text)
+    default = _default_alphabet(text, alphabet)
+    if default is not None:
+        data_coding, data = 0, default
         single, chunker = GSM_SINGLE_SEPTETS, _gsm_chunks
     else:
         data_coding, data = 8, ucs2_encode(text)

@@ -10,23 +10,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from sqlalchemy import ColumnElement, and_, case, select, text, update
+import structlog
+from sqlalchemy import ColumnElement, and_, case, or_, select, text, update
 from sqlalchemy.engine import Connection
 
+from gateway.addressing import SHORT_CODE_MAX, TON_ALPHANUMERIC, automatic
 from gateway.events import mt_status_event
 from gateway.mo import Receipt
 from gateway.model import MtStatus, new_id
+from gateway.smpp.codec import SmppError, decode
+from gateway.smpp.dialect import receipt_keys, receipt_spellings, resp_key
 from gateway.storage.db import placeholders
 from gateway.storage.jobs import Emitter, insert_jobs, last_webhook
 from gateway.storage.schema import (
     messages,
+    mo_parts,
     mt_segments,
     receipts,
     status_history,
 )
 
+log = structlog.get_logger("gateway.mt")
+
 QUEUED_MTS = text("direction = 'mt' AND status IN ('queued', 'sending')")
-FINAL_MT = (MtStatus.DELIVERED.value, MtStatus.FAILED.value, MtStatus.BLOCKED.value)
+FINAL_MT = (MtStatus.DELIVERED.value, MtStatus.FAILED.value, MtStatus.BLOCKED.value,
+            MtStatus.SKIPPED.value)
+# Recorded on an MT whose submit_sm_resp carried no message id (issue 16 point 4).
+RECEIPTLESS = ("receipt-less: the SMSC answered submit_sm with an empty message_id, "
+               "so no delivery receipt can be matched to it")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,14 @@ def insert_mt(conn: Connection, emitter: Emitter, *, sender: str, recipient: str
               client_ref: str | None = None, notify: str | None = None,
               exempt: bool = False, error: str | None = None,
               status: MtStatus = MtStatus.QUEUED) -> str:
+    """Queue an MT (or record it with `status` and `error`). A reply (auto-reply, opt
+    or poll reply, an email reply forwarded back) to an alphanumeric sender ID (an MO
+    from `ACMEBANK`, TON 5) is recorded `skipped` with the reason and never sent: no
+    SMS can be addressed to it. (Other MTs take validated numbers only.)"""
+    if status is MtStatus.QUEUED and in_reply_to is not None and (
+            automatic(recipient)[0] == TON_ALPHANUMERIC
+            or _sent_alphanumeric(conn, in_reply_to, recipient)):
+        status, error = MtStatus.SKIPPED, SKIPPED_ALPHANUMERIC.format(recipient=recipient)
     msg_id = new_id()
     conn.execute(messages.insert().values(
         id=msg_id, direction="mt", smsc=smsc, vmn=sender, msisdn=recipient, sender=sender,
@@ -83,10 +102,38 @@ def insert_mt(conn: Connection, emitter: Emitter, *, sender: str, recipient: str
         exempt=1 if exempt else 0,
     ))
     announce(conn, emitter, msg_id, status.value, now, error=error)
+    if status is MtStatus.SKIPPED:
+        log.warning("mt.skipped", id=msg_id, to=recipient, in_reply_to=in_reply_to,
+                    reason=error)
     return msg_id
 
 
+def _sent_alphanumeric(conn: Connection, mo_id: str, recipient: str) -> bool:
+    """Whether the MO `mo_id` came from `recipient` as an alphanumeric sender (TON 5)
+    written in digits only: kept as received, it reads like a short code. Looked up
+    (the MO's raw PDU) only for such short digit strings, never for a phone number."""
+    if not (recipient.isascii() and recipient.isdigit() and len(recipient) <= SHORT_CODE_MAX):
+        return False
+    mo = conn.execute(select(messages.c.raw_pdu, messages.c.sender)
+                      .where(messages.c.id == mo_id)).first()
+    if mo is None or mo.sender != recipient:  # a forward to someone else
+        return False
+    raw = mo.raw_pdu
+    if raw is None:  # a long MO: its parts keep theirs
+        raw = conn.execute(select(mo_parts.c.raw_pdu).where(
+            mo_parts.c.message_id == mo_id).limit(1)).scalar()
+    if raw is None:
+        return False
+    try:
+        pdu = decode(bytes(raw))
+    except SmppError:
+        return False
+    return getattr(pdu, "source_addr_ton", None) == TON_ALPHANUMERIC
+
+
 BLOCKED_ERROR = "recipient opted out"
+SKIPPED_ALPHANUMERIC = ("not sent: {recipient!r} is an alphanumeric sender ID (TON 5), "
+                        "which cannot receive an SMS")
 SENDING = MtStatus.SENDING.value
 
 
@@ -233,26 +280,32 @@ def opted_out(conn: Connection, sender: str, recipient: str) -> bool:
 
 def submitted(conn: Connection, emitter: Emitter, msg_id: str, *, smsc: str,
               data_coding: int, segment_ids: Sequence[str | None], now: float,
-              token: str | None = None, unconfirmed: str | None = None) -> bool:
+              token: str | None = None, unconfirmed: str | None = None,
+              status: MtStatus = MtStatus.SUBMITTED, id_form: str = "auto") -> bool:
     """The SMSC took every part (`segment_ids`). `unconfirmed`: some submit_sm got no
-    answer (None in `segment_ids`), recorded as submitted anyway so that it is never sent
-    twice; the text says why. False (nothing written) when the lease `token` was lost."""
+    answer (None in `segment_ids`), recorded as submitted anyway (or `unknown`, with
+    `[[smsc]] resend_unanswered = false`) so that it is never sent twice; the text says
+    why (also an empty message id: receipt-less). `id_form`: the bind's
+    `[[smsc]] message_id`, which keys each segment for receipts in the other base.
+    False (nothing written) when the lease `token` was lost."""
     total = len(segment_ids)
     res = conn.execute(update(messages).where(_held(msg_id, token)).values(
-        status=MtStatus.SUBMITTED.value, smsc=smsc, data_coding=data_coding, segments=total,
+        status=status.value, smsc=smsc, data_coding=data_coding, segments=total,
         updated_at=now, error=unconfirmed))
     if res.rowcount != 1:
         return False
     conn.execute(mt_segments.delete().where(mt_segments.c.message_id == msg_id))
     conn.execute(mt_segments.insert(), [
         {"message_id": msg_id, "seq": i + 1, "total": total, "smsc": smsc,
-         "smsc_message_id": sid, "status": MtStatus.SUBMITTED.value, "updated_at": now}
+         "smsc_message_id": sid or None, "status": status.value, "updated_at": now,
+         "match_key": resp_key(sid, id_form) if sid else None}
         for i, sid in enumerate(segment_ids)
     ])
-    announce(conn, emitter, msg_id, MtStatus.SUBMITTED.value, now, error=unconfirmed,
+    announce(conn, emitter, msg_id, status.value, now, error=unconfirmed,
              detail=",".join(s or "?" for s in segment_ids))
     # A receipt may have overtaken us: apply the ones waiting for these ids.
-    known = [s for s in segment_ids if s is not None]
+    known = sorted({spelling for s in segment_ids if s
+                    for spelling in receipt_spellings(s, id_form)})
     late = conn.execute(
         select(receipts.c.smsc_message_id, receipts.c.state, receipts.c.error)
         .where(receipts.c.smsc_message_id.in_(known), receipts.c.matched == 0)
@@ -295,13 +348,15 @@ def apply_receipts(conn: Connection, emitter: Emitter, items: Sequence[Receipt],
                    now: float) -> None:
     """Move MT segments (and their messages) to the receipts' states. The receipt's
     `stat`/`err` are kept on the segment, and on the message the one that decided it
-    (the first failed segment's, else the last segment's)."""
+    (the first failed segment's, else the last segment's). A receipt finds its segment
+    by the id string, or by the number it writes in the other base (`match_key`)."""
     touched: set[str] = set()
     for r in items:
         status = r.mt_status
         res = conn.execute(
             update(mt_segments)
-            .where(mt_segments.c.smsc_message_id == r.smsc_message_id,
+            .where(or_(mt_segments.c.smsc_message_id == r.smsc_message_id,
+                       mt_segments.c.match_key.in_(receipt_keys(r.smsc_message_id))),
                    mt_segments.c.status.not_in(FINAL_MT))
             .values(status=status, error=None if status != "failed" else r.state,
                     receipt_stat=r.state, receipt_err=r.error, updated_at=now)

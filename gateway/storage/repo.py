@@ -307,10 +307,13 @@ class Store:
 
     async def mt_submitted(self, msg_id: str, *, smsc: str, data_coding: int,
                            segment_ids: Sequence[str | None], token: str | None = None,
-                           unconfirmed: str | None = None) -> bool:
+                           unconfirmed: str | None = None,
+                           status: MtStatus = MtStatus.SUBMITTED,
+                           id_form: str = "auto") -> bool:
         done = await self.transaction(mts.submitted, self.emitter, msg_id, smsc=smsc,
                                       data_coding=data_coding, segment_ids=segment_ids,
-                                      now=time.time(), token=token, unconfirmed=unconfirmed)
+                                      now=time.time(), token=token, unconfirmed=unconfirmed,
+                                      status=status, id_form=id_form)
         self.on_jobs()
         return done
 

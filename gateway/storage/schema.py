@@ -101,8 +101,11 @@ mt_segments = Table(
     Column("updated_at", Float, nullable=False),
     Column("receipt_stat", String(16)),  # this segment's receipt, as received
     Column("receipt_err", String(16)),
+    # `<form>:<value>` of smsc_message_id under the bind's message_id form (issue 16)
+    Column("match_key", String(80)),
 )
 Index("ix_mt_segments_msg", mt_segments.c.message_id)
+Index("ix_mt_segments_match_key", mt_segments.c.match_key)
 Index("ix_mt_segments_smsc_id", mt_segments.c.smsc_message_id)
 
 # Delivery receipts as received (durable before the ack, matched to an MT later if the
