@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""HTTP client micro-benchmark: main-thread CPU µs per webhook-like request.
+
+Clients (``--clients``), each POSTing the same 278-byte JSON with keep-alive:
+
+* ``aiohttp``  - ``aiohttp.ClientSession.post`` + ``read()`` (the sender before issue 12);
+* ``pool``     - `gateway.http.pool.HttpPool.request` with a prebuilt request head;
+* ``action``   - `WebhookAction.run` on a signed callback profile (the whole delivery as
+  the outbox runs it: head, HMAC, send, classify), whatever sender it uses.
+
+The server is a separate process (this file with ``--serve``): a bare asyncio protocol
+answering ``200 ok`` to every request, so that it is cheap and never the ceiling. One
+run = a fresh client, ``--warmup`` requests, then ``--count`` requests from ``C``
+worker tasks (``--concurrency``); the figure is the client's main-thread CPU time
+(`time.thread_time`) over the measured requests, in µs per request. Runs go round-robin
+over (loop, client) cells, ``--runs`` each (default 3); the table shows medians.
+Loops: ``asyncio`` and ``uvloop`` (``--loops``).
+
+    PYTHONPATH=$PWD .venv/bin/python bench/http_client_bench.py
+    PYTHONPATH=$PWD .venv/bin/python bench/http_client_bench.py --count 20000 --runs 3 \\
+        --json-out bench/results-http-client.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+if str(REPO_DIR) not in sys.path:
+    sys.path.insert(0, str(REPO_DIR))
+
+PAYLOAD: dict[str, Any] = {
+    "type": "mo",
+    "id": 123456,
+    "vmn": "5551000100",
+    "from": "+15550001111",
+    "text": "JOIN the list please, caf\u00e9 \U0001f600 and some more words to make 278 B",
+    "keyword": "JOIN",
+    "route": "keyword",
+    "received_at": "2025-01-02T03:04:05Z",
+    "smsc": "sim",
+    "segments": 1,
+    "data_coding": 8,
+}
+BODY = json.dumps(PAYLOAD, separators=(",", ":"), ensure_ascii=False).encode()
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
+
+
+# --------------------------------------------------------------------------- server
+
+
+def serve() -> None:
+    import httptools
+
+    class Server(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: Any = transport
+            self.parser = httptools.HttpRequestParser(self)
+
+        def data_received(self, data: bytes) -> None:
+            self.parser.feed_data(data)
+
+        def on_message_complete(self) -> None:
+            self.transport.write(RESPONSE)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Server, "127.0.0.1", 0, backlog=1024)
+        print(server.sockets[0].getsockname()[1], flush=True)
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- clients
+
+
+async def make_client(
+    name: str, base: str, concurrency: int
+) -> tuple[Callable[[int], Awaitable[bool]], Callable[[], Awaitable[None]]]:
+    if name == "aiohttp":
+        import aiohttp
+
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency),
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            trust_env=False,
+        )
+        url = f"{base}/hook"
+        headers = {"Content-Type": "application/json", "X-VMN-Event-Id": "e1"}
+
+        async def one(n: int) -> bool:
+            async with session.post(url, data=BODY, headers=headers) as resp:
+                await resp.read()
+                return resp.status == 200
+
+        return one, session.close
+    if name == "pool":
+        from yarl import URL
+
+        from gateway.http.pool import HttpPool, build_head, split_url
+
+        pool = HttpPool(limit_per_host=concurrency)
+        origin, target, host = split_url(URL(f"{base}/hook"))
+        head = build_head("POST", target, host, {"Content-Type": "application/json"})
+
+        async def one(n: int) -> bool:
+            data = b"%bX-VMN-Event-Id: e%d\r\nContent-Length: %d\r\n\r\n%b" % (
+                head,
+                n,
+                len(BODY),
+                BODY,
+            )
+            response = await pool.request(origin, data, 10.0)
+            return response.status == 200
+
+        return one, pool.close
+    if name == "action":
+        from gateway.actions.base import Job, Outcome
+        from gateway.actions.webhook import WebhookAction
+        from gateway.config import CallbackProfile
+
+        profiles = {
+            "bench": CallbackProfile.model_validate(
+                {
+                    "url": f"{base}/profile",
+                    "secret": "bench-secret",
+                    "headers": {"Authorization": "Bearer bench"},
+                }
+            )
+        }
+        action = WebhookAction(lambda: profiles, concurrency=concurrency)
+
+        async def one(n: int) -> bool:
+            job = Job(
+                id=n,
+                kind="webhook",
+                target="profile:bench",
+                event_id=f"e{n}",
+                payload=PAYLOAD,
+                attempts=0,
+                raw=BODY,
+            )
+            return (await action.run(job)).outcome is Outcome.OK
+
+        return one, action.close
+    raise ValueError(name)
+
+
+async def one_run(client: str, base: str, concurrency: int, count: int, warmup: int) -> float:
+    one, close = await make_client(client, base, concurrency)
+    failures = 0
+
+    async def drive(total: int) -> None:
+        nonlocal failures
+        next_n = 0
+
+        async def worker() -> None:
+            nonlocal next_n, failures
+            while next_n < total:
+                next_n += 1
+                if not await one(next_n):
+                    failures += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    try:
+        await drive(warmup)
+        cpu0 = time.thread_time()
+        await drive(count)
+        cpu = time.thread_time() - cpu0
+    finally:
+        await close()
+    if failures:
+        raise RuntimeError(f"{client}: {failures} failed requests")
+    return cpu / count * 1e6
+
+
+def run_in_loop(loop_name: str, coro: Awaitable[float]) -> float:
+    if loop_name == "uvloop":
+        import uvloop
+
+        return uvloop.run(coro)  # type: ignore[arg-type]
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--clients", nargs="+", default=["aiohttp", "pool", "action"])
+    ap.add_argument("--loops", nargs="+", default=["asyncio", "uvloop"])
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--count", type=int, default=20000)
+    ap.add_argument("--warmup", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--json-out", type=Path)
+    args = ap.parse_args()
+    if args.serve:
+        serve()
+        return
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True, env=os.environ
+    )
+    try:
+        assert proc.stdout is not None
+        base = f"http://127.0.0.1:{int(proc.stdout.readline())}"
+        runs: dict[str, list[float]] = {}
+        for _ in range(args.runs):
+            for loop_name in args.loops:
+                for client in args.clients:
+                    us = run_in_loop(
+                        loop_name,
+                        one_run(client, base, args.concurrency, args.count, args.warmup),
+                    )
+                    runs.setdefault(f"{loop_name}/{client}", []).append(us)
+                    print(f"  {loop_name:8} {client:8} {us:7.1f} us/request", flush=True)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+    print(f"\nmedian CPU us/request (main thread), c={args.concurrency}, n={args.count}:")
+    for cell, values in runs.items():
+        print(f"  {cell:20} {statistics.median(values):7.1f}   runs {values}")
+    if args.json_out:
+        import aiohttp
+
+        args.json_out.write_text(
+            json.dumps(
+                {
+                    "python": platform.python_version(),
+                    "aiohttp": aiohttp.__version__,
+                    "concurrency": args.concurrency,
+                    "count": args.count,
+                    "runs": runs,
+                    "median_us": {k: statistics.median(v) for k, v in runs.items()},
+                },
+                indent=2,
+            )
+            + "\n"
+        )
+
+
+if __name__ == "__main__":
+    main()
