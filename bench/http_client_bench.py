@@ -6,10 +6,14 @@ Clients (``--clients``), each POSTing the same 278-byte JSON with keep-alive:
 * ``aiohttp``  - ``aiohttp.ClientSession.post`` + ``read()`` (the sender before issue 12);
 * ``pool``     - `gateway.http.pool.HttpPool.request` with a prebuilt request head;
 * ``action``   - `WebhookAction.run` on a signed callback profile (the whole delivery as
-  the outbox runs it: head, HMAC, send, classify), whatever sender it uses.
+  the outbox runs it: head, HMAC, send, classify), whatever sender it uses;
+* ``action-old`` - the same with ``gateway/actions/webhook.py`` as of ``--old-ref``
+  (default ``main``: the aiohttp sender), loaded from git: before/after in one run.
 
-The server is a separate process (this file with ``--serve``): a bare asyncio protocol
-answering ``200 ok`` to every request, so that it is cheap and never the ceiling. One
+The server is a separate process (this file with ``--serve``): ``--server raw`` (the
+default) is a bare asyncio protocol on uvloop answering ``200 ok``, cheap and never the
+ceiling; ``--server aiohttp`` is an aiohttp.web app (a realistic receiver: slower, so
+fewer responses arrive per loop wake-up and the client's per-request cost is higher). One
 run = a fresh client, ``--warmup`` requests, then ``--count`` requests from ``C``
 worker tasks (``--concurrency``); the figure is the client's main-thread CPU time
 (`time.thread_time`) over the measured requests, in µs per request. Runs go round-robin
@@ -46,7 +50,7 @@ PAYLOAD: dict[str, Any] = {
     "id": 123456,
     "vmn": "5551000100",
     "from": "+15550001111",
-    "text": "JOIN the list please, caf\u00e9 \U0001f600 and some more words to make 278 B",
+    "text": "JOIN the list please, caf\u00e9 \U0001f600 and some more words to make it 278 bytes long, really!!",
     "keyword": "JOIN",
     "route": "keyword",
     "received_at": "2025-01-02T03:04:05Z",
@@ -61,8 +65,31 @@ RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\
 # --------------------------------------------------------------------------- server
 
 
-def serve() -> None:
+def serve(kind: str) -> None:
     import httptools
+
+    if kind == "aiohttp":
+        from aiohttp import web
+
+        async def handler(request: web.Request) -> web.Response:
+            await request.read()
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+
+        async def main_aiohttp() -> None:
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0, backlog=1024)
+            await site.start()
+            print(runner.addresses[0][1], flush=True)
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+            await stop.wait()
+
+        asyncio.run(main_aiohttp())
+        return
 
     class Server(asyncio.Protocol):
         def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -135,10 +162,14 @@ async def make_client(
             return response.status == 200
 
         return one, pool.close
-    if name == "action":
+    if name in ("action", "action-old"):
         from gateway.actions.base import Job, Outcome
-        from gateway.actions.webhook import WebhookAction
         from gateway.config import CallbackProfile
+
+        if name == "action":
+            from gateway.actions.webhook import WebhookAction
+        else:
+            WebhookAction = old_webhook_action()
 
         profiles = {
             "bench": CallbackProfile.model_validate(
@@ -165,6 +196,29 @@ async def make_client(
 
         return one, action.close
     raise ValueError(name)
+
+
+_OLD_REF = "main"
+
+
+def old_webhook_action() -> Any:
+    """`WebhookAction` from ``gateway/actions/webhook.py`` at ``_OLD_REF`` (git)."""
+    import importlib.util
+
+    name = "_old_webhook"
+    if name not in sys.modules:
+        source = subprocess.run(
+            ["git", "-C", str(REPO_DIR), "show", f"{_OLD_REF}:gateway/actions/webhook.py"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        spec = importlib.util.spec_from_loader(name, loader=None)
+        assert spec is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        exec(compile(source, f"{_OLD_REF}:gateway/actions/webhook.py", "exec"), module.__dict__)
+    return sys.modules[name].WebhookAction
 
 
 async def one_run(client: str, base: str, concurrency: int, count: int, warmup: int) -> float:
@@ -207,7 +261,9 @@ def run_in_loop(loop_name: str, coro: Awaitable[float]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--clients", nargs="+", default=["aiohttp", "pool", "action"])
+    ap.add_argument("--server", choices=["raw", "aiohttp"], default="raw")
+    ap.add_argument("--old-ref", default="main", help="git ref of the action-old client")
+    ap.add_argument("--clients", nargs="+", default=["aiohttp", "pool", "action-old", "action"])
     ap.add_argument("--loops", nargs="+", default=["asyncio", "uvloop"])
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--count", type=int, default=20000)
@@ -216,10 +272,15 @@ def main() -> None:
     ap.add_argument("--json-out", type=Path)
     args = ap.parse_args()
     if args.serve:
-        serve()
+        serve(args.server)
         return
+    global _OLD_REF
+    _OLD_REF = args.old_ref
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve"], stdout=subprocess.PIPE, text=True, env=os.environ
+        [sys.executable, __file__, "--serve", "--server", args.server],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ,
     )
     try:
         assert proc.stdout is not None
@@ -237,7 +298,10 @@ def main() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
-    print(f"\nmedian CPU us/request (main thread), c={args.concurrency}, n={args.count}:")
+    print(
+        f"\nmedian CPU us/request (main thread), server {args.server},"
+        f" c={args.concurrency}, n={args.count}:"
+    )
     for cell, values in runs.items():
         print(f"  {cell:20} {statistics.median(values):7.1f}   runs {values}")
     if args.json_out:
@@ -248,6 +312,8 @@ def main() -> None:
                 {
                     "python": platform.python_version(),
                     "aiohttp": aiohttp.__version__,
+                    "server": args.server,
+                    "old_ref": args.old_ref,
                     "concurrency": args.concurrency,
                     "count": args.count,
                     "runs": runs,

@@ -274,8 +274,8 @@ class HttpPool:
             now = loop.time()
             while idle:
                 conn = idle.pop()
-                if conn.closed:
-                    continue
+                if conn.closed or conn.transport is None or conn.transport.is_closing():
+                    continue  # closed by the peer while idle (_lost frees the slot)
                 if now - conn.idle_since > self.idle_timeout:
                     conn.abort()
                     continue
