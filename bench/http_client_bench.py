@@ -7,6 +7,9 @@ Clients (``--clients``), each POSTing the same 278-byte JSON with keep-alive:
 * ``pool``     - `gateway.http.pool.HttpPool.request` with a prebuilt request head;
 * ``action``   - `WebhookAction.run` on a signed callback profile (the whole delivery as
   the outbox runs it: head, HMAC, send, classify), whatever sender it uses;
+* ``pycurl``   - libcurl's multi interface driven by the loop (``multi_socket``:
+  `add_reader`/`add_writer` + a timer), one easy handle per worker;
+* ``pyreqwest`` - pyreqwest's async `Client` (Rust reqwest/hyper on a tokio thread);
 * ``action-old`` - the same with ``gateway/actions/webhook.py`` as of ``--old-ref``
   (default ``main``: the aiohttp sender), loaded from git: before/after in one run.
 
@@ -16,9 +19,16 @@ ceiling; ``--server aiohttp`` is an aiohttp.web app (a realistic receiver: slowe
 fewer responses arrive per loop wake-up and the client's per-request cost is higher). One
 run = a fresh client, ``--warmup`` requests, then ``--count`` requests from ``C``
 worker tasks (``--concurrency``); the figure is the client's main-thread CPU time
-(`time.thread_time`) over the measured requests, in µs per request. Runs go round-robin
+(`time.thread_time`) over the measured requests, in µs per request, and the whole
+process's (`time.process_time`: pyreqwest works on a thread of its own). Runs go round-robin
 over (loop, client) cells, ``--runs`` each (default 3); the table shows medians.
 Loops: ``asyncio`` and ``uvloop`` (``--loops``).
+
+pycurl and pyreqwest are candidates we measured and did not adopt; they are not
+dependencies. To include them (the ``--clients`` default lists them; absent = skipped):
+
+    .venv/bin/pip install --target /tmp/cand pycurl==7.49.0 pyreqwest==0.15.1
+    PYTHONPATH=$PWD:/tmp/cand .venv/bin/python bench/http_client_bench.py
 
     PYTHONPATH=$PWD .venv/bin/python bench/http_client_bench.py
     PYTHONPATH=$PWD .venv/bin/python bench/http_client_bench.py --count 20000 --runs 3 \\
@@ -50,7 +60,8 @@ PAYLOAD: dict[str, Any] = {
     "id": 123456,
     "vmn": "5551000100",
     "from": "+15550001111",
-    "text": "JOIN the list please, caf\u00e9 \U0001f600 and some more words to make it 278 bytes long, really!!",
+    "text": "JOIN the list please, caf\u00e9 \U0001f600 and some more words to make it 278"
+    " bytes long, really!!",
     "keyword": "JOIN",
     "route": "keyword",
     "received_at": "2025-01-02T03:04:05Z",
@@ -162,6 +173,21 @@ async def make_client(
             return response.status == 200
 
         return one, pool.close
+    if name == "pycurl":
+        return make_pycurl(base, concurrency)
+    if name == "pyreqwest":
+        from pyreqwest.client import ClientBuilder
+
+        client = ClientBuilder().max_connections(concurrency).build()
+        url = f"{base}/hook"
+        headers = {"Content-Type": "application/json", "X-VMN-Event-Id": "e1"}
+
+        async def one(n: int) -> bool:
+            response = await client.post(url).headers(headers).body_bytes(BODY).build().send()
+            await response.bytes()
+            return response.status == 200
+
+        return one, client.close
     if name in ("action", "action-old"):
         from gateway.actions.base import Job, Outcome
         from gateway.config import CallbackProfile
@@ -198,6 +224,86 @@ async def make_client(
     raise ValueError(name)
 
 
+def make_pycurl(
+    base: str, concurrency: int
+) -> tuple[Callable[[int], Awaitable[bool]], Callable[[], Awaitable[None]]]:
+    """libcurl's multi_socket API on the running loop (the way an asyncio app uses it)."""
+    import pycurl
+
+    loop = asyncio.get_running_loop()
+    multi = pycurl.CurlMulti()
+    multi.setopt(pycurl.M_MAX_HOST_CONNECTIONS, concurrency)
+    pending: dict[Any, asyncio.Future[int]] = {}
+    timer: list[asyncio.TimerHandle | None] = [None]
+    free: list[Any] = []
+    url = f"{base}/hook"
+    headers = ["Content-Type: application/json", "X-VMN-Event-Id: e1", "Expect:"]
+
+    def check_done() -> None:
+        while True:
+            queued, ok, failed = multi.info_read()
+            for easy in ok:
+                multi.remove_handle(easy)
+                pending.pop(easy).set_result(easy.getinfo(pycurl.RESPONSE_CODE))
+            for easy, _errno, msg in failed:
+                multi.remove_handle(easy)
+                pending.pop(easy).set_exception(OSError(msg))
+            if not queued:
+                return
+
+    def on_event(fd: int, what: int) -> None:
+        multi.socket_action(fd, what)
+        check_done()
+
+    def on_socket(what: int, fd: int, _multi: Any, _data: Any) -> None:
+        loop.remove_reader(fd)
+        loop.remove_writer(fd)
+        if what in (pycurl.POLL_IN, pycurl.POLL_INOUT):
+            loop.add_reader(fd, on_event, fd, pycurl.CSELECT_IN)
+        if what in (pycurl.POLL_OUT, pycurl.POLL_INOUT):
+            loop.add_writer(fd, on_event, fd, pycurl.CSELECT_OUT)
+
+    def on_timeout() -> None:
+        timer[0] = None
+        multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
+        check_done()
+
+    def on_timer(ms: int) -> None:
+        if timer[0] is not None:
+            timer[0].cancel()
+            timer[0] = None
+        if ms >= 0:
+            timer[0] = loop.call_later(ms / 1000.0, on_timeout)
+
+    multi.setopt(pycurl.M_SOCKETFUNCTION, on_socket)
+    multi.setopt(pycurl.M_TIMERFUNCTION, on_timer)
+    sink = bytearray()
+
+    async def one(n: int) -> bool:
+        easy = free.pop() if free else pycurl.Curl()
+        easy.setopt(pycurl.URL, url)
+        easy.setopt(pycurl.POSTFIELDS, BODY)
+        easy.setopt(pycurl.HTTPHEADER, headers)
+        easy.setopt(pycurl.WRITEFUNCTION, sink.extend)
+        easy.setopt(pycurl.TIMEOUT_MS, 10_000)
+        future: asyncio.Future[int] = loop.create_future()
+        pending[easy] = future
+        multi.add_handle(easy)
+        try:
+            status = await future
+        finally:
+            free.append(easy)
+            sink.clear()
+        return status == 200
+
+    async def close() -> None:
+        for easy in free:
+            easy.close()
+        multi.close()
+
+    return one, close
+
+
 _OLD_REF = "main"
 
 
@@ -221,7 +327,9 @@ def old_webhook_action() -> Any:
     return sys.modules[name].WebhookAction
 
 
-async def one_run(client: str, base: str, concurrency: int, count: int, warmup: int) -> float:
+async def one_run(
+    client: str, base: str, concurrency: int, count: int, warmup: int
+) -> tuple[float, float]:
     one, close = await make_client(client, base, concurrency)
     failures = 0
 
@@ -240,17 +348,24 @@ async def one_run(client: str, base: str, concurrency: int, count: int, warmup: 
 
     try:
         await drive(warmup)
-        cpu0 = time.thread_time()
+        cpu0, proc0 = time.thread_time(), time.process_time()
         await drive(count)
-        cpu = time.thread_time() - cpu0
+        cpu, proc = time.thread_time() - cpu0, time.process_time() - proc0
     finally:
         await close()
     if failures:
         raise RuntimeError(f"{client}: {failures} failed requests")
-    return cpu / count * 1e6
+    return cpu / count * 1e6, proc / count * 1e6
 
 
-def run_in_loop(loop_name: str, coro: Awaitable[float]) -> float:
+def available(client: str) -> bool:
+    import importlib.util
+
+    module = {"pycurl": "pycurl", "pyreqwest": "pyreqwest"}.get(client)
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+def run_in_loop(loop_name: str, coro: Awaitable[tuple[float, float]]) -> tuple[float, float]:
     if loop_name == "uvloop":
         import uvloop
 
@@ -263,7 +378,11 @@ def main() -> None:
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--server", choices=["raw", "aiohttp"], default="raw")
     ap.add_argument("--old-ref", default="main", help="git ref of the action-old client")
-    ap.add_argument("--clients", nargs="+", default=["aiohttp", "pool", "action-old", "action"])
+    ap.add_argument(
+        "--clients",
+        nargs="+",
+        default=["aiohttp", "pycurl", "pyreqwest", "pool", "action-old", "action"],
+    )
     ap.add_argument("--loops", nargs="+", default=["asyncio", "uvloop"])
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--count", type=int, default=20000)
@@ -286,15 +405,24 @@ def main() -> None:
         assert proc.stdout is not None
         base = f"http://127.0.0.1:{int(proc.stdout.readline())}"
         runs: dict[str, list[float]] = {}
+        process: dict[str, list[float]] = {}
+        clients = [c for c in args.clients if available(c)]
+        if skipped := sorted(set(args.clients) - set(clients)):
+            print(f"not installed, skipped: {', '.join(skipped)}")
         for _ in range(args.runs):
             for loop_name in args.loops:
-                for client in args.clients:
-                    us = run_in_loop(
+                for client in clients:
+                    us, proc_us = run_in_loop(
                         loop_name,
                         one_run(client, base, args.concurrency, args.count, args.warmup),
                     )
                     runs.setdefault(f"{loop_name}/{client}", []).append(us)
-                    print(f"  {loop_name:8} {client:8} {us:7.1f} us/request", flush=True)
+                    process.setdefault(f"{loop_name}/{client}", []).append(proc_us)
+                    print(
+                        f"  {loop_name:8} {client:10} {us:7.1f} us/request main thread,"
+                        f" {proc_us:7.1f} process",
+                        flush=True,
+                    )
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(10)
@@ -302,8 +430,12 @@ def main() -> None:
         f"\nmedian CPU us/request (main thread), server {args.server},"
         f" c={args.concurrency}, n={args.count}:"
     )
+    print(f"  {'loop/client':22} {'main':>7} {'process':>8}")
     for cell, values in runs.items():
-        print(f"  {cell:20} {statistics.median(values):7.1f}   runs {values}")
+        print(
+            f"  {cell:22} {statistics.median(values):7.1f} {statistics.median(process[cell]):8.1f}"
+            f"   runs {[round(v, 1) for v in values]}"
+        )
     if args.json_out:
         import aiohttp
 
@@ -317,7 +449,9 @@ def main() -> None:
                     "concurrency": args.concurrency,
                     "count": args.count,
                     "runs": runs,
+                    "process_runs": process,
                     "median_us": {k: statistics.median(v) for k, v in runs.items()},
+                    "median_process_us": {k: statistics.median(v) for k, v in process.items()},
                 },
                 indent=2,
             )
