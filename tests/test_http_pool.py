@@ -515,6 +515,19 @@ async def test_garbage_is_a_protocol_error(pool: HttpPool, raw_server: RawFactor
         await send(pool, f"http://127.0.0.1:{raw.port}/")
 
 
+async def test_endless_headers_are_a_protocol_error(pool: HttpPool, raw_server: RawFactory) -> None:
+    async def endless(n: int, w: asyncio.StreamWriter) -> bool:
+        w.write(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(100_000):  # ~10 MB of headers unless the client gives up
+            w.write(b"X-Filler: " + b"a" * 90 + b"\r\n")
+            await w.drain()
+        return False
+
+    raw = await raw_server(endless)
+    with pytest.raises(ProtocolError, match="head larger"):
+        await send(pool, f"http://127.0.0.1:{raw.port}/", timeout=10)
+
+
 async def test_extra_bytes_after_a_response_drop_the_connection(
     pool: HttpPool, raw_server: RawFactory
 ) -> None:

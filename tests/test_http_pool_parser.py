@@ -134,8 +134,9 @@ def test_garbage_raises_only_protocol_error(data: bytes, cuts: list[int]) -> Non
         pass
 
 
-@given(extra=st.binary(min_size=1, max_size=100))
+@given(extra=st.binary(min_size=1, max_size=100).filter(lambda b: b.strip(b"\r\n")))
 def test_bytes_after_the_response_forbid_reuse(extra: bytes) -> None:
+    # (stray CR/LF between messages are allowed by HTTP/1.1 and harmless)
     parser = ResponseParser(1000)
     assert parser.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok" + extra)
     assert not parser.response().keep_alive
@@ -164,3 +165,18 @@ def test_no_body_statuses_and_upgrade() -> None:
         ResponseParser(100).response()
     with pytest.raises(ValueError):
         ResponseParser(-1)
+
+
+@settings(max_examples=30, deadline=None)
+@given(piece=st.integers(500, 70_000))
+def test_endless_head_is_refused_but_a_big_body_is_not(piece: int) -> None:
+    parser = ResponseParser(10)
+    filler = b"X-Filler: " + b"a" * 100 + b"\r\n"
+    data = b"HTTP/1.1 200 OK\r\n" + filler * 2000  # ~220 KiB of headers, no blank line
+    with pytest.raises(ProtocolError, match="head larger"):
+        for i in range(0, len(data), piece):
+            parser.feed(data[i : i + piece])
+    body = b"y" * 300_000  # head + body in one read, much larger than HEAD_LIMIT
+    big = ResponseParser(10)
+    assert big.feed(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+    assert big.response().truncated and big.response().body == b"y" * 10

@@ -10,6 +10,8 @@ llhttp leaves to the caller:
   (`feed_eof`); any other response cut short by EOF is incomplete;
 * the body is capped: past ``body_limit`` bytes the response is complete but
   ``truncated`` (and the connection must not be reused);
+* the head (status line and headers) is capped at `HEAD_LIMIT` bytes: a peer sending
+  headers without end is a `ProtocolError`, not a memory leak;
 * bytes after the end of the response (a second response nobody asked for, or
   garbage) make the connection not reusable.
 
@@ -25,8 +27,9 @@ import httptools
 
 from gateway.http.errors import ProtocolError
 
-__all__ = ["ProtocolError", "Response", "ResponseParser"]
+__all__ = ["HEAD_LIMIT", "ProtocolError", "Response", "ResponseParser"]
 
+HEAD_LIMIT: Final = 64 * 1024
 _CONTENT_LENGTH: Final = b"content-length"
 _TRANSFER_ENCODING: Final = b"transfer-encoding"
 
@@ -47,6 +50,7 @@ class ResponseParser:
         "_body",
         "_body_len",
         "_framed",
+        "_head_bytes",
         "_headers",
         "_parser",
         "_status",
@@ -63,6 +67,7 @@ class ResponseParser:
         self.body_limit = body_limit
         self._parser = httptools.HttpResponseParser(self)
         self._reset_message()
+        self._head_bytes = 0
         self.started = False  # any byte received for the current request
         self.complete = False
         self.keep_alive = False
@@ -72,6 +77,7 @@ class ResponseParser:
     def reset(self) -> None:
         """Get ready for the next response on the same (kept-alive) connection."""
         self._reset_message()
+        self._head_bytes = 0
         self.started = False
         self.complete = False
         self.keep_alive = False
@@ -80,6 +86,8 @@ class ResponseParser:
         """Parse received bytes; True once the response is complete (or truncated)."""
         if data:
             self.started = True
+            if not self._status:  # still in the head (interim responses included)
+                self._head_bytes += len(data)
         if self.complete:  # bytes nobody asked for: never reuse this connection
             self.keep_alive = False
             return True
@@ -91,6 +99,8 @@ class ResponseParser:
             if not self.complete:
                 raise ProtocolError(f"invalid HTTP response: {exc}") from exc
             self.keep_alive = False  # garbage after a complete response
+        if not self._status and self._head_bytes > HEAD_LIMIT:
+            raise ProtocolError(f"response head larger than {HEAD_LIMIT} bytes")
         return self.complete
 
     def feed_eof(self) -> bool:
