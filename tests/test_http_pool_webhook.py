@@ -5,6 +5,7 @@ covers the webhook contract itself."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
@@ -180,5 +181,26 @@ async def test_event_id_with_newline_fails_without_sending(
     )
     assert (await act.run(bad)).outcome is Outcome.FAIL
     assert raw.requests == []
+    assert raw.server is not None
+    raw.server.close()
+
+
+async def test_credentials_in_the_url_are_sent_as_basic_auth(
+    action: tuple[WebhookAction, dict[str, CallbackProfile]],
+) -> None:
+    act, profiles = action
+    raw = await serve(RawServer())
+    profiles["g"] = CallbackProfile.model_validate(
+        {"url": f"http://u%C3%A9:p%40ss@127.0.0.1:{raw.port}/g?id={{id}}", "method": "GET"}
+    )
+    assert (await act.run(job(f"http://user:p%40ss@127.0.0.1:{raw.port}/hook"))).outcome is (
+        Outcome.OK
+    )
+    assert (await act.run(job("profile:g", 3))).outcome is Outcome.OK
+    post, get = (r.split(b"\r\n") for r in raw.requests)
+    assert b"Authorization: Basic " + base64.b64encode(b"user:p@ss") in post
+    assert b"Authorization: Basic " + base64.b64encode("u\u00e9:p@ss".encode("latin-1")) in get
+    assert f"Host: 127.0.0.1:{raw.port}".encode() in post  # no credentials in Host
+    assert post[0] == b"POST /hook HTTP/1.1" and get[0] == b"GET /g?id=3 HTTP/1.1"
     assert raw.server is not None
     raw.server.close()

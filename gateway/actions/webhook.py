@@ -25,7 +25,9 @@ Signature (profiles with ``secret``/``secret_env`` only)
       authenticates the payload fields it carries.
 
 Headers precedence
-    ``User-Agent: vmn-gateway`` < the profile's ``headers`` < the gateway's own headers.
+    ``User-Agent: vmn-gateway``, ``Accept: */*`` and ``Authorization: Basic`` (from
+    ``user:password@`` in the URL, latin-1, else UTF-8) < the profile's ``headers``
+    (names compared case-insensitively) < the gateway's own headers.
     Custom headers named (case-insensitively) ``Content-Type``, ``Content-Length``,
     ``Transfer-Encoding``, ``X-VMN-Event-Id`` or ``X-VMN-Signature`` are ignored: a
     profile cannot forge the event id or the signature, nor break the framing. Other
@@ -58,6 +60,7 @@ Performance
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import hashlib
 import hmac
@@ -157,6 +160,18 @@ def _fill(target: _Target, payload: Mapping[str, Any]) -> str:
     return "".join(p if isinstance(p, str) else values[p] for p in target.template)
 
 
+def _basic_auth(url: URL) -> str | None:
+    """``Authorization: Basic`` for credentials in the URL (as aiohttp sent them)."""
+    if url.raw_user is None and url.raw_password is None:
+        return None
+    credentials = f"{url.user or ''}:{url.password or ''}"
+    try:
+        raw = credentials.encode("latin-1")
+    except UnicodeEncodeError:
+        raw = credentials.encode()
+    return "Basic " + base64.b64encode(raw).decode()
+
+
 def _one_line(text: str, limit: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -248,7 +263,11 @@ class WebhookAction:
             build_head("GET", "/", "h", headers)  # invalid header names/values fail here
         else:
             headers["Content-Type"] = "application/json"
-            origin, request_target, host = split_url(URL(url))
+            parsed = URL(url)
+            origin, request_target, host = split_url(parsed)
+            auth = _basic_auth(parsed)
+            if auth is not None and not any(k.lower() == "authorization" for k in headers):
+                headers["Authorization"] = auth
             head = build_head("POST", request_target, host, headers)
         return _Target(
             source=source,
@@ -307,8 +326,12 @@ class WebhookAction:
                 )
             else:  # GET: the URL carries the payload; no body
                 text = _fill(target, job.payload)
-                origin, request_target, host = split_url(URL(text, encoded=True))
+                parsed = URL(text, encoded=True)
+                origin, request_target, host = split_url(parsed)
                 headers = target.headers.copy()
+                auth = _basic_auth(parsed)
+                if auth is not None and not any(k.lower() == "authorization" for k in headers):
+                    headers["Authorization"] = auth
                 headers["X-VMN-Event-Id"] = event_id
                 if target.mac is not None:
                     mac = target.mac.copy()
@@ -337,6 +360,12 @@ class WebhookAction:
             return Result(
                 outcome=Outcome.RETRY,
                 detail=_one_line(_error_detail(exc), DETAIL_MAX),
+                latency_ms=(time.perf_counter() - start) * 1000.0,
+            )
+        except Exception as exc:  # a bug of ours or of the platform: never raise from run
+            return Result(
+                outcome=Outcome.FAIL,
+                detail=_one_line(f"{type(exc).__name__}: {exc}", DETAIL_MAX),
                 latency_ms=(time.perf_counter() - start) * 1000.0,
             )
         return _classify(target, response, (time.perf_counter() - start) * 1000.0)

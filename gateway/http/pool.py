@@ -224,7 +224,8 @@ class HttpPool:
         return response
 
     async def close(self) -> None:
-        """Close every connection; requests in flight end with `Disconnected`."""
+        """Close every connection; requests in flight end with `Disconnected` (or
+        `HttpError` while waiting for a connection); new ones are a `RuntimeError`."""
         self.closed = True
         for conn in list(self._conns):
             conn.abort()
@@ -232,7 +233,7 @@ class HttpPool:
             while host.waiters:
                 waiter = host.waiters.popleft()
                 if not waiter.done():
-                    waiter.set_exception(RuntimeError("the pool is closed"))
+                    waiter.set_exception(HttpError("the pool was closed"))
         self._hosts.clear()
         await asyncio.sleep(0)  # let the transports run connection_lost
 
@@ -347,7 +348,7 @@ class HttpPool:
         self._conns.add(conn)  # from now on its slot is freed by _lost
         if self.closed:
             conn.abort()
-            raise RuntimeError("the pool is closed")
+            raise HttpError("the pool was closed")
         return conn
 
     def _release(self, loop: asyncio.AbstractEventLoop, conn: _Conn, reusable: bool) -> None:
