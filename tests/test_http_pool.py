@@ -208,6 +208,23 @@ async def test_per_host_connection_limit(web_server: WebFactory) -> None:
         await pool.close()
 
 
+async def test_idle_connections_expire(web_server: WebFactory) -> None:
+    one, two = await web_server(), await web_server()
+    pool = HttpPool(idle_timeout=0.2)
+    try:
+        assert (await send(pool, f"{one.base}/a")).status == 200
+        origin = split_url(URL(one.base))[0]
+        assert pool.open_connections(origin) == 1
+        await asyncio.sleep(0.3)
+        assert (await send(pool, f"{two.base}/b")).status == 200  # sweeps the other origin
+        await asyncio.sleep(0.05)
+        assert pool.open_connections(origin) == 0
+        assert (await send(pool, f"{one.base}/c")).status == 200
+        assert len(one.peers()) == 2  # a new connection, not the expired one
+    finally:
+        await pool.close()
+
+
 async def test_waiting_for_a_connection_times_out(web_server: WebFactory) -> None:
     srv = await web_server()
     pool = HttpPool(limit_per_host=1)

@@ -8,8 +8,9 @@ bench/http_client_bench.py). It does only what the webhook action needs:
   ``Content-Length``; the request head (request line, ``Host``, headers) is built by
   the caller with `build_head` — usually once per target;
 * connections kept alive per origin (scheme, host, port), at most ``limit_per_host``
-  open (or opening) at once; a request beyond that waits for a free one; an idle
-  connection older than ``idle_timeout`` is closed instead of reused;
+  open (or opening) at once; a request beyond that waits for a free one; a connection
+  idle for longer than ``idle_timeout`` is closed instead of reused (and, for origins
+  no longer sent to, by a sweep that requests run every ``idle_timeout``);
 * TLS for ``https``: certificate verification and SNI (the ``ssl.SSLContext`` given,
   else `ssl.create_default_context()`);
 * one deadline per request (``timeout`` seconds) covering the wait for a connection,
@@ -197,6 +198,7 @@ class HttpPool:
         self._hosts: dict[Origin, _Host] = {}
         self._conns: set[_Conn] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_sweep = 0.0
         self.closed = False
 
     # ------------------------------------------------------------------ API
@@ -210,7 +212,10 @@ class HttpPool:
         loop = self._loop
         if loop is None:
             loop = self._loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        now = loop.time()
+        if now >= self._next_sweep:
+            self._sweep(now)
+        deadline = now + timeout
         conn, reused = await self._acquire(loop, origin, deadline, fresh=False)
         try:
             response = await self._exchange(loop, conn, data, deadline)
@@ -242,6 +247,24 @@ class HttpPool:
         return 0 if host is None else host.open
 
     # ------------------------------------------------------------------ internals
+
+    def _sweep(self, now: float) -> None:
+        """Close connections idle for longer than idle_timeout and forget origins with
+        nothing open (every idle_timeout at most, from `request`): hosts that are not
+        sent to again do not keep sockets."""
+        self._next_sweep = now + self.idle_timeout
+        for origin, host in list(self._hosts.items()):
+            keep = []
+            for conn in host.idle:
+                if conn.closed:
+                    continue
+                if now - conn.idle_since > self.idle_timeout:
+                    conn.abort()
+                else:
+                    keep.append(conn)
+            host.idle = keep
+            if host.open <= 0 and not host.waiters:
+                del self._hosts[origin]
 
     async def _exchange(
         self, loop: asyncio.AbstractEventLoop, conn: _Conn, data: bytes, deadline: float
@@ -283,6 +306,10 @@ class HttpPool:
                 return conn, True
         while host.open >= self.limit_per_host:
             got = await self._wait(loop, host, deadline)
+            if self.closed:
+                if got is not None:
+                    got.abort()
+                raise HttpError("the pool was closed")
             if got is not None:
                 if not got.closed:
                     return got, True
