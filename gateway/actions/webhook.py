@@ -37,11 +37,13 @@ Outcome (the outbox does retries, backoff and dead-lettering)
     2xx -> OK. 5xx, 408, 429 -> RETRY. Other 4xx -> FAIL (RETRY with ``retry_on_4xx``).
     3xx -> FAIL: redirects are never followed (a moved endpoint is a configuration
     problem; following it would also re-send the signed payload to another host).
-    Timeouts (``timeout`` covers connect, send and reading the response) and connection
-    errors -> RETRY. An unknown profile, an invalid URL or an unserializable payload ->
-    FAIL. `run` never raises (cancellation excepted). ``Result.detail`` is short:
-    ``"HTTP 503"`` (plus up to 80 characters of the response body for non-2xx),
-    ``"timeout after 10.0s"``, ``"connection refused: host:port"``...
+    Timeouts (``timeout`` covers waiting for a pooled connection, connect, send and
+    reading the response) and connection errors -> RETRY; so is an ``https`` certificate
+    that does not verify against the system's CAs for the URL's host (SNI is sent), and
+    a response that is not valid HTTP/1.1. An unknown profile, an invalid URL or an
+    unserializable payload -> FAIL. `run` never raises (cancellation excepted).
+    ``Result.detail`` is short: ``"HTTP 503"`` (plus up to 80 characters of the response
+    body for non-2xx), ``"timeout after 10.0s"``, ``"connection refused: host:port"``...
 
 Performance
     Requests go through `gateway.http.pool.HttpPool` (a keep-alive HTTP/1.1 pool on
