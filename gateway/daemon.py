@@ -24,7 +24,7 @@ from gateway.actions.webhook import WebhookAction
 from gateway.addressing import addressing
 from gateway.config import Config, ConfigError, load_config, split_host_port
 from gateway.email_replies import ReplyRefused
-from gateway.fanout import Context, Fanout, Stats, expand_inline, mo_rows
+from gateway.fanout import Context, Fanout, Stats, mo_rows
 from gateway.log import describe_error
 from gateway.mt import MtSender
 from gateway.outbox import Outbox
@@ -244,10 +244,7 @@ class Daemon:
         fanout = Fanout(store, lambda: self.context, expanded, quiet=intake.quiet)
 
         def committed(batch: Batch) -> None:
-            if batch.expanded is not None:
-                expanded(batch.expanded)
-            else:
-                fanout.submit(mo_rows(batch.messages))
+            fanout.submit(mo_rows(batch.messages))
             log_received(batch)
 
         receipts: dict[str, int] = {}
@@ -271,9 +268,6 @@ class Daemon:
                          keyword=m[15], **{"from": m[5]})
                 if level == "debug":
                     log.debug("mo.text", id=m[0], text=m[7])
-
-        intake.inline = lambda conn, msgs: expand_inline(conn, self.context, time.time(),
-                                                         mo_rows(msgs))
 
         intake.on_committed.append(committed)
         store.on_jobs = poke

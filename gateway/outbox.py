@@ -49,7 +49,7 @@ class _Kind:
 class Outbox:
     def __init__(self, store: Store, actions: Mapping[str, Action], *,
                  backoff: jobq.Backoff, poll_interval: float = 0.5,
-                 quiet: Callable[[], Awaitable[None]] | None = None) -> None:
+                 quiet: Callable[[int], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.quiet = quiet
         self.kinds = {kind: _Kind(action) for kind, action in actions.items()}
@@ -89,7 +89,8 @@ class Outbox:
                 continue
             k.wake.clear()
             if self.quiet is not None:
-                await self.quiet()  # acks first: wait while the intake is busy
+                # acks first: wait while the intake is busy, unless far behind
+                await self.quiet(len(k.ready))
                 free = limit - k.inflight  # jobs may have finished meanwhile
             if k.ready:
                 batch = [k.ready.popleft() for _ in range(min(free, len(k.ready)))]
@@ -134,7 +135,7 @@ class Outbox:
             if not batch:
                 continue
             if self.quiet is not None:
-                await self.quiet()
+                await self.quiet(len(batch))
                 batch += k.results  # whatever finished meanwhile goes in the same commit
                 k.results = []
             now = time.time()
