@@ -1041,7 +1041,8 @@ async def _amain_runs(args: argparse.Namespace, targets: list[str],
     for alt in args.alt_cmds:
         for key in ("actions", "webhook", "mqtt"):
             ratios[f"{key}_over_plain@{alt}"] = _ratio(
-                med(f"gateway-{key}@{alt}", "acked_per_s"), med(f"gateway-plain@{alt}", "acked_per_s"))
+                med(f"gateway-{key}@{alt}", "acked_per_s"),
+                med(f"gateway-plain@{alt}", "acked_per_s"))
     print_report(summary, ratios, args)
     if args.json_out:
         params = {k: v for k, v in vars(args).items() if k not in ("role", "json_out")}
