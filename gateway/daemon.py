@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import structlog
 
-from gateway import commands, reload, sdnotify
+from gateway import commands, eventloop, reload, sdnotify
 from gateway.actions.base import Action
 from gateway.actions.webhook import WebhookAction
 from gateway.addressing import addressing
@@ -310,7 +310,8 @@ class Daemon:
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 50, 100)
-        log.info("daemon.started", name=gw.name, smsc=[s.name for s in sessions],
+        log.info("daemon.started", name=gw.name, loop=eventloop.running(),
+                 smsc=[s.name for s in sessions],
                  open_groups=len(intake.reassembler), actions=sorted(actions))
         try:
             async with asyncio.TaskGroup() as tg:

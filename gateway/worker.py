@@ -26,7 +26,7 @@ import socket
 import struct
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import structlog
 
@@ -54,8 +54,8 @@ class Channel(asyncio.Protocol):
         self._buf = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # A stream transport: asyncio's, or uvloop's (not an asyncio.Transport subclass).
+        self.transport = cast(asyncio.Transport, transport)
 
     def send(self, item: Any) -> None:
         if not self._out:
