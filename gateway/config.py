@@ -515,7 +515,7 @@ class GatewayConfig(_Model):
     retry_base: Seconds = 1.0
     retry_max: Seconds = 300.0
     max_attempts: Annotated[int, Strict(), Field(ge=1)] = 8
-    action_workers: Annotated[int, Strict(), Field(ge=0, le=1)] = 0
+    action_workers: Annotated[int, Strict(), Field(ge=0, le=8)] = 0
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for key, value in super().__repr_args__():

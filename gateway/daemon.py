@@ -35,7 +35,7 @@ from gateway.storage import jobs as jobq
 from gateway.storage import mts
 from gateway.storage.db import connection_lost, create_engine, migrate, wal_path
 from gateway.storage.repo import Store
-from gateway.worker import WorkerProcess
+from gateway.worker import WorkerPool
 
 log = structlog.get_logger("gateway.daemon")
 
@@ -116,7 +116,7 @@ class Daemon:
         self.store: Store | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._reloading: asyncio.Task[None] | None = None
-        self._worker: WorkerProcess | None = None
+        self._worker: WorkerPool | None = None
         self._lock: IO[str] | None = None
         self.config_state = reload.ConfigState()
         if cfg.source_file:
@@ -228,7 +228,7 @@ class Daemon:
             actions["mqtt"] = MqttAction(mqtt_link, qos=cfg.mqtt.qos)
         worker = None
         if gw.action_workers:
-            worker = self._worker = WorkerProcess(cfg.source_file)
+            worker = self._worker = WorkerPool(cfg.source_file, gw.action_workers)
             actions = worker.remote(actions)  # the queue stays here; the worker runs them
         outbox = Outbox(store, actions, backoff=jobq.Backoff(gw.retry_base, gw.retry_max),
                         poll_interval=gw.mt_poll_interval, quiet=intake.quiet)
