@@ -48,7 +48,7 @@ from gateway.storage.schema import (
 
 log = structlog.get_logger("gateway.fanout")
 
-BATCH = 500
+BATCH = 128  # MOs per fan-out transaction: an intake commit waits at most one
 FORWARD_TEMPLATE = "From {from} to {vmn}: {text}"
 STOP_ALL = "STOPALL"  # always opts out of every sender ID, whatever the scope
 _PENDING = text("fanout = 1")  # literal: matches the partial index
