@@ -200,7 +200,8 @@ class WorkerPool:
         elif job.kind == "mqtt":  # one connection per topic: events keep their order
             worker = workers[zlib.crc32(job.target.encode()) % len(workers)]
         else:
-            worker = min(workers, key=lambda w: len(w.pending))
+            # the least loaded of those running (one restarting is taken last)
+            worker = min(workers, key=lambda w: (w.channel is None, len(w.pending)))
         worker.start(job, done)
 
     async def run(self) -> None:

@@ -452,7 +452,8 @@ def test_actions_in_a_worker_process(sim: Simulator, sqlite_url: str, hooks: Htt
     wait_for(lambda: any(r.json().get("text") == "hi after the worker died"
                          for r in requests_to(hooks, "/crm")),
              what="the webhook through a new worker")
-    assert len(gw.log_events("worker.spawned")) == workers + 1
+    wait_for(lambda: len(gw.log_events("worker.spawned")) == workers + 1,
+             what="the dead worker restarted")
     assert gw.log_events("worker.died")
     assert gw.terminate() == 0
     assert len(gw.log_events("worker.stopped")) == workers
