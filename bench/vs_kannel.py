@@ -80,12 +80,21 @@ class Target:
     kind: str  # "kannel" | "gateway"
     backend: str = "sqlite"
     durability: str | None = None
+    pg_commits: int | None = None  # [gateway] pg_intake_commits (None: the default)
+    pg_commit_delay: int | None = None  # commit_delay (us) set on the run's database
 
     @property
     def name(self) -> str:
         if self.kind == "kannel":
             return "kannel"
-        return "/".join(["gateway", self.backend, *([self.durability] if self.durability else [])])
+        parts = ["gateway", self.backend]
+        if self.durability:
+            parts.append(self.durability)
+        if self.pg_commits is not None:
+            parts.append(f"c{self.pg_commits}")
+        if self.pg_commit_delay is not None:
+            parts.append(f"cd{self.pg_commit_delay}")
+        return "/".join(parts)
 
 
 @dataclass(frozen=True)
@@ -135,9 +144,15 @@ async def _pg(sql: str) -> None:
         await conn.close()
 
 
-async def create_pg_db() -> tuple[str, str]:
+async def create_pg_db(commit_delay: int | None = None) -> tuple[str, str]:
+    """A fresh database; with `commit_delay` (microseconds) its sessions wait that long
+    before a WAL flush when `commit_siblings` (2) other transactions are active, so that
+    one flush covers more commits (superuser only, hence set here, not by the gateway)."""
     name = f"vs_kannel_{uuid.uuid4().hex[:12]}"
     await _pg(f'CREATE DATABASE "{name}"')
+    if commit_delay is not None:
+        await _pg(f'ALTER DATABASE "{name}" SET commit_delay = {int(commit_delay)}')
+        await _pg(f'ALTER DATABASE "{name}" SET commit_siblings = 2')
     base = PG_ADMIN.replace("postgresql:", "postgresql+asyncpg:").rsplit("/", 1)[0]
     return name, f"{base}/{name}"
 
@@ -154,6 +169,8 @@ def gateway_config(
     target: Target, database: str, host: str, port: int, hook_url: str | None
 ) -> str:
     extra = f'durability = "{target.durability}"\n' if target.durability else ""
+    if target.pg_commits is not None:
+        extra += f"pg_intake_commits = {target.pg_commits}\n"
     return GATEWAY_CONFIG.format(
         database=database,
         gateway_extra=extra,
@@ -196,7 +213,7 @@ async def run_once(cell: Cell, index: int, args: argparse.Namespace) -> RunResul
                 log = kannel.log
             else:
                 if cell.target.backend == "postgres":
-                    pg_db, database = await create_pg_db()
+                    pg_db, database = await create_pg_db(cell.target.pg_commit_delay)
                 else:
                     database = f"sqlite+aiosqlite:///{tmpdir}/bench.db"
                 config = tmpdir / "bench.toml"
@@ -363,7 +380,15 @@ def print_table(
 
 
 def build_cells(args: argparse.Namespace) -> list[Cell]:
-    variants = [Target("gateway", b, d) for b in args.backends for d in (args.durability or [None])]
+    variants = []
+    for backend in args.backends:
+        for d in args.durability or [None]:
+            if backend != "postgres":
+                variants.append(Target("gateway", backend, d))
+                continue
+            for c in args.pg_commits or [None]:
+                for cd in args.pg_commit_delay or [None]:
+                    variants.append(Target("gateway", backend, d, c, cd))
     cells = []
     for mode in args.modes:
         for window in args.windows:
@@ -437,6 +462,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="[gateway] durability values, one gateway variant each (default: "
         "the key unset, i.e. the gateway's default)",
+    )
+    p.add_argument(
+        "--pg-commits",
+        nargs="*",
+        type=int,
+        default=None,
+        help="PostgreSQL cells: [gateway] pg_intake_commits values, a variant each",
+    )
+    p.add_argument(
+        "--pg-commit-delay",
+        nargs="*",
+        type=int,
+        default=None,
+        help="PostgreSQL cells: commit_delay values (us, with commit_siblings 2) "
+        "set on the run's database, a variant each",
     )
     p.add_argument("--no-kannel", action="store_true", help="gateway cells only")
     p.add_argument(

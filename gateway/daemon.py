@@ -209,7 +209,8 @@ class Daemon:
             store, dedup_window=gw.dedup_window, reassembly_timeout=gw.reassembly_timeout,
             response_timeout=max(s.response_timeout for s in cfg.smsc), instance=gw.name,
             reassembly_max_groups=gw.reassembly_max_groups,
-            reassembly_max_bytes=gw.reassembly_max_bytes)
+            reassembly_max_bytes=gw.reassembly_max_bytes,
+            max_commits=1 if store.is_sqlite else gw.pg_intake_commits)
         intake.set_router(self.context.router, events=cfg.mqtt is not None)
         await intake.load_state()
         sessions = [SmppSession(s, intake) for s in cfg.smsc]

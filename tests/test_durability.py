@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Gateway, gateway_config
@@ -207,3 +208,110 @@ def test_sqlite_syncs_the_wal_before_each_ack_only_in_power_loss_mode(
         # Only the daemon's once-a-second checkpoint syncs the WAL in this mode.
         assert sum(1 for c in counts if c) <= elapsed + 2, (counts, elapsed)
         assert sum(1 for c in counts if c) < n // 2, counts
+
+
+# --------------------------------------------------------------------------- intake commits
+
+
+async def _intake(db_url: str, max_commits: int) -> tuple[Any, Any, Any]:
+    from gateway.pipeline import Intake
+    from gateway.storage.db import migrate
+    from gateway.storage.repo import Store
+
+    engine = create_engine(db_url)
+    await migrate(engine)
+    store = Store(engine)
+    intake = Intake(store, dedup_window=60, reassembly_timeout=60, max_commits=max_commits)
+    await intake.load_state()
+    return engine, store, intake
+
+
+def _mo(seq: int, source: str, text: bytes, esm: int = 0) -> tuple[Any, bytes]:
+    from test_pg_robust import deliver_sm
+
+    from gateway.smpp.codec import decode
+
+    raw = deliver_sm(seq, source, text, esm=esm)
+    return decode(raw), raw
+
+
+class _Watch:
+    """Wraps Store.write_intake: how many run at once, and an optional hold per batch."""
+
+    def __init__(self, store: Any, hold: Callable[[list[Any], list[Any]], float]) -> None:
+        self.now = self.peak = 0
+        real = store.write_intake
+
+        async def write_intake(msgs: Any, parts: Any, *args: Any) -> Any:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+            try:
+                await asyncio.sleep(hold(list(msgs), list(parts)))
+                return await real(msgs, parts, *args)
+            finally:
+                self.now -= 1
+
+        store.write_intake = write_intake
+
+
+async def test_plain_mos_commit_side_by_side_and_every_one_is_acked_once(db_url: str) -> None:
+    """max_commits > 1: several intake transactions are in flight at once (on
+    PostgreSQL one WAL flush then covers them), every MO is stored once and acked OK."""
+    from test_pg_robust import _Bind, query
+
+    engine, store, intake = await _intake(db_url, max_commits=4)
+    watch = _Watch(store, lambda _m, _p: 0.02)
+    writer = asyncio.create_task(intake.run())
+    try:
+        bind = _Bind()
+        for i in range(1, 201):
+            pdu, raw = _mo(i, f"1555{i:07d}", f"mo {i}".encode())
+            intake.on_mo(bind, pdu, raw)
+            if i % 10 == 0:
+                await asyncio.sleep(0.005)  # the SMSC's next window
+        assert await intake.drain(60)
+        assert bind.statuses == {i: 0 for i in range(1, 201)}
+        assert watch.peak > 1, "never more than one intake commit in flight"
+        assert watch.peak <= 4
+        rows = await asyncio.to_thread(query, db_url, "SELECT count(*), count(DISTINCT text) "
+                                                      "FROM messages")
+        assert rows == [(200, 200)]
+    finally:
+        writer.cancel()
+        await store.close()
+        await engine.dispose()
+
+
+async def test_a_long_mo_closes_only_after_the_batch_with_its_first_part(db_url: str) -> None:
+    """A batch that closes a long MO commits alone, after every batch before it: were it
+    to commit beside the (slower) batch holding its first part, that part would be left
+    behind, open forever. Here the batch with part 1 is held 0.3 s; plain MOs arrive
+    meanwhile, then the last part."""
+    from test_pg_robust import _Bind, _udh, query
+
+    engine, store, intake = await _intake(db_url, max_commits=4)
+    watch = _Watch(store, lambda _m, parts: 0.3 if any(p[2] == 1 for p in parts) else 0.0)
+    writer = asyncio.create_task(intake.run())
+    try:
+        bind = _Bind()
+        pdu, raw = _mo(1, "15550000401", _udh(9, 2, 1) + b"first half, ", esm=0x40)
+        intake.on_mo(bind, pdu, raw)
+        while not intake._committing:
+            await asyncio.sleep(0)
+        for i in range(2, 6):
+            pdu, raw = _mo(i, f"1555000050{i}", b"plain")
+            intake.on_mo(bind, pdu, raw)
+            await asyncio.sleep(0.01)
+        pdu, raw = _mo(6, "15550000401", _udh(9, 2, 2) + b"second half", esm=0x40)
+        intake.on_mo(bind, pdu, raw)
+        assert await intake.drain(60)
+        assert bind.statuses == {i: 0 for i in range(1, 7)}
+        assert await asyncio.to_thread(
+            query, db_url, "SELECT count(*) FROM mo_parts WHERE message_id IS NULL") == [(0,)]
+        texts = await asyncio.to_thread(query, db_url, "SELECT text FROM messages")
+        assert ("first half, second half",) in texts and len(texts) == 5
+        assert watch.peak == 1  # parts commit alone
+    finally:
+        writer.cancel()
+        await store.close()
+        await engine.dispose()
