@@ -38,6 +38,28 @@ def _durability(mode: str) -> str:
     return f'durability = "{mode}"'
 
 
+# --------------------------------------------------------------------------- the key
+
+
+def test_the_key_defaults_to_power_loss_and_the_old_one_says_what_replaced_it() -> None:
+    from gateway.config import ConfigError, Durability, parse_config
+
+    smsc = {"smsc": [{"name": "sim", "system_id": "test"}]}
+    cfg = parse_config(smsc, file="g.toml", env={})
+    assert cfg.gateway.durability is Durability.POWER_LOSS
+    assert cfg.gateway.pg_intake_commits == 4
+    cfg = parse_config({**smsc, "gateway": {"durability": "CRASH"}}, file="g.toml", env={})
+    assert cfg.gateway.durability is Durability.CRASH
+    with pytest.raises(ConfigError) as err:
+        parse_config({**smsc, "gateway": {"sqlite_synchronous": "NORMAL"}}, file="g.toml",
+                     env={})
+    assert 'durability = "crash"' in str(err.value)
+    for bad in ({"durability": "fsync"}, {"pg_intake_commits": 0},
+                {"pg_intake_commits": 9}):
+        with pytest.raises(ConfigError):
+            parse_config({**smsc, "gateway": bad}, file="g.toml", env={})
+
+
 # --------------------------------------------------------------------------- engines
 
 
