@@ -33,7 +33,13 @@ from gateway.routing.router import Router
 from gateway.smpp.session import SmppSession
 from gateway.storage import jobs as jobq
 from gateway.storage import mts
-from gateway.storage.db import connection_lost, create_engine, migrate, wal_path
+from gateway.storage.db import (
+    connection_lost,
+    create_engine,
+    migrate,
+    sqlite_synchronous,
+    wal_path,
+)
 from gateway.storage.repo import Store
 from gateway.worker import WorkerPool
 
@@ -194,16 +200,17 @@ class Daemon:
         except AlreadyRunning as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        engine = create_engine(gw.database, synchronous=gw.sqlite_synchronous.value)
+        engine = create_engine(gw.database, durability=gw.durability.value)
         await migrate(engine, country_code=gw.country_code)
-        store = self.store = Store(engine, synchronous=gw.sqlite_synchronous.value,
+        store = self.store = Store(engine, synchronous=sqlite_synchronous(gw.durability.value),
                                    wal_limit=gw.sqlite_wal_limit)
         store.emitter = self.context.emitter
         intake = self.intake = Intake(
             store, dedup_window=gw.dedup_window, reassembly_timeout=gw.reassembly_timeout,
             response_timeout=max(s.response_timeout for s in cfg.smsc), instance=gw.name,
             reassembly_max_groups=gw.reassembly_max_groups,
-            reassembly_max_bytes=gw.reassembly_max_bytes)
+            reassembly_max_bytes=gw.reassembly_max_bytes,
+            max_commits=1 if store.is_sqlite else gw.pg_intake_commits)
         intake.set_router(self.context.router, events=cfg.mqtt is not None)
         await intake.load_state()
         sessions = [SmppSession(s, intake) for s in cfg.smsc]

@@ -164,6 +164,7 @@ class Intake:
         instance: str = "vmn-gateway",
         reassembly_max_groups: int = 0,
         reassembly_max_bytes: int = 0,
+        max_commits: int = 1,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -177,7 +178,10 @@ class Intake:
         self.reassembler = Reassembler(**self._caps)
         self.suspects = Suspects(dedup_window)
         self._batch = Batch()
-        self._committing: Batch | None = None
+        # Batches being committed, oldest first; `_alone`: one that runs by itself.
+        self._committing: list[Batch] = []
+        self._alone = False
+        self.max_commits = max_commits
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -377,21 +381,54 @@ class Intake:
 
     # -- writer -----------------------------------------------------------------------
     async def run(self) -> None:
-        """The single writer: commit, ack, repeat while work accumulated meanwhile."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch = self._batch
-            if not batch.acks and not batch.messages:
-                continue
-            self._note_rate(len(batch.acks))
-            self._idle.clear()
-            self._batch = Batch()
-            self._committing = batch
-            try:
-                await self._commit(batch)
-            finally:
-                self._committing = None
+        """The writer: commit, ack, repeat while work accumulated meanwhile.
+
+        Up to `max_commits` batches commit at once (PostgreSQL: one WAL flush then covers
+        several commits; SQLite has one writer thread, so 1). A batch that must come
+        after the others runs alone (`_ordered`): then nothing else is in flight."""
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while True:
+                    for task in [t for t in in_flight if t.done()]:
+                        in_flight.discard(task)
+                        task.result()  # a bug in a commit stops the writer, as before
+                    batch = self._batch
+                    if not batch.acks and not batch.messages:
+                        break
+                    alone = self.max_commits == 1 or _ordered(batch)
+                    if not in_flight or (not alone and not self._alone
+                                         and len(in_flight) < self.max_commits):
+                        self._start(batch, alone)
+                        if self.max_commits == 1:
+                            await self._commit_one(batch)
+                            break
+                        task = asyncio.create_task(self._commit_one(batch))
+                        task.add_done_callback(lambda _t: self._wake.set())
+                        in_flight.add(task)
+                        continue
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in in_flight:
+                task.cancel()
+
+    def _start(self, batch: Batch, alone: bool) -> None:
+        self._note_rate(len(batch.acks))
+        self._idle.clear()
+        self._batch = Batch()
+        self._committing.append(batch)
+        self._alone = alone
+
+    async def _commit_one(self, batch: Batch) -> None:
+        try:
+            await self._commit(batch)
+        finally:
+            # by identity: batches compare by content
+            self._committing = [b for b in self._committing if b is not batch]
+            if not self._committing:
+                self._alone = False
                 if not self._batch.acks and not self._batch.messages:
                     self._idle.set()
 
@@ -599,9 +636,7 @@ class Intake:
         for key in in_flight:
             suspects.add(key, now)
         unanswered = 0
-        for batch in (self._committing, self._batch):
-            if batch is None:
-                continue
+        for batch in (*self._committing, self._batch):
             for ack_link, _cid, _seq, origin, _at, mo_key in batch.acks:
                 if ack_link is link and mo_key is not None:
                     suspects.add(mo_key, now, batch.fate if origin is None else origin)
@@ -634,6 +669,14 @@ class Intake:
         except TimeoutError:
             return False
         return True
+
+
+def _ordered(batch: Batch) -> bool:
+    """Whether a batch must commit after every batch before it, and alone: it closes a
+    long MO (the parts stored by earlier batches must be there), stores parts, applies
+    receipts, or answers a redelivery with its original's fate (which an earlier batch
+    may still be deciding). Plain single-part MOs commit side by side."""
+    return bool(batch.parts or batch.closed_groups or batch.receipts or batch.duplicates)
 
 
 def _has_rows(units: list[Batch], piece: list[int]) -> bool:
