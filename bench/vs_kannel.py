@@ -51,7 +51,9 @@ from mo_bench import TargetError, _stop, _wait_bound, tree_hwm_kib
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
 VMN = "5551000100"
-MODES = ("acks", "webhook")
+# "webhook+mqtt": the gateway also publishes every MO to MQTT (the broker of
+# --mqtt-host/--mqtt-port); Kannel has no MQTT, so its reference is its webhook cell.
+MODES = ("acks", "webhook", "webhook+mqtt")
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 GATEWAY_CONFIG = """\
@@ -124,7 +126,10 @@ class RunResult:
         burst = self.phases.get("burst", {})
         paced = self.phases.get("paced", {})
         sink = self.sink.get("burst", {})
+        sink_paced = self.sink.get("paced", {})
         return {
+            "hook_paced_p50_ms": sink_paced.get("p50_ms") if sink_paced.get("complete") else None,
+            "hook_paced_p99_ms": sink_paced.get("p99_ms") if sink_paced.get("complete") else None,
             "acks_per_s": burst.get("rate"),
             "burst_p99_ms": burst.get("p99_ms"),
             "paced_p99_ms": paced.get("p99_ms"),
@@ -166,9 +171,12 @@ async def drop_pg_db(name: str) -> None:
 
 # --- one run -----------------------------------------------------------------------------
 def gateway_config(
-    target: Target, database: str, host: str, port: int, hook_url: str | None
+    target: Target, database: str, host: str, port: int, hook_url: str | None,
+    mqtt: tuple[str, int] | None = None, action_workers: int = 0,
 ) -> str:
     extra = f'durability = "{target.durability}"\n' if target.durability else ""
+    if action_workers:
+        extra += f"action_workers = {action_workers}\n"
     if target.pg_commits is not None:
         extra += f"pg_intake_commits = {target.pg_commits}\n"
     return GATEWAY_CONFIG.format(
@@ -178,7 +186,10 @@ def gateway_config(
         port=port,
         vmn=VMN,
         number_extra=f'webhook = "{hook_url}"\n' if hook_url else "",
-    )
+    ) + ("" if mqtt is None else (
+        f'\n[mqtt]\nurl = "mqtt://{mqtt[0]}:{mqtt[1]}"\n'
+        f'topic_prefix = "vs-kannel-{uuid.uuid4().hex[:10]}"\n'
+        f'client_id = "vs-kannel-{uuid.uuid4().hex[:10]}"\n'))
 
 
 async def run_once(cell: Cell, index: int, args: argparse.Namespace) -> RunResult:
@@ -193,7 +204,7 @@ async def run_once(cell: Cell, index: int, args: argparse.Namespace) -> RunResul
     try:
         async with TimedLoadServer(args.host, 0) as srv:
             hook_url: str | None = None
-            if cell.mode == "webhook":
+            if cell.mode != "acks":
                 sink, info = await Helper.start(
                     "sink", [sys.executable, str(BENCH_DIR / "sink.py")], tmpdir / "sink.log"
                 )
@@ -218,7 +229,10 @@ async def run_once(cell: Cell, index: int, args: argparse.Namespace) -> RunResul
                     database = f"sqlite+aiosqlite:///{tmpdir}/bench.db"
                 config = tmpdir / "bench.toml"
                 config.write_text(
-                    gateway_config(cell.target, database, args.host, srv.port, hook_url),
+                    gateway_config(
+                        cell.target, database, args.host, srv.port, hook_url,
+                        (args.mqtt_host, args.mqtt_port) if cell.mode == "webhook+mqtt"
+                        else None, args.action_workers),
                     encoding="utf-8",
                 )
                 cmd = [*shlex.split(args.gateway_cmd), "run", "-c", str(config)]
@@ -302,6 +316,8 @@ COLUMNS = (
     ("burst p99 ms", "burst_p99_ms", "ms"),
     ("paced p99 ms", "paced_p99_ms", "ms"),
     ("MO->sink/s", "sink_per_s", "rate"),
+    ("hook p50 paced", "hook_paced_p50_ms", "ms"),
+    ("hook p99 paced", "hook_paced_p99_ms", "ms"),
     ("RSS MiB", "rss_mib", "mib"),
 )
 
@@ -321,7 +337,8 @@ def ratios(cells: list[Cell], summary: dict[str, dict[str, Any]]) -> dict[str, d
     for cell in cells:
         if cell.target.kind != "gateway":
             continue
-        ref = summary.get(Cell(cell.mode, cell.window, Target("kannel")).key)
+        mode = "webhook" if cell.mode == "webhook+mqtt" else cell.mode
+        ref = summary.get(Cell(mode, cell.window, Target("kannel")).key)
         if ref is None:
             continue
         mine, theirs = summary[cell.key]["median"], ref["median"]
@@ -392,7 +409,7 @@ def build_cells(args: argparse.Namespace) -> list[Cell]:
     cells = []
     for mode in args.modes:
         for window in args.windows:
-            if not args.no_kannel:
+            if not args.no_kannel and mode != "webhook+mqtt":
                 cells.append(Cell(mode, window, Target("kannel")))
             cells.extend(Cell(mode, window, v) for v in variants)
     return cells
@@ -417,7 +434,7 @@ async def amain(args: argparse.Namespace) -> int:
                 f"{_fmt(m['burst_p99_ms'], 'ms')} ms, paced p99 "
                 f"{_fmt(m['paced_p99_ms'], 'ms')} ms"
             )
-            if cell.mode == "webhook":
+            if cell.mode != "acks":
                 line += f", MO->sink {_fmt(m['sink_per_s'], 'rate')}/s"
             if r.warnings:
                 line += "  WARNING: " + "; ".join(r.warnings)
@@ -496,6 +513,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lat-count", type=int, default=2000, help="paced MOs (0: no paced phase)")
     p.add_argument("--lat-rate", type=float, default=1000.0, help="paced MO/s")
     p.add_argument("--host", default="127.0.0.1", help="where the load generator listens")
+    p.add_argument("--mqtt-host", default="127.0.0.1", help="broker (webhook+mqtt mode)")
+    p.add_argument("--mqtt-port", type=int, default=1883)
+    p.add_argument("--action-workers", type=int, default=0,
+                   help="[gateway] action_workers of the gateway cells")
     p.add_argument(
         "--gateway-cmd",
         default=".venv/bin/vmn-gateway",
