@@ -84,6 +84,35 @@ def test_each_mode_sets_its_engine(db_url: str, mode: str) -> None:
     assert asyncio.run(setting()) == expected[(backend, mode)]
 
 
+async def test_book_keeping_commits_never_wait_for_the_disk(db_url: str) -> None:
+    """power-loss: an intake-style transaction flushes, a relaxed one (job claims and
+    outcomes, the fan-out) does not, on either backend."""
+    from sqlalchemy.engine import Connection
+
+    from gateway.storage.db import migrate
+    from gateway.storage.repo import Store
+
+    def level(conn: Connection) -> str:
+        if conn.dialect.name == "sqlite":
+            raw = conn.exec_driver_sql("PRAGMA synchronous").scalar_one()
+            return {2: "FULL", 1: "NORMAL"}.get(raw, str(raw))
+        return str(conn.exec_driver_sql("SHOW synchronous_commit").scalar_one())
+
+    engine = create_engine(db_url, durability="power-loss")
+    await migrate(engine)
+    store = Store(engine, synchronous="FULL")
+    try:
+        durable, relaxed = "FULL", "NORMAL"
+        if not is_sqlite(db_url):
+            durable, relaxed = "on", "off"
+        assert await store.transaction(level) == durable
+        assert await store.relaxed(level) == relaxed
+        assert await store.transaction(level) == durable  # only for that transaction
+    finally:
+        await store.close()
+        await engine.dispose()
+
+
 # --------------------------------------------------------------------------- kill -9
 
 
