@@ -591,8 +591,16 @@ def _config(template: str, values: dict[str, str]) -> str:
     return template
 
 
+def split_target(target: str) -> tuple[str, str | None]:
+    """"gateway-actions@old" -> ("gateway-actions", "old"): a target run with the
+    `--alt-cmd old=...` command instead of `--gateway-cmd` (before/after in one run)."""
+    base, _, alt = target.partition("@")
+    return base, alt or None
+
+
 async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResult:
     result = RunResult(target, index)
+    target, alt = split_target(target)
     tmpdir = Path(tempfile.mkdtemp(prefix=f"actions_bench_{target}_{index}_"))
     log = tmpdir / f"{target}.log"
     result.log = str(log)
@@ -653,7 +661,7 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
             else:
                 template = _actions_config(want_hook, want_mqtt) if actions else PLAIN_CONFIG
                 Path(values["config"]).write_text(_config(template, values), encoding="utf-8")
-                cmd = _command(args.gateway_cmd, **values)
+                cmd = _command(args.alt_cmds[alt] if alt else args.gateway_cmd, **values)
             result.cmd = shlex.join(cmd)
             with log.open("ab") as out:
                 try:
@@ -887,11 +895,11 @@ def print_report(
     def verdict(v: float | None, ok: Callable[[float], bool]) -> str:
         return "-" if v is None else ("PASS" if ok(v) else "FAIL")
 
-    for key in ("actions", "webhook", "mqtt"):
-        ra = ratios.get(f"{key}_over_plain")
-        if ra is not None:
+    for name, ra in ratios.items():
+        key, sep, alt = name.partition("_over_plain")
+        if sep and ra is not None:
             print(
-                f"gateway-{key} / gateway-plain acked MO/s: {ra:.3f} (target >= 0.80: "
+                f"gateway-{key}{alt} / gateway-plain{alt} acked MO/s: {ra:.3f} (target >= 0.80: "
                 f"{verdict(ra, lambda v: v >= 0.80)})"
             )
     for key, label in (
@@ -962,7 +970,8 @@ def _at(rate: float) -> str:
 async def amain(args: argparse.Namespace) -> int:
     at = _at(args.lat_rate)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    bad = [t for t in targets if t not in TARGETS]
+    bad = [t for t in targets if split_target(t)[0] not in TARGETS
+           or (split_target(t)[1] or "") not in {"", *args.alt_cmds}]
     if bad:
         print(
             f"actions_bench: unknown target(s) {bad} (choose from {', '.join(TARGETS)})",
@@ -1029,6 +1038,11 @@ async def _amain_runs(args: argparse.Namespace, targets: list[str],
             med("gateway-actions", "acked_per_s"), med("baseline", "acked_per_s")
         ),
     }
+    for alt in args.alt_cmds:
+        for key in ("actions", "webhook", "mqtt"):
+            ratios[f"{key}_over_plain@{alt}"] = _ratio(
+                med(f"gateway-{key}@{alt}", "acked_per_s"),
+                med(f"gateway-plain@{alt}", "acked_per_s"))
     print_report(summary, ratios, args)
     if args.json_out:
         params = {k: v for k, v in vars(args).items() if k not in ("role", "json_out")}
@@ -1074,6 +1088,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--gateway-cmd", default=GATEWAY_CMD, help="gateway command template (default: %(default)r)"
     )
     p.add_argument(
+        "--alt-cmd", action="append", default=[], metavar="NAME=TEMPLATE",
+        help="another gateway command; a target `gateway-X@NAME` runs with it (e.g. the "
+             "code before a change: before/after in the same run)",
+    )
+    p.add_argument(
         "--baseline-cmd",
         default=BASELINE_CMD,
         help="baseline command template (default: %(default)r)",
@@ -1104,6 +1123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--topic", default="", help=argparse.SUPPRESS)
     p.add_argument("--client-id", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.alt_cmds = dict(a.split("=", 1) for a in args.alt_cmd)
     if min(args.runs, args.count, args.window, args.lat_count) < 1 or args.warmup < 0:
         p.error("--runs, --count, --window and --lat-count must be positive")
     return args

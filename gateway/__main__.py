@@ -17,6 +17,13 @@ def main() -> int:
     # KeyboardInterrupt traceback from deep inside an import. Until a command's event
     # loop takes SIGINT over (the daemon: a graceful stop), it ends the process quietly.
     signal.signal(signal.SIGINT, _interrupted)
+    from gateway import eventloop
+
+    try:
+        eventloop.install()
+    except eventloop.LoopError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from gateway.cli import main as cli
 
     return cli()

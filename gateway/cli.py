@@ -371,8 +371,7 @@ async def _open(cfg: Config) -> Any:
     from gateway.storage.db import create_engine, migrate
     from gateway.storage.repo import Store
 
-    engine = create_engine(cfg.gateway.database,
-                           synchronous=cfg.gateway.sqlite_synchronous.value)
+    engine = create_engine(cfg.gateway.database, durability=cfg.gateway.durability.value)
     await migrate(engine, country_code=cfg.gateway.country_code)
     return Store(engine)
 

@@ -55,6 +55,7 @@ __all__ = [
     "CallbackProfile",
     "Config",
     "ConfigError",
+    "Durability",
     "EmailRepliesConfig",
     "FrozenDict",
     "GatewayConfig",
@@ -71,7 +72,6 @@ __all__ = [
     "PollConfig",
     "SmscConfig",
     "SmtpConfig",
-    "SqliteSynchronous",
     "Unrouted",
     "load_config",
     "normalize_keyword",
@@ -449,9 +449,11 @@ class Unrouted(StrEnum):
     REJECT = "reject"  # answer ESME_RINVDSTADR
 
 
-class SqliteSynchronous(StrEnum):
-    FULL = "FULL"
-    NORMAL = "NORMAL"
+class Durability(StrEnum):
+    """What an acknowledged MO survives (README, "Durability")."""
+
+    POWER_LOSS = "power-loss"  # SQLite synchronous=FULL, PostgreSQL synchronous_commit=on
+    CRASH = "crash"  # SQLite synchronous=NORMAL, PostgreSQL synchronous_commit=off
 
 
 class LogLevel(StrEnum):
@@ -520,9 +522,9 @@ class GatewayConfig(_Model):
     # How long a suspect MO (one the SMSC may redeliver) folds its first copy; 0: never.
     dedup_window: NonNegative = 600.0
     reassembly_timeout: Seconds = 120.0
-    sqlite_synchronous: Annotated[SqliteSynchronous, BeforeValidator(_upper)] = (
-        SqliteSynchronous.FULL
-    )
+    durability: Annotated[Durability, BeforeValidator(_lower)] = Durability.POWER_LOSS
+    # PostgreSQL only: intake transactions in flight at once (SQLite has one writer).
+    pg_intake_commits: Annotated[int, Strict(), Field(ge=1, le=8)] = 4
     # Bytes. Over it the writer truncates the WAL (SQLite only; see storage/db.py).
     sqlite_wal_limit: Annotated[int, Strict(), Field(ge=65536)] = 64 * 1024 * 1024
     # Open long MOs held in memory; over either cap the oldest is delivered incomplete.
@@ -534,11 +536,21 @@ class GatewayConfig(_Model):
     retry_base: Seconds = 1.0
     retry_max: Seconds = 300.0
     max_attempts: Annotated[int, Strict(), Field(ge=1)] = 8
-    action_workers: Annotated[int, Strict(), Field(ge=0, le=1)] = 0
+    action_workers: Annotated[int, Strict(), Field(ge=0, le=8)] = 0
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         for key, value in super().__repr_args__():
             yield key, (_mask_url(value) if key == "database" else value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sqlite_synchronous_replaced(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "sqlite_synchronous" in data:
+            raise ValueError(
+                'sqlite_synchronous is replaced by durability: "FULL" is durability = '
+                '"power-loss", "NORMAL" is durability = "crash" (and it now applies to '
+                "PostgreSQL as well)")
+        return data
 
 
 class SmscConfig(_Model):

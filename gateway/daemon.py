@@ -18,13 +18,13 @@ from typing import IO, Any
 
 import structlog
 
-from gateway import commands, reload, sdnotify
+from gateway import commands, eventloop, reload, sdnotify
 from gateway.actions.base import Action
 from gateway.actions.webhook import WebhookAction
 from gateway.addressing import addressing
 from gateway.config import Config, ConfigError, load_config, split_host_port
 from gateway.email_replies import ReplyRefused
-from gateway.fanout import Context, Fanout, Stats, expand_inline, mo_rows
+from gateway.fanout import Context, Fanout, Stats, mo_rows
 from gateway.log import describe_error
 from gateway.mt import MtSender
 from gateway.outbox import Outbox
@@ -33,9 +33,15 @@ from gateway.routing.router import Router
 from gateway.smpp.session import SmppSession
 from gateway.storage import jobs as jobq
 from gateway.storage import mts
-from gateway.storage.db import connection_lost, create_engine, migrate, wal_path
+from gateway.storage.db import (
+    connection_lost,
+    create_engine,
+    migrate,
+    sqlite_synchronous,
+    wal_path,
+)
 from gateway.storage.repo import Store
-from gateway.worker import WorkerProcess
+from gateway.worker import WorkerPool
 
 log = structlog.get_logger("gateway.daemon")
 
@@ -116,7 +122,7 @@ class Daemon:
         self.store: Store | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._reloading: asyncio.Task[None] | None = None
-        self._worker: WorkerProcess | None = None
+        self._worker: WorkerPool | None = None
         self._lock: IO[str] | None = None
         self.config_state = reload.ConfigState()
         if cfg.source_file:
@@ -194,16 +200,17 @@ class Daemon:
         except AlreadyRunning as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        engine = create_engine(gw.database, synchronous=gw.sqlite_synchronous.value)
+        engine = create_engine(gw.database, durability=gw.durability.value)
         await migrate(engine, country_code=gw.country_code)
-        store = self.store = Store(engine, synchronous=gw.sqlite_synchronous.value,
+        store = self.store = Store(engine, synchronous=sqlite_synchronous(gw.durability.value),
                                    wal_limit=gw.sqlite_wal_limit)
         store.emitter = self.context.emitter
         intake = self.intake = Intake(
             store, dedup_window=gw.dedup_window, reassembly_timeout=gw.reassembly_timeout,
             response_timeout=max(s.response_timeout for s in cfg.smsc), instance=gw.name,
             reassembly_max_groups=gw.reassembly_max_groups,
-            reassembly_max_bytes=gw.reassembly_max_bytes)
+            reassembly_max_bytes=gw.reassembly_max_bytes,
+            max_commits=1 if store.is_sqlite else gw.pg_intake_commits)
         intake.set_router(self.context.router, events=cfg.mqtt is not None)
         await intake.load_state()
         sessions = [SmppSession(s, intake) for s in cfg.smsc]
@@ -228,7 +235,7 @@ class Daemon:
             actions["mqtt"] = MqttAction(mqtt_link, qos=cfg.mqtt.qos)
         worker = None
         if gw.action_workers:
-            worker = self._worker = WorkerProcess(cfg.source_file)
+            worker = self._worker = WorkerPool(cfg.source_file, gw.action_workers)
             actions = worker.remote(actions)  # the queue stays here; the worker runs them
         outbox = Outbox(store, actions, backoff=jobq.Backoff(gw.retry_base, gw.retry_max),
                         poll_interval=gw.mt_poll_interval, quiet=intake.quiet)
@@ -244,10 +251,7 @@ class Daemon:
         fanout = Fanout(store, lambda: self.context, expanded, quiet=intake.quiet)
 
         def committed(batch: Batch) -> None:
-            if batch.expanded is not None:
-                expanded(batch.expanded)
-            else:
-                fanout.submit(mo_rows(batch.messages))
+            fanout.submit(mo_rows(batch.messages))
             log_received(batch)
 
         receipts: dict[str, int] = {}
@@ -271,9 +275,6 @@ class Daemon:
                          keyword=m[15], **{"from": m[5]})
                 if level == "debug":
                     log.debug("mo.text", id=m[0], text=m[7])
-
-        intake.inline = lambda conn, msgs: expand_inline(conn, self.context, time.time(),
-                                                         mo_rows(msgs))
 
         intake.on_committed.append(committed)
         store.on_jobs = poke
@@ -316,7 +317,8 @@ class Daemon:
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 50, 100)
-        log.info("daemon.started", name=gw.name, smsc=[s.name for s in sessions],
+        log.info("daemon.started", name=gw.name, loop=eventloop.running(),
+                 smsc=[s.name for s in sessions],
                  open_groups=len(intake.reassembler), actions=sorted(actions))
         try:
             async with asyncio.TaskGroup() as tg:

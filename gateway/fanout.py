@@ -1,17 +1,23 @@
 """Fan-out: expand each stored, routed MO into its actions, durably, right after the
 intake committed it (off the ack path).
 
-An MO is stored with `fanout = 1`. This loop takes such MOs in batches and, in one
-transaction per batch: queues the MTs (auto-reply, forward_sms, expiry/STOP/START/HELP
-replies, poll invalid_reply), the jobs (webhook, forward_email, MQTT events), updates
-opt-in/opt-out state, poll votes and leads, and clears the flag. A crash before the
-commit leaves the flag set, so the batch is expanded again after a restart; nothing
-is expanded twice because the flag is cleared in the same transaction.
+An MO is stored with `fanout = 1` and acknowledged; the intake then hands it to this
+loop, which takes such MOs in batches and, in one transaction per batch (never the
+intake's: the acks do not wait for it): clears the flag, queues the MTs (auto-reply,
+forward_sms, expiry/STOP/START/HELP replies, poll invalid_reply), the jobs (webhook,
+forward_email, MQTT events), updates opt-in/opt-out state, poll votes and leads. A crash
+before the commit leaves the flag set, so the batch is expanded again after a restart
+(the loop starts with a scan for flagged MOs). Nothing is expanded twice: the flag is
+cleared first, by a statement that returns the MOs whose flag it cleared, and only
+those are expanded (an MO handed over by the intake and also found by a scan, or by
+another instance on the same PostgreSQL database, is expanded by whichever clears its
+flag).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -20,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.engine import Connection
 
 from gateway.actions.base import Job
@@ -42,7 +48,7 @@ from gateway.storage.schema import (
 
 log = structlog.get_logger("gateway.fanout")
 
-BATCH = 500
+BATCH = 128  # MOs per fan-out transaction: an intake commit waits at most one
 FORWARD_TEMPLATE = "From {from} to {vmn}: {text}"
 STOP_ALL = "STOPALL"  # always opts out of every sender ID, whatever the scope
 _PENDING = text("fanout = 1")  # literal: matches the partial index
@@ -98,6 +104,11 @@ def expand(conn: Connection, ctx: Context, now: float,
     stats = Stats()
     if not rows:
         return stats
+    taken = claim(conn, [m["id"] for m in rows])
+    if len(taken) != len(rows):
+        rows = [m for m in rows if m["id"] in taken]  # expanded elsewhere already
+        if not rows:
+            return stats
     # First every MO's own event (so replies' status webhooks can wait for it), then
     # everything else. The MO events are claimed by this instance as they are written
     # and handed straight to the workers (no claim round trip).
@@ -116,11 +127,26 @@ def expand(conn: Connection, ctx: Context, now: float,
         _expand_one(conn, ctx, mo, d, webhook, ev, now, job_rows, stats)
     insert_jobs(conn, job_rows)
     stats.jobs += len(first)
-    conn.execute(update(messages).where(messages.c.id.in_([m["id"] for m in rows]))
-                 .values(fanout=0))
     stats.mos = len(rows)
     stats.jobs += len(job_rows)
     return stats
+
+
+def claim(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Clear the fan-out flag of the MOs `ids`: the ids whose flag this cleared (the
+    others were expanded already). One statement whatever the count, at the driver
+    level: SQLAlchemy re-compiled an expanding `IN (...)` on every batch."""
+    arg: str | list[str]
+    if conn.dialect.paramstyle == "qmark":  # SQLite: the ids as one JSON array
+        sql, arg = _CLAIM_SQLITE, json.dumps(list(ids))
+    else:  # PostgreSQL (asyncpg): an array parameter
+        sql, arg = _CLAIM_PG, list(ids)
+    return {r[0] for r in conn.exec_driver_sql(sql, (arg,))}
+
+
+_CLAIM_SQLITE = ("UPDATE messages SET fanout = 0 WHERE id IN (SELECT value FROM json_each(?)) "
+                 "AND fanout = 1 RETURNING id")
+_CLAIM_PG = "UPDATE messages SET fanout = 0 WHERE id = ANY($1) AND fanout = 1 RETURNING id"
 
 
 def mo_rows(messages_rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -293,27 +319,13 @@ def _vote(conn: Connection, ctx: Context, job_rows: list[JobRow],
     return True
 
 
-def expand_inline(conn: Connection, ctx: Context, now: float,
-                  rows: Sequence[Mapping[str, Any]]) -> Stats | None:
-    """`expand` inside the intake's transaction, behind a savepoint: if it fails, the
-    MOs are stored all the same (still flagged) and the `Fanout` task takes them."""
-    if not rows:
-        return Stats()  # nothing flagged (no actions configured): no savepoint
-    try:
-        with conn.begin_nested():
-            return expand(conn, ctx, now, rows)
-    except Exception as exc:
-        log.error("fanout.inline_failed", error=str(exc))
-        return None
-
-
 class Fanout:
     """Runs `expand` on the MOs the intake just committed, and on flagged MOs found in
     the database at start-up or after a failure."""
 
     def __init__(self, store: Store, context: Callable[[], Context],
                  on_expanded: Callable[[Stats], None],
-                 quiet: Callable[[], Awaitable[None]] | None = None) -> None:
+                 quiet: Callable[[int], Awaitable[None]] | None = None) -> None:
         self.store = store
         self.context = context
         self.on_expanded = on_expanded
@@ -334,7 +346,8 @@ class Fanout:
             self._wake.clear()
             while self._queue or self._scan:
                 if self.quiet is not None:
-                    await self.quiet()  # acks first: wait while the intake is busy
+                    # acks first: wait while the intake is busy, unless far behind
+                    await self.quiet(len(self._queue))
                 given = None
                 if self._queue:
                     given, self._queue = self._queue[:BATCH], self._queue[BATCH:]

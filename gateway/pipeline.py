@@ -32,10 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise
-from typing import Any
 
 import structlog
-from sqlalchemy.engine import Connection
 
 from gateway.config import Unrouted
 from gateway.log import describe_error
@@ -67,9 +65,18 @@ log = structlog.get_logger("gateway.intake")
 _UNROUTED = Decision(route=Route.UNROUTED, vmn=None)
 _UNROUTED_ROUTE = Route.UNROUTED.value
 _UNROUTED_LABEL = "unrouted"  # the vmn label of every MO to a number not configured
-BUSY_BATCH = 64  # a batch this big means MOs arrive faster than one per commit time
+# The intake counts as under a burst (see `quiet`) when one batch holds BUSY_BATCH PDUs
+# (MOs arrive much faster than one per commit time: at 1,000/s a batch holds one or two;
+# an SMSC sending as fast as its window lets it fills one with a whole window), or when
+# it acknowledged more than BUSY_RATE PDUs a second over the last BUSY_SPAN.
+BUSY_BATCH = 32
+BUSY_RATE = 10_000.0
+BUSY_SPAN = 0.02
 BUSY_HOLD = 0.05
 QUIET_MAX_WAIT = 0.25
+# A drain (fan-out, job dispatch) with this much waiting no longer yields to the acks:
+# under sustained load the backlog stays bounded instead of growing while acks go first.
+DRAIN_BACKLOG = 10_000
 _ALWAYS_FAN_OUT = frozenset({Route.OPTOUT, Route.OPTIN, Route.HELP})
 # Transactions `_isolate` may spend on one failed batch: one refused row among 1,000
 # PDUs takes about 20. Beyond it (many rows refused, or all of them for a cause that is
@@ -94,8 +101,6 @@ class Batch:
     part_adds: list[tuple[ConcatKey, int]] = field(default_factory=list)
     closed: list[Group] = field(default_factory=list)
     fate: Fate = field(default_factory=Fate)
-    # what `Intake.inline` returned (it ran in the batch's transaction), if it ran
-    expanded: Any = None
     # Where each unit starts in (acks, messages, parts, closed_groups, receipts,
     # part_adds, closed): a unit is one PDU answered with the rows it produced (the
     # message of a group it completed included), or one group closed without a PDU
@@ -159,6 +164,7 @@ class Intake:
         instance: str = "vmn-gateway",
         reassembly_max_groups: int = 0,
         reassembly_max_bytes: int = 0,
+        max_commits: int = 1,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
@@ -172,19 +178,21 @@ class Intake:
         self.reassembler = Reassembler(**self._caps)
         self.suspects = Suspects(dedup_window)
         self._batch = Batch()
-        self._committing: Batch | None = None
+        # Batches being committed, oldest first; `_alone`: one that runs by itself.
+        self._committing: list[Batch] = []
+        self._alone = False
+        self.max_commits = max_commits
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         # Until when the intake counts as under a burst: background writers wait for it
         # (briefly) so that a burst of MOs is acknowledged first and drained afterwards.
         self._busy_until = 0.0
+        self._span_start = 0.0  # the ack rate over the current BUSY_SPAN
+        self._span_acks = 0
+        # Called after each commit, once its acks are written: the fan-out takes the
+        # MOs from there, in a transaction of its own (never in the acks' one).
         self.on_committed: list[Callable[[Batch], None]] = []
-        # Run in the intake's own transaction when a batch is small (the intake is not
-        # under a burst): the fan-out of its MOs, whose jobs then start as soon as the
-        # acks go out instead of one more transaction later. Under a burst the fan-out
-        # runs apart, after the acks, so that it never slows them.
-        self.inline: Callable[[Connection, list[MessageRow]], Any] | None = None
         self.router: Router | None = None
         self.reject_unrouted = False
         self.country_code = "1"  # [gateway] country_code, from set_router
@@ -373,40 +381,77 @@ class Intake:
 
     # -- writer -----------------------------------------------------------------------
     async def run(self) -> None:
-        """The single writer: commit, ack, repeat while work accumulated meanwhile."""
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch = self._batch
-            if not batch.acks and not batch.messages:
-                continue
-            if len(batch.acks) >= BUSY_BATCH:
-                # The SMSC sends a window, waits for the acks, sends again: the intake
-                # looks idle between windows, so a burst lasts a little past each one.
-                self._busy_until = time.monotonic() + BUSY_HOLD
-            self._idle.clear()
-            self._batch = Batch()
-            self._committing = batch
-            try:
-                await self._commit(batch)
-            finally:
-                self._committing = None
+        """The writer: commit, ack, repeat while work accumulated meanwhile.
+
+        Up to `max_commits` batches commit at once (PostgreSQL: one WAL flush then covers
+        several commits; SQLite has one writer thread, so 1). A batch that must come
+        after the others runs alone (`_ordered`): then nothing else is in flight."""
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while True:
+                    for task in [t for t in in_flight if t.done()]:
+                        in_flight.discard(task)
+                        task.result()  # a bug in a commit stops the writer, as before
+                    batch = self._batch
+                    if not batch.acks and not batch.messages:
+                        break
+                    alone = self.max_commits == 1 or _ordered(batch)
+                    if not in_flight or (not alone and not self._alone
+                                         and len(in_flight) < self.max_commits):
+                        self._start(batch, alone)
+                        if self.max_commits == 1:
+                            await self._commit_one(batch)
+                            break
+                        task = asyncio.create_task(self._commit_one(batch))
+                        task.add_done_callback(lambda _t: self._wake.set())
+                        in_flight.add(task)
+                        continue
+                    await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in in_flight:
+                task.cancel()
+
+    def _start(self, batch: Batch, alone: bool) -> None:
+        self._note_rate(len(batch.acks))
+        self._idle.clear()
+        self._batch = Batch()
+        self._committing.append(batch)
+        self._alone = alone
+
+    async def _commit_one(self, batch: Batch) -> None:
+        try:
+            await self._commit(batch)
+        finally:
+            # by identity: batches compare by content
+            self._committing = [b for b in self._committing if b is not batch]
+            if not self._committing:
+                self._alone = False
                 if not self._batch.acks and not self._batch.messages:
                     self._idle.set()
 
+    def _note_rate(self, acks: int) -> None:
+        """Mark a burst (see BUSY_BATCH, BUSY_RATE): the SMSC sends a window, waits for
+        the acks, sends again, so the intake looks idle between windows; a burst lasts
+        BUSY_HOLD past the last sign of one."""
+        now = time.monotonic()
+        if acks >= BUSY_BATCH:
+            self._busy_until = now + BUSY_HOLD
+        elapsed = now - self._span_start
+        if elapsed >= BUSY_SPAN:
+            if self._span_acks >= BUSY_RATE * elapsed:
+                self._busy_until = now + BUSY_HOLD
+            self._span_start, self._span_acks = now, 0
+        self._span_acks += acks
+
     async def _commit(self, batch: Batch) -> None:
         started = time.perf_counter()
-        inline = self.inline
-        then = None
-        if inline is not None and batch.messages and len(batch.acks) < BUSY_BATCH:
-            msgs = batch.messages
-
-            def then(conn: Connection) -> Any:
-                return inline(conn, msgs)
         try:
-            batch.expanded = await self.store.write_intake(
+            await self.store.write_intake(
                 batch.messages, batch.parts, batch.closed_groups,
-                [row for row, _ in batch.receipts], [r for _, r in batch.receipts], then,
+                [row for row, _ in batch.receipts], [r for _, r in batch.receipts],
             )
         except Exception as exc:  # the DB failed: let the SMSC redeliver
             self.stats["failed_commits"] += 1
@@ -591,9 +636,7 @@ class Intake:
         for key in in_flight:
             suspects.add(key, now)
         unanswered = 0
-        for batch in (self._committing, self._batch):
-            if batch is None:
-                continue
+        for batch in (*self._committing, self._batch):
             for ack_link, _cid, _seq, origin, _at, mo_key in batch.acks:
                 if ack_link is link and mo_key is not None:
                     suspects.add(mo_key, now, batch.fate if origin is None else origin)
@@ -602,9 +645,12 @@ class Intake:
             log.info("intake.redelivery_expected", smsc=link.name, in_flight=len(in_flight),
                      unanswered=unanswered)
 
-    async def quiet(self) -> None:
-        """Return when the intake is not under a burst, or after QUIET_MAX_WAIT: the
-        drains yield to the acks, but are never starved."""
+    async def quiet(self, backlog: int = 0) -> None:
+        """Return when the intake is not under a burst, or after QUIET_MAX_WAIT, or at
+        once when the caller has `backlog` >= DRAIN_BACKLOG items waiting: the drains
+        yield to the acks, but are never starved, and their backlog stays bounded."""
+        if backlog >= DRAIN_BACKLOG:
+            return
         start = time.monotonic()
         while True:
             now = time.monotonic()
@@ -623,6 +669,14 @@ class Intake:
         except TimeoutError:
             return False
         return True
+
+
+def _ordered(batch: Batch) -> bool:
+    """Whether a batch must commit after every batch before it, and alone: it closes a
+    long MO (the parts stored by earlier batches must be there), stores parts, applies
+    receipts, or answers a redelivery with its original's fate (which an earlier batch
+    may still be deciding). Plain single-part MOs commit side by side."""
+    return bool(batch.parts or batch.closed_groups or batch.receipts or batch.duplicates)
 
 
 def _has_rows(units: list[Batch], piece: list[int]) -> bool:

@@ -30,6 +30,8 @@ if ! have pg_ctlcluster || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>
     missing+=(postgresql)
 fi
 have pg_isready || missing+=(postgresql-client)
+# tests/test_durability.py traces the daemon's fsyncs with it (skipped without).
+have strace || missing+=(strace)
 
 if ((${#missing[@]})); then
     if have apt-get && [[ $(id -u) -eq 0 ]]; then

@@ -3,7 +3,11 @@ PostgreSQL database), and the gateway daemon as a real subprocess.
 
 VMN_TEST_DB picks the backend of a run: `sqlite` (default) or `postgres`. `.ci/run`
 runs the suite once with each. In a PostgreSQL run every database fixture (`db_url`,
-`sqlite_url`) hands out a new, empty PostgreSQL database; in a SQLite run a new file."""
+`sqlite_url`) hands out a new, empty PostgreSQL database; in a SQLite run a new file.
+
+VMN_LOOP picks the event loop (gateway/eventloop.py) of the tests themselves and of the
+daemons they start: uvloop when installed (default), or `asyncio`. `.ci/run` runs the
+SQLite pass on the default loop and the PostgreSQL pass with VMN_LOOP=asyncio."""
 
 from __future__ import annotations
 
@@ -21,8 +25,13 @@ from typing import Any
 
 import pytest
 
+from gateway import eventloop
+
 sys.path.insert(0, str(Path(__file__).parent))
 from simctl import Simulator
+
+# Before any loop exists: pytest-asyncio and asyncio.run take the installed policy.
+eventloop.install()
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("VMN_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")

@@ -429,16 +429,19 @@ reply = "matched {keyword}"
     assert json.loads(json.dumps(gw.mos()))[-1]["keyword"] == "BETA"
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_actions_in_a_worker_process(sim: Simulator, sqlite_url: str, hooks: HttpRecorder,
                                      smtp: SmtpSink, watcher: MqttWatcher,
-                                     make_gateway: Callable[..., Gateway]) -> None:
-    """`action_workers = 1`: webhooks, emails and MQTT events run in a second process;
+                                     make_gateway: Callable[..., Gateway],
+                                     workers: int) -> None:
+    """`action_workers = N`: webhooks, emails and MQTT events run in N more processes;
     the daemon keeps the status topic and the commands."""
     gw = make_gateway(action_config(db=sqlite_url, sim=sim, hooks=hooks, smtp_port=smtp.port,
                                     prefix=watcher.prefix).replace(
-        "retry_base = 0.05", "retry_base = 0.05\naction_workers = 1"))
+        "retry_base = 0.05", f"retry_base = 0.05\naction_workers = {workers}"))
     sim.wait_bound()
-    wait_for(lambda: gw.log_events("worker.started"), what="the worker process")
+    wait_for(lambda: len(gw.log_events("worker.started")) == workers,
+             what="the worker processes")
     sim.mo(source=CUSTOMER, destination=VMN, text="hi from a worker")
     sim.mo(source="15550000021", destination=VMN, text="SUPPORT via worker")
     req = wait_for(lambda: requests_to(hooks, "/crm"), what="the webhook")[0]
@@ -452,6 +455,8 @@ def test_actions_in_a_worker_process(sim: Simulator, sqlite_url: str, hooks: Htt
     wait_for(lambda: any(r.json().get("text") == "hi after the worker died"
                          for r in requests_to(hooks, "/crm")),
              what="the webhook through a new worker")
-    assert len(gw.log_events("worker.spawned")) == 2 and gw.log_events("worker.died")
+    wait_for(lambda: len(gw.log_events("worker.spawned")) == workers + 1,
+             what="the dead worker restarted")
+    assert gw.log_events("worker.died")
     assert gw.terminate() == 0
-    assert gw.log_events("worker.stopped")
+    assert len(gw.log_events("worker.stopped")) == workers

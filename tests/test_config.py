@@ -21,12 +21,12 @@ from gateway.config import (
     DEFAULT_DATABASE,
     Config,
     ConfigError,
+    Durability,
     HttpMethod,
     LogLevel,
     MatchMode,
     OptoutScope,
     SmtpConfig,
-    SqliteSynchronous,
     Unrouted,
     load_config,
     normalize_keyword,
@@ -150,7 +150,7 @@ def test_defaults() -> None:
     assert g.admin_listen is None
     assert g.dedup_window == 600
     assert g.reassembly_timeout == 120
-    assert g.sqlite_synchronous is SqliteSynchronous.FULL
+    assert g.durability is Durability.POWER_LOSS
     assert g.shutdown_timeout == 10
     assert g.log_level is LogLevel.INFO
     assert g.mt_poll_interval == 0.5
@@ -212,9 +212,9 @@ def test_section_defaults() -> None:
 
 
 def test_case_insensitive_enums() -> None:
-    cfg = parse({**MINIMAL, "gateway": {"log_level": "DEBUG", "sqlite_synchronous": "normal"}})
+    cfg = parse({**MINIMAL, "gateway": {"log_level": "DEBUG", "durability": "Crash"}})
     assert cfg.gateway.log_level is LogLevel.DEBUG
-    assert cfg.gateway.sqlite_synchronous is SqliteSynchronous.NORMAL
+    assert cfg.gateway.durability is Durability.CRASH
 
 
 # --------------------------------------------------------------------------- secrets

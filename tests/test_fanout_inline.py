@@ -1,21 +1,21 @@
-"""The fan-out that runs inside the intake's transaction when the intake is not busy
-(`fanout.expand_inline`), against a real SQLite database: on success the MO's jobs are
-in the same commit and handed back to run at once; on failure the MO is stored all the
-same, still flagged for the fan-out task."""
+"""The fan-out runs in a transaction of its own after the intake committed (and
+acknowledged) the MO, never in the intake's: against a real database (SQLite and
+PostgreSQL). An MO committed but not fanned out yet (a crash, a failed fan-out) keeps
+its `fanout` flag and is expanded by the scan after a restart; an MO handed over by the
+intake and found by a scan as well is expanded once."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import tomllib
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select
 
 from gateway.config import parse_config
 from gateway.daemon import context_for
-from gateway.fanout import Context, Stats, expand_inline
+from gateway.fanout import Context, Fanout, Stats, expand
 from gateway.storage.db import create_engine, migrate
 from gateway.storage.repo import Store
 from gateway.storage.schema import jobs, messages
@@ -40,49 +40,107 @@ def _cfg() -> Any:
     return parse_config(tomllib.loads(CONFIG), file="t.toml", env={})
 
 
-def _mo(now: float) -> dict[str, Any]:
-    return {"id": "m1", "direction": "mo", "smsc": "s", "vmn": "5551000100",
+def _mo(msg_id: str, now: float) -> dict[str, Any]:
+    return {"id": msg_id, "direction": "mo", "smsc": "s", "vmn": "5551000100",
             "msisdn": "15550001111", "sender": "15550001111", "recipient": "5551000100",
             "text": "hello", "data_coding": 0, "segments": 1, "keyword": None,
             "route": "default", "status": "received", "created_at": now, "updated_at": now,
             "attempts": 0, "fanout": 1}
 
 
-async def _run(tmp_path: Path, ctx: Any) -> tuple[Stats | None, list[Any], list[Any]]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/t.db")
+async def _state(engine: Any) -> tuple[list[Any], list[Any]]:
+    async with engine.connect() as conn:
+        msgs = (await conn.execute(select(messages.c.id, messages.c.fanout)
+                                   .order_by(messages.c.id))).all()
+        job_rows = (await conn.execute(select(jobs.c.kind, jobs.c.message_id)
+                                       .order_by(jobs.c.message_id))).all()
+    return msgs, job_rows
+
+
+async def _store(db_url: str) -> tuple[Any, Store]:
+    engine = create_engine(db_url)
     await migrate(engine)
-    store = Store(engine)
-    now = time.time()
-    row = _mo(now)
-
-    def write(conn: Any) -> Stats | None:
-        conn.execute(insert(messages).values(**row))
-        return expand_inline(conn, ctx, now, [row])
-
-    try:
-        stats = await store.transaction(write)
-        async with engine.connect() as conn:
-            msgs = (await conn.execute(select(messages.c.id, messages.c.fanout))).all()
-            job_rows = (await conn.execute(select(jobs.c.kind, jobs.c.target))).all()
-    finally:
-        await store.close()
-        await engine.dispose()
-    return stats, msgs, job_rows
+    return engine, Store(engine)
 
 
-def test_inline_fanout_writes_the_jobs_in_the_same_commit(tmp_path: Path) -> None:
-    ctx = context_for(_cfg())
-    stats, msgs, job_rows = asyncio.run(_run(tmp_path, ctx))
-    assert stats is not None and stats.mos == 1
+def test_fanout_after_the_commit_writes_the_jobs_and_clears_the_flag(db_url: str) -> None:
+    async def main() -> tuple[Stats, list[Any], list[Any]]:
+        engine, store = await _store(db_url)
+        try:
+            now = time.time()
+            row = _mo("m1", now)
+            await store.transaction(lambda c: c.execute(insert(messages).values(**row)))
+            stats = await store.relaxed(expand, context_for(_cfg()), now, [row])
+            return (stats, *await _state(engine))
+        finally:
+            await store.close()
+            await engine.dispose()
+
+    stats, msgs, job_rows = asyncio.run(main())
+    assert stats.mos == 1
     assert [j.kind for j in stats.ready] == ["webhook"]
     assert msgs == [("m1", 0)]
-    assert job_rows == [("webhook", "http://127.0.0.1:9/hook")]
+    assert job_rows == [("webhook", "m1")]
 
 
-def test_a_failing_inline_fanout_keeps_the_mo_flagged(tmp_path: Path) -> None:
-    good = context_for(_cfg())
-    broken = Context(router=good.router, emitter=None)  # type: ignore[arg-type]
-    stats, msgs, job_rows = asyncio.run(_run(tmp_path, broken))
-    assert stats is None
-    assert msgs == [("m1", 1)]  # stored, and left for the fan-out task
-    assert job_rows == []
+def test_an_mo_expanded_already_is_not_expanded_again(db_url: str) -> None:
+    """Handed over by the intake and found by a scan (or by another instance): whoever
+    clears the flag first expands it; the other skips it."""
+    async def main() -> tuple[Stats, Stats, list[Any], list[Any]]:
+        engine, store = await _store(db_url)
+        try:
+            now = time.time()
+            rows = [_mo("m1", now), _mo("m2", now)]
+            await store.transaction(lambda c: c.execute(insert(messages), rows))
+            ctx = context_for(_cfg())
+            scanned = await store.relaxed(expand, ctx, now, None)  # the scan takes both
+            again = await store.relaxed(expand, ctx, now, rows)  # then the hand-over
+            return (scanned, again, *await _state(engine))
+        finally:
+            await store.close()
+            await engine.dispose()
+
+    scanned, again, msgs, job_rows = asyncio.run(main())
+    assert scanned.mos == 2
+    assert again.mos == 0 and again.ready == [] and again.jobs == 0
+    assert msgs == [("m1", 0), ("m2", 0)]
+    assert job_rows == [("webhook", "m1"), ("webhook", "m2")]
+
+
+def test_a_failed_fanout_leaves_the_mo_flagged_and_a_restart_expands_it(db_url: str) -> None:
+    """The MO is committed (and would be acknowledged); its fan-out fails (here: a
+    broken context): nothing of it is written, the flag stays. A new `Fanout` (a
+    restart) scans for flagged MOs and expands it."""
+    async def main() -> tuple[list[Any], list[Any], list[Stats], list[Any], list[Any]]:
+        engine, store = await _store(db_url)
+        try:
+            now = time.time()
+            row = _mo("m1", now)
+            await store.transaction(lambda c: c.execute(insert(messages).values(**row)))
+            good = context_for(_cfg())
+            broken = Context(router=good.router, emitter=None)  # type: ignore[arg-type]
+            try:
+                await store.relaxed(expand, broken, now, [row])
+            except AttributeError:
+                pass
+            else:
+                raise AssertionError("the broken fan-out did not fail")
+            before = await _state(engine)
+            seen: list[Stats] = []
+            fanout = Fanout(store, lambda: good, seen.append)
+            task = asyncio.create_task(fanout.run())
+            for _ in range(200):
+                if seen:
+                    break
+                await asyncio.sleep(0.02)
+            task.cancel()
+            return (*before, seen, *await _state(engine))
+        finally:
+            await store.close()
+            await engine.dispose()
+
+    msgs0, jobs0, seen, msgs, job_rows = asyncio.run(main())
+    assert msgs0 == [("m1", 1)] and jobs0 == []  # stored, flagged, nothing expanded
+    assert [s.mos for s in seen] == [1]
+    assert msgs == [("m1", 0)]
+    assert job_rows == [("webhook", "m1")]

@@ -275,7 +275,7 @@ async def test_a_redelivery_of_a_refused_row_is_never_acknowledged_for_it(
                          mo(83002, "15550000302", b"POISON"),
                          mo(83003, "15550000303", b"POISON")):
             intake.on_mo(first, pdu, raw)  # type: ignore[arg-type]
-        while intake._committing is None:
+        while not intake._committing:
             await asyncio.sleep(0)
         # the bind drops while the batch is committed; the SMSC binds again at once and
         # redelivers two of them (new sequence numbers)

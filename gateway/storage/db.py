@@ -29,20 +29,43 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def create_engine(url: str, *, synchronous: str = "FULL") -> AsyncEngine:
-    """An async engine. On SQLite every connection uses WAL, `synchronous` (FULL: a
-    commit is on disk when it returns) and BEGIN IMMEDIATE, so a writer never fails
-    half-way through a transaction on a lock upgrade."""
+# `[gateway] durability`: what an acknowledged MO survives, as each backend spells it.
+# "power-loss": the commit is on disk (fsync/fdatasync of the WAL) before the ack.
+# "crash": the commit is in the OS (SQLite: written to the WAL file) or in the database
+# server (PostgreSQL: its WAL buffers) before the ack, flushed to disk a little later.
+DURABILITY_MODES = ("power-loss", "crash")
+_SQLITE_SYNCHRONOUS = {"power-loss": "FULL", "crash": "NORMAL"}
+_PG_SYNCHRONOUS_COMMIT = {"power-loss": "on", "crash": "off"}
+
+
+def sqlite_synchronous(durability: str) -> str:
+    """PRAGMA synchronous of a durability mode (WAL): FULL or NORMAL."""
+    return _SQLITE_SYNCHRONOUS[durability]
+
+
+def pg_synchronous_commit(durability: str) -> str:
+    """synchronous_commit of a durability mode: on or off."""
+    return _PG_SYNCHRONOUS_COMMIT[durability]
+
+
+def create_engine(url: str, *, durability: str = "power-loss") -> AsyncEngine:
+    """An async engine whose commits keep `durability` (see DURABILITY_MODES). On SQLite
+    every connection uses WAL, PRAGMA synchronous (FULL: a commit is on disk when it
+    returns; NORMAL: in the OS, synced at checkpoints) and BEGIN IMMEDIATE, so a writer
+    never fails half-way through a transaction on a lock upgrade. On PostgreSQL every
+    connection sets synchronous_commit (on / off) for its session."""
     # hide_parameters: a failed statement's error never carries its values (message
     # texts, phone numbers, PDUs), whoever logs it.
     if not is_sqlite(url):
+        settings = {"synchronous_commit": pg_synchronous_commit(durability)}
         return create_async_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True,
-                                   hide_parameters=True)
+                                   hide_parameters=True,
+                                   connect_args={"server_settings": settings})
     # A small pool: opening a SQLite connection (and its pragmas) per query would cost
     # more than most queries. The intake writer keeps one connection of its own.
     engine = create_async_engine(url, pool_size=4, max_overflow=4, connect_args={"timeout": 30},
                                  hide_parameters=True)
-    _sqlite_events(engine.sync_engine, synchronous)
+    _sqlite_events(engine.sync_engine, sqlite_synchronous(durability))
     return engine
 
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.engine import Connection
 
@@ -27,8 +28,29 @@ MQTT_ATTEMPTS = 2**31 - 1
 _PENDING_SQL = text("status = 'pending'")  # literal: matches the partial index
 
 
-def _dumps(payload: Mapping[str, Any]) -> str:
+def event_json(payload: Mapping[str, Any]) -> str:
+    """The stored (and sent, and signed) body of an event: exactly
+    `json.dumps(payload, separators=(",", ":"), ensure_ascii=False)` (SPEC §5), made by
+    orjson (~0.3 us against ~5 us an event). orjson writes some floats differently
+    (1e-05 as 0.00001) and refuses lone surrogates, integers beyond 64 bits and non-str
+    keys: a payload with a float, or one orjson refuses, goes through json.dumps."""
+    if _PLAIN.issuperset(map(type, payload.values())) or not _has_float(payload):
+        try:
+            return orjson.dumps(payload).decode()
+        except TypeError:  # orjson.JSONEncodeError is one
+            pass
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
+_PLAIN = frozenset({str, int, bool, type(None)})  # a payload of these has no float
+
+
+def _has_float(value: Any) -> bool:
+    if type(value) is dict:
+        return any(_has_float(v) for v in value.values())
+    if type(value) is list or type(value) is tuple:
+        return any(_has_float(v) for v in value)
+    return isinstance(value, float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +72,7 @@ class Emitter:
     def job(self, kind: str, target: str, payload: Mapping[str, Any] | str, *,
             message_id: str | None, now: float, after: int | None = None) -> JobRow:
         """A row for `insert_jobs` (column order: `_JOB_COLS`)."""
-        body = payload if isinstance(payload, str) else _dumps(payload)
+        body = payload if isinstance(payload, str) else event_json(payload)
         return (new_job_id(), kind, target, new_id(), message_id, after, body, PENDING, 0,
                 self.attempts_for(kind, target), now, now, now)
 
@@ -61,7 +83,7 @@ class Emitter:
         out: list[JobRow] = []
         if self.mqtt_prefix is None and not webhook:
             return out
-        body = _dumps(payload)  # once for both
+        body = event_json(payload)  # once for both
         if self.mqtt_prefix is not None:
             out.append(self.job("mqtt", "/".join((self.mqtt_prefix, *topic_parts)), body,
                                 message_id=message_id, now=now))

@@ -145,12 +145,16 @@ class Store:
                       *args: P.args, **kwargs: P.kwargs) -> T:
         """Like `transaction`, for bookkeeping whose loss on a power failure only makes
         work run again (job claims and outcomes, fan-out, which is atomic with clearing
-        its flag): on SQLite it commits without waiting for the disk (synchronous=NORMAL
-        for that transaction; the next durable commit syncs it too)."""
+        its flag): it commits without waiting for the disk (SQLite: synchronous=NORMAL,
+        PostgreSQL: synchronous_commit=off, for that transaction; the next durable
+        commit flushes it too)."""
         if self._executor is not None:
             return await asyncio.get_running_loop().run_in_executor(
                 self._executor, lambda: self._run_sync(fn, False, *args, **kwargs))
         async with self.engine.begin() as conn:
+            # PostgreSQL: the same, for this transaction only (the session's setting is
+            # the durability mode's, see storage/db.py).
+            await conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
             return await conn.run_sync(fn, *args, **kwargs)
 
     def _run_sync(self, fn: Callable[Concatenate[Connection, P], T], durable: bool,
