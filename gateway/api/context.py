@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from gateway.binds import BindControl
 from gateway.config import Config
 from gateway.storage.repo import Store
 
@@ -27,6 +28,8 @@ class ApiContext:
     wake_mt: Callable[[], None] = _nothing
     # Seconds a checked API key is trusted before its row is read again (revocation).
     key_ttl: float = 1.0
+    # The daemon's binds: state, counters, the operator's stop/start (/v1/binds).
+    binds: BindControl | None = None
 
 
 def context(request: Request) -> ApiContext:

@@ -71,7 +71,7 @@ def record_opt(conn: Connection, emitter: Emitter, *, msisdn: str, state: str,
     return out
 
 
-def set_opt(conn: Connection, emitter: Emitter, **kwargs: Any) -> OptChange:
+def set_opt(conn: Connection, emitter: Emitter, /, **kwargs: Any) -> OptChange:
     """`record_opt` and the insert of its event jobs, in the caller's transaction (the
     API's manual change; the fan-out batches the jobs of many MOs itself)."""
     change = record_opt(conn, emitter, **kwargs)

@@ -9,14 +9,14 @@
   uses its prefix, and the MO insert still maintains one index on `created_at`, not two.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0009 (the brief said 0008; chained after the api branch's 0009 for one head)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
