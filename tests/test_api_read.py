@@ -21,6 +21,7 @@ from simctl import Simulator
 
 A = "5551000100"
 B = "5551000200"
+C = "5551000300"  # replies go out from its sender ID
 WHO = "15550001111"
 OTHER = "15550002222"
 
@@ -47,6 +48,12 @@ lead = true
 vmn = "{B}"
 [number.default]
 lead = true
+
+[[number]]
+vmn = "{C}"
+sender_id = "ACME"
+[number.default]
+reply = "C got it"
 """
 
 
@@ -261,7 +268,8 @@ def test_stats(g: ApiGateway, sim: Simulator) -> None:
     for i in range(3):
         mo(sim, WHO, A, f"hello {i}")
     mo(sim, WHO, B, "to B")
-    wait_for(lambda: len([r for r in g.gw.logs() if r["direction"] == "mt"]) == 3,
+    mo(sim, WHO, C, "to C")
+    wait_for(lambda: len([r for r in g.gw.logs() if r["direction"] == "mt"]) == 4,
              what="the replies queued")
 
     def series() -> dict[str, Any]:
@@ -274,10 +282,15 @@ def test_stats(g: ApiGateway, sim: Simulator) -> None:
     assert len(got[A]["mo"]) == len(doc["buckets"])
     assert (got[A]["mo_total"], got[A]["mt_total"]) == (3, 3)
     assert (got[B]["mo_total"], got[B]["mt_total"]) == (1, 0)
+    # C's reply went out from its sender ID: counted for C.
+    assert (got[C]["mo_total"], got[C]["mt_total"]) == (1, 1) and "ACME" not in got
     assert sum(got[A]["mo"]) == 3
     only_b = g.key("b-only", scope="read", vmns=(B,))
     doc = g.call("GET", "/v1/stats?since=1h&step=5m", key=only_b).json()
     assert [s["vmn"] for s in doc["series"]] == [B]
+    only_c = g.key("c-only", scope="read", vmns=(C,))
+    doc = g.call("GET", "/v1/stats?since=1h&step=1h", key=only_c).json()
+    assert [(s["vmn"], s["mo_total"], s["mt_total"]) for s in doc["series"]] == [(C, 1, 1)]
     for query, loc in (("step=0", "query.step"), ("step=fast", "query.step"),
                        ("since=yesterday", "query.since"),
                        ("since=30d&step=1", "query.step"), ("since=1m&until=2h", "query.until")):

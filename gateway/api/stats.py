@@ -26,7 +26,8 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class Series(BaseModel):
-    vmn: str = Field(description="the VMN (an MT's: its sender)")
+    vmn: str = Field(description="the VMN (an MT from a number's sender ID counts for "
+                                 "that number)")
     mo: list[int] = Field(description="MOs per step, one number per `buckets` entry")
     mt: list[int]
     mo_total: int
@@ -77,15 +78,20 @@ async def get_stats(
     if vmn:
         forbid_unless(key, vmn)
     vmns = [vmn] if vmn else list(key.vmns)
+    # An MT is stored under its sender: a number's sender ID counts for its VMN.
+    owner = {n.sender_id: n.vmn for n in ctx.config().numbers if n.sender_id != n.vmn}
+    if vmns:
+        vmns += [sid for sid, v in owner.items() if v in vmns]
     async with ctx.store.reader.connect() as conn:
         counted = await conn.run_sync(
             lambda c: stats.counts(c, since=start, until=end, step=width, vmns=vmns))
     series: dict[str, Series] = {}
     for c in counted:
-        s = series.get(c.vmn)
+        name = owner.get(c.vmn, c.vmn)
+        s = series.get(name)
         if s is None:
-            s = series[c.vmn] = Series(vmn=c.vmn, mo=[0] * n, mt=[0] * n, mo_total=0,
-                                       mt_total=0)
+            s = series[name] = Series(vmn=name, mo=[0] * n, mt=[0] * n, mo_total=0,
+                                      mt_total=0)
         if 0 <= c.bucket < n:
             if c.direction == "mo":
                 s.mo[c.bucket] += c.n

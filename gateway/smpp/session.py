@@ -405,6 +405,8 @@ class SmppSession:
         return True
 
     def _failed(self, error: str) -> None:
+        if self._held:
+            return  # the operator's stop cut a bind attempt short: not an SMSC error
         self.last_error, self.last_error_at = error, time.time()
         self.counters.errors += 1
 
