@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
-from gateway.api.paging import MAX_LIMIT, decode, encode, instant
+from gateway.api.paging import MAX_LIMIT, bad_cursor, decode, encode, instant
 from gateway.api.problems import Problem, invalid
 from gateway.model import iso
 from gateway.msisdn import InvalidNumber, canonical
@@ -99,8 +99,9 @@ async def list_leads(
         except InvalidNumber as exc:
             raise invalid([{"loc": "query.msisdn", "msg": str(exc)}]) from None
     after = decode(_CURSOR, cursor)
-    if after is not None and not isinstance(after, int):
-        raise invalid([{"loc": "query.cursor", "msg": "not a cursor of this list"}])
+    if after is not None and (not isinstance(after, int) or isinstance(after, bool)
+                              or not 0 <= after < 2**63):
+        raise bad_cursor()
     start = instant("since", since, ctx.clock())
     vmns = [vmn] if vmn else list(key.vmns)
     async with ctx.store.reader.connect() as conn:
