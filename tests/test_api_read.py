@@ -221,14 +221,16 @@ def test_polls_and_leads(g: ApiGateway, sim: Simulator) -> None:
     missing = g.call("GET", "/v1/polls/nope", key=reader)
     assert missing.status == 404 and missing.content_type == "application/problem+json"
     # Leads, one a page: every lead once, first captured first.
-    got, path = [], "/v1/leads?limit=1"
+    got, path, pages = [], "/v1/leads?limit=1", 0
     while path:
         page = g.call("GET", path, key=reader).json()
         got += page["items"]
+        pages += 1
         path = f"/v1/leads?limit=1&cursor={page['next_cursor']}" if page["next_cursor"] \
             else ""
     assert [(x["vmn"], x["msisdn"], x["keyword"], x["count"]) for x in got] == [
         (A, OTHER, "BROCHURE", 1), (B, WHO, "", 1), (B, OTHER, "", 1)]
+    assert pages == 3  # the last full page says there is no next one
     only_b = g.key("b-only", scope="read", vmns=(B,))
     assert {x["vmn"] for x in g.call("GET", "/v1/leads", key=only_b).json()["items"]} == {B}
     assert g.call("GET", "/v1/polls", key=only_b).json()["items"] == []

@@ -94,10 +94,11 @@ async def list_optins(
     async with ctx.store.reader.connect() as conn:
         rows = await conn.run_sync(
             lambda c: optins.list_optins(c, vmns=vmns, msisdn=who, state=state,
-                                         after=after, limit=limit))
+                                         after=after, limit=limit + 1))
+    more, rows = len(rows) > limit, rows[:limit]
     items = [OptIn(msisdn=r["msisdn"], vmn=r["vmn"], state=r["state"], keyword=r["keyword"],
                    updated_at=iso(r["updated_at"]) or "") for r in rows]
-    nxt = encode(_CURSOR, list(optins.key_of(rows[-1]))) if len(rows) == limit else None
+    nxt = encode(_CURSOR, list(optins.key_of(rows[-1]))) if more else None
     return OptInList(items=items, next_cursor=nxt)
 
 

@@ -107,10 +107,11 @@ async def list_leads(
     async with ctx.store.reader.connect() as conn:
         rows = await conn.run_sync(
             lambda c: leadq.list_leads(c, vmns=vmns, msisdn=who, keyword=keyword,
-                                       since=start, after=after, limit=limit))
+                                       since=start, after=after, limit=limit + 1))
+    more, rows = len(rows) > limit, rows[:limit]
     items = [Lead(vmn=r["vmn"], msisdn=r["msisdn"], keyword=r["keyword"] or "",
                   text=r["text"], count=r["count"], first_seen=iso(r["at"]) or "",
                   last_seen=iso(r["last_at"]) or "", message_id=r["message_id"])
              for r in rows]
-    nxt = encode(_CURSOR, rows[-1]["id"]) if len(rows) == limit else None
+    nxt = encode(_CURSOR, rows[-1]["id"]) if more else None
     return LeadList(items=items, next_cursor=nxt)
