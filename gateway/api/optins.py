@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
 from gateway.api.paging import MAX_LIMIT, bad_cursor, decode, encode
-from gateway.api.problems import Problem, invalid
+from gateway.api.problems import Problem, documented, invalid
 from gateway.config import Config
 from gateway.model import iso
 from gateway.msisdn import InvalidNumber, canonical
@@ -103,7 +103,8 @@ async def list_optins(
 
 
 @router.put("/{vmn}/{msisdn}", response_model=OptChangeResult,
-            summary="Opt a number out or in, by hand")
+            summary="Opt a number out or in, by hand",
+            responses=documented({404: "no such number is configured"}))
 async def change(vmn: str, msisdn: str, body: OptChangeRequest, ctx: Ctx,
                  key: Annotated[ApiKey, Depends(require("manage"))]) -> OptChangeResult:
     cfg = ctx.config()

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
 from gateway.api.paging import MAX_LIMIT, bad_cursor, decode, encode, instant
-from gateway.api.problems import Problem, invalid
+from gateway.api.problems import Problem, documented, invalid
 from gateway.model import iso
 from gateway.msisdn import InvalidNumber, canonical
 from gateway.storage import leads as leadq
@@ -69,7 +69,8 @@ async def list_polls(ctx: Ctx, key: Annotated[ApiKey, Depends(require("read"))])
     return PollList(items=await _polls(ctx, key, None))
 
 
-@router.get("/v1/polls/{name}", response_model=Poll, summary="One poll's tally")
+@router.get("/v1/polls/{name}", response_model=Poll, summary="One poll's tally",
+            responses=documented({404: "no such poll"}))
 async def one_poll(name: str, ctx: Ctx,
                    key: Annotated[ApiKey, Depends(require("read"))]) -> Poll:
     found = await _polls(ctx, key, name)
