@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
-from gateway.api.paging import MAX_LIMIT, bad_cursor, decode, encode
+from gateway.api.paging import MAX_LIMIT, bad_cursor, decode, encode, text
 from gateway.api.problems import Problem, documented, invalid
 from gateway.config import Config
 from gateway.model import iso
@@ -86,6 +86,7 @@ async def list_optins(
     cursor: str | None = None,
 ) -> OptInList:
     cfg = ctx.config()
+    vmn = text("vmn", vmn)
     if vmn:
         forbid_unless(key, vmn)
     vmns = [vmn] if vmn else list(key.vmns)

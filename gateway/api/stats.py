@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
-from gateway.api.paging import instant
+from gateway.api.paging import instant, text
 from gateway.api.problems import invalid
 from gateway.model import iso
 from gateway.storage import stats
@@ -75,6 +75,7 @@ async def get_stats(
         raise invalid([{"loc": "query.step",
                         "msg": f"{n} steps between since and until; at most {MAX_BUCKETS} "
                                "(take a longer step)"}])
+    vmn = text("vmn", vmn)
     if vmn:
         forbid_unless(key, vmn)
     vmns = [vmn] if vmn else list(key.vmns)
