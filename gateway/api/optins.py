@@ -92,10 +92,8 @@ async def list_optins(
     vmns = [vmn] if vmn else list(key.vmns)
     who = _number(cfg, msisdn, "query.msisdn") if msisdn else None
     after = _key(decode(_CURSOR, cursor))
-    async with ctx.store.reader.connect() as conn:
-        rows = await conn.run_sync(
-            lambda c: optins.list_optins(c, vmns=vmns, msisdn=who, state=state,
-                                         after=after, limit=limit + 1))
+    rows = await ctx.store.read(optins.list_optins, vmns=vmns, msisdn=who, state=state,
+                                after=after, limit=limit + 1)
     more, rows = len(rows) > limit, rows[:limit]
     items = [OptIn(msisdn=r["msisdn"], vmn=r["vmn"], state=r["state"], keyword=r["keyword"],
                    updated_at=iso(r["updated_at"]) or "") for r in rows]

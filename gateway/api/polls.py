@@ -106,10 +106,8 @@ async def list_leads(
         raise bad_cursor()
     start = instant("since", since, ctx.clock())
     vmns = [vmn] if vmn else list(key.vmns)
-    async with ctx.store.reader.connect() as conn:
-        rows = await conn.run_sync(
-            lambda c: leadq.list_leads(c, vmns=vmns, msisdn=who, keyword=keyword,
-                                       since=start, after=after, limit=limit + 1))
+    rows = await ctx.store.read(leadq.list_leads, vmns=vmns, msisdn=who, keyword=keyword,
+                                since=start, after=after, limit=limit + 1)
     more, rows = len(rows) > limit, rows[:limit]
     items = [Lead(vmn=r["vmn"], msisdn=r["msisdn"], keyword=r["keyword"] or "",
                   text=r["text"], count=r["count"], first_seen=iso(r["at"]) or "",

@@ -83,9 +83,8 @@ async def get_stats(
     owner = {n.sender_id: n.vmn for n in ctx.config().numbers if n.sender_id != n.vmn}
     if vmns:
         vmns += [sid for sid, v in owner.items() if v in vmns]
-    async with ctx.store.reader.connect() as conn:
-        counted = await conn.run_sync(
-            lambda c: stats.counts(c, since=start, until=end, step=width, vmns=vmns))
+    counted = await ctx.store.read(stats.counts, since=start, until=end, step=width,
+                                   vmns=vmns)
     series: dict[str, Series] = {}
     for c in counted:
         name = owner.get(c.vmn, c.vmn)
