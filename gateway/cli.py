@@ -6,13 +6,10 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sys
-import time
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -27,29 +24,17 @@ from gateway.config import (
 )
 from gateway.events import receipt
 from gateway.log import redact_urls
-from gateway.model import iso
+from gateway.model import iso, parse_instant
 from gateway.routing.router import Route
-
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from gateway.tally import tallies
 
 
 def parse_since(value: str, now: float | None = None) -> float:
     """ISO-8601 (naive = UTC) or a relative age like 15m, 2h, 7d -> UNIX seconds."""
-    now = time.time() if now is None else now
-    m = _AGE.match(value.strip())
-    if m:
-        return now - float(m.group(1)) * _AGE_UNITS[m.group(2)]
     try:
-        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--since: expected an ISO-8601 date-time or an age like 15m, 2h, 7d "
-            f"(got {value!r})"
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+        return parse_instant(value, now)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--since: {exc}") from None
 
 
 def _limit(value: str) -> int:
@@ -176,6 +161,29 @@ def build_parser() -> argparse.ArgumentParser:
                 "per minute over the last minute, the MT and action queues with their "
                 "oldest age and the oldest pending action of a running gateway (from its "
                 "admin listener and the database).")
+    ak = command("apikey", "make, list and revoke HTTP API keys",
+                 "HTTP API keys ([api]): a key is printed once by `create` and only its "
+                 "hash is stored; `revoke` stops it on every instance within 2 s.")
+    aks = ak.add_subparsers(dest="apikey_command", required=True, metavar="ACTION",
+                            help="create, list or revoke")
+
+    def apikey_action(name: str, help: str) -> argparse.ArgumentParser:
+        sp = aks.add_parser(name, help=help, description=help)
+        sp.add_argument("-c", "--config", required=True, metavar="FILE",
+                        help="the TOML configuration file (its database)")
+        return sp
+
+    akc = apikey_action("create", "make a key and print it (once)")
+    akc.add_argument("name", help="a name for the key: letters, digits, '_', '.', '-'")
+    akc.add_argument("--scope", required=True, metavar="SCOPES",
+                     help="comma-separated: send, read, manage")
+    akc.add_argument("--vmn", dest="vmns", action="append", default=[], metavar="V",
+                     help="a VMN or sender ID the key may use; repeatable (default: all)")
+    akc.add_argument("--rate", type=float, metavar="N",
+                     help="at most N requests per second per instance (default: no limit)")
+    apikey_action("list", "the keys: name, scopes, VMNs, rate, created, revoked")
+    akr = apikey_action("revoke", "revoke a key")
+    akr.add_argument("name", help="the key's name")
     d = command("demo", "run the simulator and the gateway and show a few MOs",
                 "Start the SMSC simulator and a gateway in a temporary directory, send a "
                 "few MOs and show what happened.")
@@ -301,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {field}: {exc.reason}; nothing was queued", file=sys.stderr)
             return 2
         return asyncio.run(_send(cfg, cmd.sender, cmd.to, cmd.text))
+    if args.command == "apikey":
+        from gateway.apikey import apikey_command
+
+        return asyncio.run(apikey_command(cfg, args))
     if args.command == "status":
         from gateway.status import StatusError, status
 
@@ -405,10 +417,10 @@ async def _tables(store: Any, target: Target, args: argparse.Namespace) -> int:
         rows = await store.opt_history(vmn=args.vmn, state=args.state,
                                        msisdn=args.msisdn, since=args.since)
         _table(["at", "msisdn", "vmn", "received_on", "state", "keyword", "changed",
-                "message_id"],
+                "message_id", "source"],
                [[iso(r["at"]), r["msisdn"], r["vmn"], r["received_on"] or "", r["state"],
                  r["keyword"] or "", "yes" if r["changed"] else "no",
-                 r["message_id"] or ""] for r in rows], csv_out=args.csv)
+                 r["message_id"] or "", r["source"]] for r in rows], csv_out=args.csv)
         return 0
     if args.command == "optins":
         rows = await store.optins(vmn=args.vmn, state=args.state, msisdn=args.msisdn)
@@ -445,22 +457,7 @@ async def _tables(store: Any, target: Target, args: argparse.Namespace) -> int:
 
 def _tallies(cfg: Config | None, counted: dict[str, dict[str, int]],
              name: str | None) -> dict[str, dict[str, int]]:
-    """Every configured poll (or `name`) with every option, 0 when nobody chose it, in
-    the configured order (the `tally` of a `poll` event); polls no longer configured
-    keep what they counted."""
-    out: dict[str, dict[str, int]] = {}
-    for number in cfg.numbers if cfg is not None else ():
-        for action in (number.default, *number.keywords):
-            poll = action.poll
-            if poll is not None and (name is None or poll.name == name):
-                tally = out.setdefault(poll.name, {})
-                for option in poll.options:
-                    tally.setdefault(option, 0)
-    for poll_name, tally in counted.items():
-        merged = out.setdefault(poll_name, {})
-        for option, n in tally.items():
-            merged[option] = n
-    return out
+    return tallies(cfg.numbers if cfg is not None else (), counted, name)
 
 
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection):

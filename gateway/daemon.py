@@ -22,6 +22,7 @@ from gateway import commands, eventloop, reload, sdnotify
 from gateway.actions.base import Action
 from gateway.actions.webhook import WebhookAction
 from gateway.addressing import addressing
+from gateway.binds import BindControl
 from gateway.config import Config, ConfigError, load_config, split_host_port
 from gateway.email_replies import ReplyRefused
 from gateway.fanout import Context, Fanout, Stats, mo_rows
@@ -83,6 +84,7 @@ def emitter_for(cfg: Config) -> jobq.Emitter:
         mqtt_prefix=cfg.mqtt.topic_prefix if cfg.mqtt else None,
         max_attempts=cfg.gateway.max_attempts,
         profile_attempts={n: p.max_attempts for n, p in cfg.callback_profiles.items()},
+        callback_attempts=cfg.api.callback_max_attempts if cfg.api else 8,
     )
 
 
@@ -218,7 +220,10 @@ class Daemon:
                       addressing=addressing(lambda: self.cfg))
 
         actions: dict[str, Action] = {
-            "webhook": WebhookAction(lambda: self.cfg.callback_profiles)}
+            "webhook": WebhookAction(
+                lambda: self.cfg.callback_profiles,
+                callback_secret=lambda: a.callback_secret_value() if (a := self.cfg.api)
+                else None)}
         mqtt_link = None
         if cfg.smtp is not None:
             from gateway.actions.email import EmailAction
@@ -311,6 +316,25 @@ class Daemon:
             await metrics.start()
             admin = await serve(build_app(metrics), host, port)
             log.info("admin.listening", host=host, port=port)
+        api = None
+        if cfg.api is not None:
+            from gateway.api.app import build_app as build_api
+            from gateway.api.context import ApiContext
+            from gateway.api.server import ApiServer
+
+            ctx = ApiContext(config=lambda: self.cfg, store=store, wake_mt=mt.wake,
+                             binds=BindControl(sessions, intake.drain))
+            api = ApiServer(build_api(ctx), cfg.api.listen)
+            try:
+                api.bind()
+            except OSError as exc:
+                print(f"error: {cfg.source_file}: api.listen: cannot listen on "
+                      f"{cfg.api.listen}: {exc.strerror or exc}", file=sys.stderr)
+                if admin is not None:
+                    await admin.cleanup()
+                await store.close()
+                await engine.dispose()
+                return 1
         # Everything built so far lives as long as the process: keep it out of the
         # collector's full scans (which grow with it and stall the loop for tens of ms),
         # and collect the young generation less often.
@@ -337,8 +361,12 @@ class Daemon:
                 if worker is not None:
                     tasks.append(tg.create_task(worker.run(), name="action-worker"))
                 tasks += [tg.create_task(s.run(), name=f"smpp:{s.name}") for s in sessions]
+                if api is not None:
+                    api.start(tg)
                 await self._stop.wait()
                 end = loop.time() + gw.shutdown_timeout
+                if api is not None:  # first: no new work from the API
+                    await api.stop(max(0.5, (end - loop.time()) * 0.25))
                 await self._shutdown(intake, sessions, mt, outbox, end)
                 if worker is not None:
                     await worker.stop(max(0.5, end - loop.time()))

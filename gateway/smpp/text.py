@@ -353,14 +353,19 @@ def _default_alphabet(text: str, alphabet: str) -> bytes | None:
         return None
 
 
-def encode_mt(text: str, ref: int, alphabet: str = "gsm") -> MtEncoding:
+def encode_mt(text: str, ref: int, alphabet: str = "gsm", coding: str | None = None) -> MtEncoding:
     """Encode text for submit_sm: the bind's default alphabet (data_coding 0: GSM 03.38,
     or ASCII / Latin-1 on an SMSC that uses those, Kannel's alt-charset) when it fits,
     else UCS-2 (8). One octet a character in all three: 160 in one part, 153 a part.
+    `coding` "gsm" or "ucs2" forces one (the HTTP API's `coding`; "gsm" means the
+    default alphabet, data_coding 0).
 
     Long text is split into parts with a `05 00 03 ref total seq` UDH (ref & 0xFF).
-    Raises ValueError past 255 parts."""
-    default = _default_alphabet(text, alphabet)
+    Raises ValueError past 255 parts, or when `coding` is "gsm" and the text does not
+    fit the default alphabet."""
+    default = None if coding == "ucs2" else _default_alphabet(text, alphabet)
+    if coding == "gsm" and default is None:
+        raise ValueError("the text does not fit the default alphabet (use coding ucs2 or auto)")
     if default is not None:
         data_coding, data = 0, default
         single, chunker = GSM_SINGLE_SEPTETS, _gsm_chunks

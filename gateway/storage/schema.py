@@ -55,11 +55,15 @@ messages = Table(
     # MT: the delivery receipt that decided its status (`stat`, `err` as received)
     Column("receipt_stat", String(16)),
     Column("receipt_err", String(16)),
+    # MT from the HTTP API (0009): forced `gsm`/`ucs2` (NULL: automatic), validity minutes
+    Column("coding", String(4)),
+    Column("validity", Integer),
 )
 _FANOUT = text("fanout = 1")
 Index("ix_messages_fanout", messages.c.created_at, sqlite_where=_FANOUT,
       postgresql_where=_FANOUT)
-Index("ix_messages_created", messages.c.created_at)
+# (created_at, vmn, direction): `GET /v1/stats` counts from the index alone (0011).
+Index("ix_messages_stats", messages.c.created_at, messages.c.vmn, messages.c.direction)
 Index("ix_messages_vmn", messages.c.vmn, messages.c.created_at)
 Index("ix_messages_msisdn", messages.c.msisdn, messages.c.created_at)
 # Only MTs waiting to be sent are in the queue index: MOs never pay for it.
@@ -207,6 +211,8 @@ opt_history = Table(
     Column("message_id", String(32)),  # the MO that carried it
     Column("changed", Integer, nullable=False),  # 0: the state was already this
     Column("at", Float, nullable=False),
+    # keyword (an MO carried it) | api (PUT /v1/optins) (migration 0011)
+    Column("source", String(8), nullable=False, server_default=text("'keyword'")),
 )
 Index("ix_opt_history_msisdn", opt_history.c.msisdn, opt_history.c.at)
 Index("ix_opt_history_at", opt_history.c.at)
@@ -265,3 +271,35 @@ intake_runs = Table(
     Column("stopped_at", Float),
     Column("suspects", Text),
 )
+
+# -- HTTP API (issue 13, migration 0009) ----------------------------------------------
+
+# API keys. The key itself is never stored: `key_id` is its public part (found by it),
+# `hash` the scrypt of the whole key with `salt` (storage/apikeys.py).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("key_id", String(16), nullable=False, unique=True),
+    Column("salt", String(32), nullable=False),
+    Column("hash", String(128), nullable=False),
+    Column("scopes", String(64), nullable=False),  # "send,read,manage"
+    Column("vmns", Text, nullable=False),  # comma-separated; "" = every VMN
+    Column("rate", Float),  # requests per second; NULL = no limit
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+# The first answer to each `Idempotency-Key` of a key (POST /v1/messages), kept so that
+# a retry gets it again (and queues nothing).
+api_idempotency = Table(
+    "api_idempotency",
+    metadata,
+    Column("key_name", String(64), primary_key=True),
+    Column("idem_key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("body", Text, nullable=False),  # JSON
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_api_idempotency_created", api_idempotency.c.created_at)
