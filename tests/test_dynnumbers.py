@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
+import tomllib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+from conftest import Gateway, gateway_config, wait_for
+from simctl import Simulator
 
 from gateway.config import Config, ConfigError, NumberRejected, parse_config, parse_number
 from gateway.dynnumbers import LiveNumbers, Merged, NotFound, ReadOnly, dump, merge
@@ -281,3 +284,62 @@ async def test_a_stored_number_survives_a_new_instance(store: Store) -> None:
     assert merged.api_vmns == {"5551000200"}
     number = merged.config.number("5551000200")
     assert number is not None and [k.keyword for k in number.keywords] == ["JOIN"]
+
+
+# ------------------------------------------------------------------ the daemon
+
+
+def test_the_daemon_applies_a_stored_change_within_2s_and_after_a_restart(
+        sim: Simulator, db_url: str, make_gateway: Callable[..., Gateway]) -> None:
+    """Another instance (here: the test, through the same storage) stores a number with
+    a keyword: the running daemon routes the next MO by it within 2 s, falls back to
+    the default when the keyword goes, and a restarted daemon still has the number."""
+    vmn = "5551000200"
+    gw = make_gateway(gateway_config(db=db_url, sim=sim))
+    sim.wait_bound(timeout=20)
+    wait_for(lambda: gw.log_events("daemon.ready"), what="daemon.ready")
+
+    def other_instance(change: Callable[[LiveNumbers], Awaitable[object]]) -> None:
+        async def go() -> None:
+            engine = create_engine(db_url)
+            store = Store(engine)
+            try:
+                live = LiveNumbers(store, parse_config(
+                    tomllib.loads(gw.config_path.read_text()), file="t", env={}), _nothing)
+                await live.load()
+                await change(live)
+            finally:
+                await store.close()
+                await engine.dispose()
+        asyncio.run(go())
+
+    def route_of(text: str) -> tuple[str, str | None]:
+        before = len(gw.log_events("mo.received"))
+        assert sim.mo(source="15551234567", destination=vmn, text=text)["statuses"] == [0]
+        line = wait_for(lambda: gw.log_events("mo.received")[before:], what="mo.received")[0]
+        return line["route"], line["keyword"]
+
+    other_instance(lambda live: live.put(vmn, {"default": {},
+                                               "keywords": [{"keyword": "JOIN"}]}))
+    stored_at = time.monotonic()
+    wait_for(lambda: gw.log_events("numbers.applied"), what="numbers.applied", timeout=2)
+    assert time.monotonic() - stored_at < 2.0
+    assert route_of("join us") == ("keyword", "JOIN")
+
+    other_instance(lambda live: live.delete_keyword(vmn, "join"))
+    wait_for(lambda: len(gw.log_events("numbers.applied")) == 2, what="applied", timeout=2)
+    assert route_of("join us") == ("default", None)
+
+    other_instance(lambda live: live.put_keyword(vmn, "HOURS", {"reply": "9-5"}))
+    wait_for(lambda: len(gw.log_events("numbers.applied")) == 3, what="applied", timeout=2)
+    assert gw.terminate() == 0
+    again = make_gateway(gw.config_path.read_text())
+    sim.wait_bound(timeout=20)
+    wait_for(lambda: again.log_events("daemon.ready"), what="daemon.ready")
+    gw = again
+    assert route_of("hours?") == ("keyword", "HOURS")
+    assert again.terminate() == 0
+
+
+async def _nothing(_merged: Merged) -> None:
+    return None
