@@ -131,7 +131,7 @@ class LiveNumbers:
         merged = self.merged
         number = merged.config.number(vmn)
         if number is None:
-            raise NotFound(vmn)
+            raise NotFound(f"the number {vmn} is not configured")
         return number, merged.source(vmn)
 
     # -- applying ---------------------------------------------------------------------
@@ -210,7 +210,7 @@ class LiveNumbers:
         def change(current: Mapping[str, Any] | None) -> Mapping[str, Any]:
             nonlocal created, position
             if current is None:
-                raise NotFound(vmn)
+                raise NotFound(_no_number(vmn))
             data = {k: v for k, v in body.items()}
             data.setdefault("keyword", keyword)
             given = data["keyword"]
@@ -240,7 +240,7 @@ class LiveNumbers:
         for _ in range(ATTEMPTS):
             snap = await self._snapshot_for(vmn)
             if vmn not in snap.numbers:
-                raise NotFound(vmn)
+                raise NotFound(_no_number(vmn))
             if await self.store.transaction(rows.remove, vmn, expect=snap.version):
                 await self.refresh()
                 log.info("numbers.deleted", vmn=vmn)
@@ -253,11 +253,11 @@ class LiveNumbers:
 
         def change(current: Mapping[str, Any] | None) -> Mapping[str, Any]:
             if current is None:
-                raise NotFound(vmn)
+                raise NotFound(_no_number(vmn))
             keywords = list(current.get("keywords", []))
             kept = [k for k in keywords if normalize_keyword(str(k.get("keyword", ""))) != key]
             if len(kept) == len(keywords):
-                raise NotFound(f"{vmn} {keyword}")
+                raise NotFound(f"the number {vmn} has no keyword {_shown(keyword)}")
             return {**current, "keywords": kept}
 
         number, _ = await self._change(vmn, change, create=False)
@@ -295,6 +295,10 @@ class LiveNumbers:
         # The others as they are applied: one the file no longer accepts is no
         # reason to refuse this one.
         return parse_number(data, merge(file_cfg, others).config)
+
+
+def _no_number(vmn: str) -> str:
+    return f"the number {vmn} is not stored through the API"
 
 
 def _relative(path: str, prefix: str) -> str:
