@@ -63,6 +63,7 @@ __all__ = [
     "LogLevel",
     "MatchMode",
     "MqttConfig",
+    "NumberChecker",
     "NumberConfig",
     "NumberRejected",
     "OptoutConfig",
@@ -1015,37 +1016,56 @@ def parse_number(data: Mapping[str, Any], rest: Config) -> NumberConfig:
     the opt words, the polls and the VMNs of the other numbers. Raises NumberRejected
     with every model error, or else the first cross-check that fails; key paths are
     relative to the number (``keywords[0].reply``) and the wording is `check`'s."""
-    context = {"country_code": rest.gateway.country_code}
-    try:
-        number = NumberConfig.model_validate(data, by_alias=False, by_name=True,
-                                             context=context)
-    except ValidationError as e:
-        errors = e.errors(include_url=False)
-        # Described as if at numbers[0] of a file: the same words, suggestions included.
-        raise NumberRejected([
-            (_format_loc(err["loc"]),
-             _describe({**err, "loc": ("numbers", 0, *err["loc"])}, names=True))
-            for err in errors
-        ]) from None
+    return NumberChecker(rest).check(data)
 
-    def fail(path: str, expected: str) -> None:
-        raise NumberRejected([(path, " ".join(expected.split()))])
 
-    polls: _Polls = {}
-    cc = rest.gateway.country_code
-    for other in rest.numbers:
-        if other.vmn == number.vmn:
-            fail("vmn", f"duplicate VMN {_q(number.vmn)} (configured already)")
-        for path, action in _configurations(other, _Paths(f"number[{_q(other.vmn)}]")):
+class NumberChecker:
+    """`parse_number` for many numbers in a row: each checked against `rest` and the
+    numbers `add`ed so far, without walking all of them again for each."""
+
+    def __init__(self, rest: Config) -> None:
+        self.rest = rest
+        self._vmns: set[str] = set()
+        self._polls: _Polls = {}
+        for number in rest.numbers:
+            self.add(number)
+
+    def add(self, number: NumberConfig) -> None:
+        """Count `number` in (its VMN and polls) for the numbers checked after it."""
+        self._vmns.add(number.vmn)
+        for path, action in _configurations(number, _Paths(f"number[{_q(number.vmn)}]")):
             if action.poll is not None:
                 options = tuple(normalize_keyword(o) for o in action.poll.options)
-                polls.setdefault(action.poll.name, (options, f"{path}.poll"))
-    for other in rest.numbers:
-        if cc + number.vmn == other.vmn or cc + other.vmn == number.vmn:
-            fail("vmn", f"ambiguous: equals number[{_q(other.vmn)}].vmn with country code "
-                        f"{cc} prepended")
-    _check_number(rest, number, _Paths("", "keywords"), polls, fail)
-    return number
+                self._polls.setdefault(action.poll.name, (options, f"{path}.poll"))
+
+    def check(self, data: Mapping[str, Any]) -> NumberConfig:
+        """The number of `data`; NumberRejected if the file would not accept it."""
+        cc = self.rest.gateway.country_code
+        try:
+            number = NumberConfig.model_validate(data, by_alias=False, by_name=True,
+                                                 context={"country_code": cc})
+        except ValidationError as e:
+            errors = e.errors(include_url=False)
+            # Described as if at numbers[0] of a file: the same words, suggestions included.
+            raise NumberRejected([
+                (_format_loc(err["loc"]),
+                 _describe({**err, "loc": ("numbers", 0, *err["loc"])}, names=True))
+                for err in errors
+            ]) from None
+
+        def fail(path: str, expected: str) -> None:
+            raise NumberRejected([(path, " ".join(expected.split()))])
+
+        vmn = number.vmn
+        if vmn in self._vmns:
+            fail("vmn", f"duplicate VMN {_q(vmn)} (configured already)")
+        # An incoming destination_addr of country_code + vmn matches vmn (as in the file).
+        for other in (cc + vmn, vmn[len(cc):] if vmn.startswith(cc) else None):
+            if other in self._vmns:
+                fail("vmn", f"ambiguous: equals number[{_q(other)}].vmn with country code "
+                            f"{cc} prepended")
+        _check_number(self.rest, number, _Paths("", "keywords"), dict(self._polls), fail)
+        return number
 
 
 def _configurations(number: NumberConfig, at: _Paths) -> list[tuple[str, ActionConfig]]:

@@ -26,6 +26,7 @@ import structlog
 
 from gateway.config import (
     Config,
+    NumberChecker,
     NumberConfig,
     NumberRejected,
     normalize_keyword,
@@ -59,7 +60,7 @@ class Merged:
 def merge(file_cfg: Config, stored: Mapping[str, Mapping[str, Any]]) -> Merged:
     """`file_cfg` with the `stored` numbers (VMN -> JSON table) that it accepts, each
     validated against the file and the stored numbers before it (in VMN order)."""
-    current = file_cfg
+    checker = NumberChecker(file_cfg)
     added: list[NumberConfig] = []
     skipped: dict[str, str] = {}
     file_vmns = {n.vmn for n in file_cfg.numbers}
@@ -68,12 +69,17 @@ def merge(file_cfg: Config, stored: Mapping[str, Mapping[str, Any]]) -> Merged:
             skipped[vmn] = "defined in the configuration file, which wins"
             continue
         try:
-            number = parse_number(stored[vmn], current)
+            number = checker.check(stored[vmn])
         except NumberRejected as exc:
             skipped[vmn] = str(exc)
             continue
+        if number.vmn != vmn:
+            skipped[vmn] = f"stored as {vmn} but holds vmn {number.vmn}"
+            continue
+        checker.add(number)
         added.append(number)
-        current = file_cfg.model_copy(update={"numbers": (*file_cfg.numbers, *added)})
+    current = file_cfg.model_copy(update={"numbers": (*file_cfg.numbers, *added)}) \
+        if added else file_cfg
     return Merged(current, frozenset(n.vmn for n in added), skipped)
 
 
