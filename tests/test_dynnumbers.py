@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import time
 import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -324,6 +325,15 @@ def test_the_daemon_applies_a_stored_change_within_2s_and_after_a_restart(
     stored_at = time.monotonic()
     wait_for(lambda: gw.log_events("numbers.applied"), what="numbers.applied", timeout=2)
     assert time.monotonic() - stored_at < 2.0
+    assert route_of("join us") == ("keyword", "JOIN")
+
+    # A SIGHUP reload merges the new file with the stored numbers again.
+    gw.config_path.write_text(gw.config_path.read_text().replace(
+        "[number.default]", '[number.default]\n[[number.keyword]]\nkeyword = "HELLO"'))
+    assert gw.proc is not None
+    gw.proc.send_signal(signal.SIGHUP)
+    reloaded = wait_for(lambda: gw.log_events("config.reloaded"), what="config.reloaded")
+    assert reloaded[0]["numbers"] == 2
     assert route_of("join us") == ("keyword", "JOIN")
 
     other_instance(lambda live: live.delete_keyword(vmn, "join"))
