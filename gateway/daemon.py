@@ -336,7 +336,8 @@ class Daemon:
             from gateway.api.context import ApiContext
             from gateway.api.server import ApiServer
 
-            ctx = ApiContext(config=lambda: self.cfg, store=store, wake_mt=mt.wake)
+            ctx = ApiContext(config=lambda: self.cfg, store=store, wake_mt=mt.wake,
+                             numbers=numbers)
             api = ApiServer(build_api(ctx), cfg.api.listen)
             try:
                 api.bind()
