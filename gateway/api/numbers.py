@@ -13,11 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
-from gateway.api.problems import Problem, invalid
+from gateway.api.problems import PROBLEM_CONTENT, Problem, ProblemBody, invalid
 from gateway.config import NumberConfig, NumberRejected
 from gateway.dynnumbers import Busy, LiveNumbers, NotFound, ReadOnly, Source, dump
 
-router = APIRouter(prefix="/v1/numbers", tags=["numbers"])
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "model": ProblemBody, "content": PROBLEM_CONTENT}
+    for status, text in ((404, "no such number (or keyword)"),
+                         (409, "the number is defined in the configuration file"),
+                         (503, "busy (Retry-After), or numbers not managed here"))
+}
+router = APIRouter(prefix="/v1/numbers", tags=["numbers"], responses=_PROBLEMS)
 
 Ctx = Annotated[ApiContext, Depends(context)]
 Reader = Annotated[ApiKey, Depends(require("read"))]
