@@ -29,6 +29,7 @@ from gateway.config import (
     NumberChecker,
     NumberConfig,
     NumberRejected,
+    format_loc,
     normalize_keyword,
     parse_number,
 )
@@ -197,7 +198,8 @@ class LiveNumbers:
         def change(current: Mapping[str, Any] | None) -> Mapping[str, Any]:
             data = {k: v for k, v in body.items() if k != "source"}  # as GET shows it
             data.setdefault("vmn", vmn)
-            if data["vmn"] != vmn:
+            # Not a string: the model says what it expects, as `check` would.
+            if isinstance(data["vmn"], str) and data["vmn"] != vmn:
                 raise NumberRejected([("vmn", f'expected "{vmn}", the VMN of the URL '
                                               f'(got {_shown(data["vmn"])})')])
             return data
@@ -298,9 +300,36 @@ class LiveNumbers:
     @staticmethod
     def _validate(file_cfg: Config, others: Mapping[str, Mapping[str, Any]],
                   data: Mapping[str, Any]) -> NumberConfig:
+        bad = _not_text(data, ())
+        if bad is not None:
+            raise NumberRejected([(format_loc(bad), "expected text (got a lone UTF-16 "
+                                                    "surrogate, which no SMS can carry)")])
         # The others as they are applied: one the file no longer accepts is no
         # reason to refuse this one.
         return parse_number(data, merge(file_cfg, others).config)
+
+
+def _not_text(value: Any, loc: tuple[int | str, ...]) -> tuple[int | str, ...] | None:
+    """Where in a JSON value a string (or key) is not Unicode text: JSON may carry a lone
+    surrogate (TOML cannot), which neither an SMS nor the database can hold."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return loc
+        return None
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            where = _not_text(k, (*loc, "[key]")) if isinstance(k, str) else None
+            where = where or _not_text(v, (*loc, str(k)))
+            if where is not None:
+                return where
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            where = _not_text(v, (*loc, i))
+            if where is not None:
+                return where
+    return None
 
 
 def _no_number(vmn: str) -> str:
