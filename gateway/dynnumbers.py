@@ -250,7 +250,7 @@ class LiveNumbers:
             if vmn not in snap.numbers:
                 raise NotFound(_no_number(vmn))
             if await self.store.transaction(rows.remove, vmn, expect=snap.version):
-                await self.refresh()
+                await self._applied()
                 log.info("numbers.deleted", vmn=vmn)
                 return
         raise Busy(vmn)
@@ -291,11 +291,19 @@ class LiveNumbers:
             number = await asyncio.to_thread(self._validate, file_cfg, others, data)
             if await self.store.transaction(rows.put, vmn, dump(number), expect=snap.version,
                                             now=time.time()):
-                await self.refresh()
+                await self._applied()
                 log.info("numbers.stored", vmn=vmn, created=current is None,
                          keywords=len(number.keywords))
                 return number, current is None and create
         raise Busy(vmn)
+
+    async def _applied(self) -> None:
+        """After a committed change: apply it here before answering. The change is
+        stored either way: if this fails, the watcher applies it on its next turn."""
+        try:
+            await self.refresh()
+        except Exception as exc:
+            log.warning("numbers.refresh_failed", error=describe_error(exc))
 
     @staticmethod
     def _validate(file_cfg: Config, others: Mapping[str, Mapping[str, Any]],
