@@ -175,8 +175,9 @@ class LiveNumbers:
             if at == self.version:
                 return False
             snap: rows.Snapshot = await self._read(rows.snapshot)
-            self.version, self.stored = snap.version, snap.numbers
+            self.stored = snap.numbers
             merged = await self.rebuild()
+            self.version = snap.version  # only once applied: else tried again next turn
             log.info("numbers.applied", version=snap.version, stored=len(snap.numbers),
                      applied=len(merged.api_vmns))
             return True
@@ -184,12 +185,19 @@ class LiveNumbers:
     async def watch(self) -> None:
         """Poll the version (a cheap one-row read) and apply what changed; a database
         that is away only delays the next change."""
+        failing = False
         while True:
             await asyncio.sleep(self.interval)
             try:
                 await self.refresh()
             except Exception as exc:
-                log.warning("numbers.refresh_failed", error=describe_error(exc))
+                if not failing:  # once per outage, not twice a second
+                    log.warning("numbers.refresh_failed", error=describe_error(exc))
+                failing = True
+            else:
+                if failing:
+                    log.info("numbers.refresh_recovered")
+                failing = False
 
     # -- changing ---------------------------------------------------------------------
     async def put(self, vmn: str, body: Mapping[str, Any]) -> tuple[NumberConfig, bool]:
