@@ -4,6 +4,7 @@ body cap, and the web console's static files at `/` (after the API routes)."""
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -22,17 +23,41 @@ def build_app(ctx: ApiContext, *, max_body: int | None = None) -> FastAPI:
     limit = max_body if max_body is not None else (cfg.api.max_body if cfg.api else 65536)
     app = FastAPI(title="vmn-gateway", version=_version(), description=DESCRIPTION,
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
-                  responses=problems.COMMON_RESPONSES)
+                  responses=problems.COMMON_RESPONSES,
+                  # No OpenTelemetry spans, metrics or logs per request: the gateway has
+                  # its own logs and metrics, and they cost the MO path's loop time.
+                  telemetry={"tracing": False, "metrics": False, "logs": False,
+                             "operation_spans": False})
     app.state.ctx = ctx
     app.state.auth = Authenticator(ctx)
     problems.install(app)
+    # Ours, not FastAPI's max_body_size: that one answers a Content-Length over the
+    # limit in text/plain, and every error here is problem+json.
     app.add_middleware(problems.BodyLimit, limit=limit)
     app.include_router(messages.router)
     app.include_router(numbers.router)
+    _with_examples(app, ctx)
     static = resources.files("gateway") / "console" / "static"
     if static.is_dir() and (static / "index.html").is_file():
         app.mount("/", StaticFiles(directory=str(static), html=True), name="console")
     return app
+
+
+def _with_examples(app: FastAPI, ctx: ApiContext) -> None:
+    """The OpenAPI document with a send example from this gateway's own numbers, so that
+    a client generated from it (or schemathesis) starts from a request that works."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = base()
+        numbers = ctx.config().numbers
+        send = schema.get("components", {}).get("schemas", {}).get("SendRequest")
+        if send is not None and numbers:
+            send["examples"] = [{"from": numbers[0].sender_id, "to": "+15550001234",
+                                 "text": "Your order has shipped"}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _version() -> str:
