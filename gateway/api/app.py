@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from gateway.api import binds, messages, optins, polls, problems, stats
+from gateway.api import binds, messages, numbers, optins, polls, problems, stats
 from gateway.api.auth import Authenticator
 from gateway.api.context import ApiContext
 
@@ -35,6 +35,7 @@ def build_app(ctx: ApiContext, *, max_body: int | None = None) -> FastAPI:
     # limit in text/plain, and every error here is problem+json.
     app.add_middleware(problems.BodyLimit, limit=limit)
     app.include_router(messages.router)
+    app.include_router(numbers.router)
     app.include_router(optins.router)
     app.include_router(polls.router)
     app.include_router(binds.router)
