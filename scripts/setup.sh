@@ -30,6 +30,9 @@ if ! have pg_ctlcluster || ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>
     missing+=(postgresql)
 fi
 have pg_isready || missing+=(postgresql-client)
+# The web console's browser tests (tests/test_console*.py) drive Debian's Chromium with
+# Playwright; Playwright's own browser download cannot work offline.
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 
 if ((${#missing[@]})); then
     if have apt-get && [[ $(id -u) -eq 0 ]]; then

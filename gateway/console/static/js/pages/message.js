@@ -1,0 +1,65 @@
+// One message: text, addresses, route and keyword, every status change, the receipt, and
+// the actions it caused with their attempts.
+
+import { api } from "../api.js";
+import { badge, dl, h, table, when } from "../dom.js";
+
+export const title = "Message";
+
+export async function render(main, { params }) {
+  const id = params[0];
+  const m = await api(`/v1/messages/${encodeURIComponent(id)}`);
+  const history = m.history || m.status_history || m.statuses || [];
+  const actions = m.actions || [];
+  const receipt = m.receipt;
+  main.append(
+    h("p", {}, h("a", { href: "#/messages" }, "← all messages")),
+    h("section", { "aria-labelledby": "msg-h" },
+      h("h2", { id: "msg-h" }, `${(m.direction || "").toUpperCase()} ${m.id}`),
+      h("blockquote", { class: "sms-text" }, m.text ?? ""),
+      dl([
+        ["Direction", (m.direction || "").toUpperCase()],
+        ["From", m.from], ["To", m.to], ["VMN", m.vmn],
+        ["Route", m.route], ["Keyword", m.keyword],
+        ["Status", m.status ? badge(m.status) : null],
+        ["Received", when(m.received_at)], ["Created", when(m.created_at)],
+        ["SMSC", m.smsc], ["SMSC message id", m.smsc_message_id],
+        ["Segments", m.segments ?? m.parts], ["Data coding", m.data_coding],
+        ["In reply to", m.in_reply_to ? h("a", { href:
+          `#/messages/${encodeURIComponent(m.in_reply_to)}` }, String(m.in_reply_to)) : null],
+        ["Reference", m.reference], ["Error", m.error],
+      ])),
+    h("section", { "aria-labelledby": "hist-h" },
+      h("h2", { id: "hist-h" }, "Status history"),
+      table([
+        ["Time", (s) => when(s.at || s.time || s.changed_at)],
+        ["Status", (s) => badge(s.status || s.state)],
+        ["Detail", (s) => s.error || s.detail || s.note || ""],
+      ], history, { caption: "status history", empty: "No status changes recorded." })),
+    h("section", { "aria-labelledby": "rcpt-h" },
+      h("h2", { id: "rcpt-h" }, "Receipt"),
+      receipt ? dl(Object.entries(receipt).map(([k, v]) => [k,
+        /(_at|date)$/.test(k) ? when(v) : String(v ?? "")]))
+        : h("p", { class: "empty" }, m.direction === "mt" ? "No receipt yet." : "Not an MT.")),
+    h("section", { "aria-labelledby": "act-h" },
+      h("h2", { id: "act-h" }, "Actions"),
+      actions.length ? actions.map(actionBlock)
+        : h("p", { class: "empty" }, "This message caused no actions.")));
+}
+
+function actionBlock(a) {
+  const attempts = a.attempts || [];
+  return h("article", { class: "action" },
+    h("h3", {}, a.kind || a.action || a.name || "action", " ", badge(a.status || a.state)),
+    dl([["Target", a.target || a.url], ["Attempts", String(a.attempt_count ?? attempts.length)],
+        ["Last error", a.last_error || a.error], ["Next try", when(a.next_at)]]),
+    table([
+      ["#", (t) => String(t.attempt ?? t.n ?? "")],
+      ["Time", (t) => when(t.at || t.started_at)],
+      ["Outcome", (t) => badge(t.outcome || t.status_text ||
+        (t.ok === true ? "ok" : t.ok === false ? "failed" : ""))],
+      ["Status", (t) => String(t.status ?? t.http_status ?? "")],
+      ["Latency", (t) => (t.latency_ms !== undefined ? `${t.latency_ms} ms` : "")],
+      ["Error", (t) => t.error || ""],
+    ], attempts, { caption: "attempts", empty: "No attempts yet." }));
+}

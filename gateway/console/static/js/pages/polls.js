@@ -1,0 +1,29 @@
+// Polls: every poll's tally as a bar chart.
+
+import { api, listItems } from "../api.js";
+import { barChart } from "../chart.js";
+import { h } from "../dom.js";
+
+export const title = "Polls";
+
+export async function render(main) {
+  const polls = listItems(await api("/v1/polls"));
+  if (!polls.length) {
+    main.append(h("p", { class: "empty" }, "No polls yet: a keyword with a poll creates one."));
+    return;
+  }
+  const grid = h("div", { class: "poll-grid" });
+  main.append(grid);
+  for (const p of polls) {
+    const detail = p.tally ? p : await api(`/v1/polls/${encodeURIComponent(p.name)}`);
+    grid.append(barChart(detail.name || p.name, tallyOf(detail)));
+  }
+}
+
+/** {option: count} from {tally: {...}} or {options: [{option, count}]}. */
+function tallyOf(p) {
+  if (p.tally && !Array.isArray(p.tally)) return p.tally;
+  const list = Array.isArray(p.tally) ? p.tally : p.options || [];
+  return Object.fromEntries(list.map((o) => typeof o === "object"
+    ? [o.option ?? o.name, o.count ?? o.votes ?? 0] : [o, 0]));
+}
