@@ -50,7 +50,7 @@ export function table(columns, rows, { caption, empty = "Nothing found." } = {})
       caption ? h("caption", { class: "visually-hidden" }, caption) : null,
       h("thead", {}, h("tr", {}, columns.map(([title]) => h("th", { scope: "col" }, title)))),
       h("tbody", {}, rows.map((row) =>
-        h("tr", {}, columns.map(([title, cell]) => h("td", { "data-label": title }, cell(row))))))));
+        h("tr", {}, columns.map(([title, cell]) => h("td", { "data-label": title }, h("div", {}, cell(row)))))))));
 }
 
 /** A definition list from [[term, value]] pairs; null/undefined/"" values are skipped. */

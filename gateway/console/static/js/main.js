@@ -86,7 +86,11 @@ async function route() {
   const box = h("div", { class: "page", "aria-busy": "true" });
   main.append(box);
   try {
-    const done = await found.render(box, { params: found.params, query });
+    const setTitle = (text) => {
+      heading.textContent = text;
+      document.title = `${text} · vmn-gateway console`;
+    };
+    const done = await found.render(box, { params: found.params, query, setTitle });
     if (mine !== generation) {
       if (typeof done === "function") done();
       return;

@@ -6,8 +6,9 @@ import { badge, dl, h, table, when } from "../dom.js";
 
 export const title = "Message";
 
-export async function render(main, { params }) {
+export async function render(main, { params, setTitle }) {
   const id = params[0];
+  setTitle(`Message ${id}`);
   const m = await api(`/v1/messages/${encodeURIComponent(id)}`);
   const history = m.history || m.status_history || m.statuses || [];
   const actions = m.actions || [];
@@ -15,7 +16,7 @@ export async function render(main, { params }) {
   main.append(
     h("p", {}, h("a", { href: "#/messages" }, "← all messages")),
     h("section", { "aria-labelledby": "msg-h" },
-      h("h2", { id: "msg-h" }, `${(m.direction || "").toUpperCase()} ${m.id}`),
+      h("h2", { id: "msg-h" }, "Text"),
       h("blockquote", { class: "sms-text" }, m.text ?? ""),
       dl([
         ["Direction", (m.direction || "").toUpperCase()],

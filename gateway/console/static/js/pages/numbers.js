@@ -29,8 +29,9 @@ export async function render(main) {
 }
 
 /** #/numbers/new and #/numbers/VMN */
-export async function renderNumber(main, { params }) {
+export async function renderNumber(main, { params, setTitle }) {
   const isNew = params[0] === "new";
+  setTitle(isNew ? "New number" : `Number ${params[0]}`);
   const n = isNew ? { default: {}, keywords: [] } : await api(`/v1/numbers/${enc(params[0])}`);
   main.append(h("p", {}, h("a", { href: "#/numbers" }, "← all numbers")));
   if (!isNew && isReadOnly(n)) {
@@ -76,8 +77,7 @@ export async function renderNumber(main, { params }) {
       showErrors(form, err);
     }
   });
-  main.append(form);
-  if (!isNew) main.append(keywordList(n));
+  main.append(h("div", { class: "two-col" }, form, isNew ? null : keywordList(n)));
 }
 
 function keywordList(n) {
@@ -104,9 +104,10 @@ function keywordList(n) {
 }
 
 /** #/numbers/VMN/keywords/new and #/numbers/VMN/keywords/KEYWORD */
-export async function renderKeyword(main, { params }) {
+export async function renderKeyword(main, { params, setTitle }) {
   const [vmn, kw] = params;
   const isNew = kw === "new";
+  setTitle(isNew ? `New keyword for ${vmn}` : `Keyword ${kw} of ${vmn}`);
   const n = await api(`/v1/numbers/${enc(vmn)}`);
   const k = isNew ? {} : (n.keywords || []).find((x) => x.keyword === kw);
   main.append(h("p", {}, h("a", { href: `#/numbers/${enc(vmn)}` }, `← number ${vmn}`)));
