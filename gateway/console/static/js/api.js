@@ -36,9 +36,11 @@ export function whenUnauthorized(fn) {
 
 /**
  * Call the API. `query` values that are empty are left out. Resolves to the parsed JSON
- * body (null for 204); rejects with ApiError for any non-2xx answer.
+ * body (null for 204); rejects with ApiError for any non-2xx answer. A 401 signs the
+ * console out (the key was revoked), unless `signingIn` (the sign-in form's own check).
  */
-export async function api(path, { method = "GET", query, body, headers = {}, signal } = {}) {
+export async function api(path, { method = "GET", query, body, headers = {}, signal,
+                                  signingIn = false } = {}) {
   const url = new URL(path, window.location.origin);
   for (const [k, v] of Object.entries(query || {})) {
     if (v !== undefined && v !== null && v !== "") url.searchParams.set(k, v);
@@ -61,7 +63,7 @@ export async function api(path, { method = "GET", query, body, headers = {}, sig
     }
   }
   if (!res.ok) {
-    if (res.status === 401) onUnauthorized();
+    if (res.status === 401 && !signingIn) onUnauthorized();
     throw new ApiError(res.status, data);
   }
   return data;

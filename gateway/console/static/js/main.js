@@ -121,7 +121,7 @@ function signIn() {
     err.textContent = "";
     setApiKey(input.value.trim());
     try {
-      await api("/v1/numbers");
+      await api("/v1/numbers", { signingIn: true });
     } catch (e) {
       if (e.status === 401) {
         setApiKey(null);
