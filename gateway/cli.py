@@ -176,6 +176,29 @@ def build_parser() -> argparse.ArgumentParser:
                 "per minute over the last minute, the MT and action queues with their "
                 "oldest age and the oldest pending action of a running gateway (from its "
                 "admin listener and the database).")
+    ak = command("apikey", "make, list and revoke HTTP API keys",
+                 "HTTP API keys ([api]): a key is printed once by `create` and only its "
+                 "hash is stored; `revoke` stops it on every instance within 2 s.")
+    aks = ak.add_subparsers(dest="apikey_command", required=True, metavar="ACTION",
+                            help="create, list or revoke")
+
+    def apikey_action(name: str, help: str) -> argparse.ArgumentParser:
+        sp = aks.add_parser(name, help=help, description=help)
+        sp.add_argument("-c", "--config", required=True, metavar="FILE",
+                        help="the TOML configuration file (its database)")
+        return sp
+
+    akc = apikey_action("create", "make a key and print it (once)")
+    akc.add_argument("name", help="a name for the key: letters, digits, '_', '.', '-'")
+    akc.add_argument("--scope", required=True, metavar="SCOPES",
+                     help="comma-separated: send, read, manage")
+    akc.add_argument("--vmn", dest="vmns", action="append", default=[], metavar="V",
+                     help="a VMN or sender ID the key may use; repeatable (default: all)")
+    akc.add_argument("--rate", type=float, metavar="N",
+                     help="at most N requests per second per instance (default: no limit)")
+    apikey_action("list", "the keys: name, scopes, VMNs, rate, created, revoked")
+    akr = apikey_action("revoke", "revoke a key")
+    akr.add_argument("name", help="the key's name")
     d = command("demo", "run the simulator and the gateway and show a few MOs",
                 "Start the SMSC simulator and a gateway in a temporary directory, send a "
                 "few MOs and show what happened.")
@@ -301,6 +324,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {field}: {exc.reason}; nothing was queued", file=sys.stderr)
             return 2
         return asyncio.run(_send(cfg, cmd.sender, cmd.to, cmd.text))
+    if args.command == "apikey":
+        from gateway.apikey import apikey_command
+
+        return asyncio.run(apikey_command(cfg, args))
     if args.command == "status":
         from gateway.status import StatusError, status
 

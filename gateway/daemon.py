@@ -310,6 +310,24 @@ class Daemon:
             await metrics.start()
             admin = await serve(build_app(metrics), host, port)
             log.info("admin.listening", host=host, port=port)
+        api = None
+        if cfg.api is not None:
+            from gateway.api.app import build_app as build_api
+            from gateway.api.context import ApiContext
+            from gateway.api.server import ApiServer
+
+            ctx = ApiContext(config=lambda: self.cfg, store=store, wake_mt=mt.wake)
+            api = ApiServer(build_api(ctx), cfg.api.listen)
+            try:
+                api.bind()
+            except OSError as exc:
+                print(f"error: {cfg.source_file}: api.listen: cannot listen on "
+                      f"{cfg.api.listen}: {exc.strerror or exc}", file=sys.stderr)
+                if admin is not None:
+                    await admin.cleanup()
+                await store.close()
+                await engine.dispose()
+                return 1
         # Everything built so far lives as long as the process: keep it out of the
         # collector's full scans (which grow with it and stall the loop for tens of ms),
         # and collect the young generation less often.
@@ -335,8 +353,12 @@ class Daemon:
                 if worker is not None:
                     tasks.append(tg.create_task(worker.run(), name="action-worker"))
                 tasks += [tg.create_task(s.run(), name=f"smpp:{s.name}") for s in sessions]
+                if api is not None:
+                    api.start(tg)
                 await self._stop.wait()
                 end = loop.time() + gw.shutdown_timeout
+                if api is not None:  # first: no new work from the API
+                    await api.stop(max(0.5, (end - loop.time()) * 0.25))
                 await self._shutdown(intake, sessions, mt, outbox, end)
                 if worker is not None:
                     await worker.stop(max(0.5, end - loop.time()))

@@ -52,6 +52,8 @@ def _listen_addresses(config: Config) -> list[tuple[str, str]]:
         out.append(("gateway.admin_listen", config.gateway.admin_listen))
     if config.email_replies is not None:
         out.append(("email_replies.listen", config.email_replies.listen))
+    if config.api is not None:
+        out.append(("api.listen", config.api.listen))
     return out
 
 

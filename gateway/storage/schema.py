@@ -262,3 +262,35 @@ intake_runs = Table(
     Column("stopped_at", Float),
     Column("suspects", Text),
 )
+
+# -- HTTP API (issue 13, migration 0009) ----------------------------------------------
+
+# API keys. The key itself is never stored: `key_id` is its public part (found by it),
+# `hash` the scrypt of the whole key with `salt` (storage/apikeys.py).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("key_id", String(16), nullable=False, unique=True),
+    Column("salt", String(32), nullable=False),
+    Column("hash", String(128), nullable=False),
+    Column("scopes", String(64), nullable=False),  # "send,read,manage"
+    Column("vmns", Text, nullable=False),  # comma-separated; "" = every VMN
+    Column("rate", Float),  # requests per second; NULL = no limit
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
+
+# The first answer to each `Idempotency-Key` of a key (POST /v1/messages), kept so that
+# a retry gets it again (and queues nothing).
+api_idempotency = Table(
+    "api_idempotency",
+    metadata,
+    Column("key_name", String(64), primary_key=True),
+    Column("idem_key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("body", Text, nullable=False),  # JSON
+    Column("created_at", Float, nullable=False),
+)
+Index("ix_api_idempotency_created", api_idempotency.c.created_at)

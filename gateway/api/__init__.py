@@ -1,0 +1,1 @@
+"""The HTTP API (SPEC §8): FastAPI routers served by uvicorn inside the daemon's loop."""

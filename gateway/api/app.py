@@ -1,0 +1,43 @@
+"""The FastAPI application: problem+json for every error, one router per module, the
+body cap, and the web console's static files at `/` (after the API routes)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from gateway.api import messages, problems
+from gateway.api.auth import Authenticator
+from gateway.api.context import ApiContext
+
+DESCRIPTION = """The vmn-gateway HTTP API (SPEC §8). JSON in and out; every error is
+`application/problem+json` (RFC 9457). Authenticate with `Authorization: Bearer <key>`
+(keys from `vmn-gateway apikey create`)."""
+
+
+def build_app(ctx: ApiContext, *, max_body: int | None = None) -> FastAPI:
+    cfg = ctx.config()
+    limit = max_body if max_body is not None else (cfg.api.max_body if cfg.api else 65536)
+    app = FastAPI(title="vmn-gateway", version=_version(), description=DESCRIPTION,
+                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
+                  responses=problems.COMMON_RESPONSES)
+    app.state.ctx = ctx
+    app.state.auth = Authenticator(ctx)
+    problems.install(app)
+    app.add_middleware(problems.BodyLimit, limit=limit)
+    app.include_router(messages.router)
+    static = resources.files("gateway") / "console" / "static"
+    if static.is_dir() and (static / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=str(static), html=True), name="console")
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vmn-gateway")
+    except PackageNotFoundError:
+        return "0+unknown"
