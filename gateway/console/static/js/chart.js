@@ -10,10 +10,22 @@ const PALETTE = ["#0b57d0", "#b3261e", "#146c2e", "#8e4a00", "#6b3fa0", "#00677d
 
 /**
  * Turn a /v1/stats answer into {times: [unix s], series: [{label, vmn, dir, values}]}.
- * Accepts rows ({vmn, at|t|time|start|bucket, mo, mt} or {..., direction, count}) under
+ * The API answers {buckets: [ISO], series: [{vmn, mo: [n], mt: [n]}]}; also accepted: rows ({vmn, at|t|time|start|bucket, mo, mt} or {..., direction, count}) under
  * `items`/`buckets`/`rows`, or a per-VMN form ({series|vmns: [{vmn, points|items: rows}]}).
  */
 export function statsSeries(answer, { since, until, step }) {
+  // The API's form: one time axis (`buckets`) and per VMN one count per bucket.
+  if (answer && Array.isArray(answer.buckets) && Array.isArray(answer.series)) {
+    const times = answer.buckets.map((b) => (typeof b === "number" ? b : Date.parse(b) / 1000));
+    const series = [];
+    for (const s of [...answer.series].sort((a, b) => String(a.vmn).localeCompare(b.vmn))) {
+      for (const dir of ["mo", "mt"]) {
+        series.push({ vmn: String(s.vmn), dir, label: `${s.vmn} ${dir.toUpperCase()}`,
+                      values: (s[dir] || []).map(Number) });
+      }
+    }
+    return { times, series };
+  }
   const rows = [];
   const push = (r, vmn) => rows.push({ ...r, vmn: r.vmn ?? vmn });
   const list = Array.isArray(answer) ? answer

@@ -43,7 +43,7 @@ export async function render(main, { query }) {
                                   step } }),
     ]);
     if (stopped) return;
-    if (binds.status === "fulfilled") renderBinds(bindsBox, queuesBox, binds.value);
+    if (binds.status === "fulfilled") renderBinds(bindsBox, queuesBox, binds.value, refresh);
     else replace(bindsBox, notice(`Binds: ${binds.reason.message}`, "error"));
     if (stats.status === "fulfilled") {
       const data = statsSeries(stats.value, { since: since.toISOString(),
@@ -81,20 +81,37 @@ export async function render(main, { query }) {
   };
 }
 
-function renderBinds(box, queuesBox, answer) {
+function renderBinds(box, queuesBox, answer, refresh) {
   const binds = listItems(answer);
   const counters = (b) => {
     const c = b.counters || {};
     return Object.entries(c).map(([k, v]) => `${k} ${v}`).join(" · ");
   };
+  const control = (b) => {
+    const verb = b.state === "stopped" ? "start" : "stop";
+    return h("button", { type: "button", class: "small secondary",
+      "aria-label": `${verb} bind ${b.name}`, onclick: async (ev) => {
+        ev.target.disabled = true;
+        try {
+          await api(`/v1/binds/${encodeURIComponent(b.name)}/${verb}`, { method: "POST" });
+        } catch (err) {
+          box.prepend(notice(`${verb} ${b.name}: ${err.message}`, "error"));
+        }
+        await refresh();
+      } }, verb === "stop" ? "Stop" : "Start");
+  };
   replace(box, table([
-    ["Bind", (b) => h("strong", {}, b.name)],
+    ["Bind", (b) => [h("strong", {}, b.name), b.host ? h("div", { class: "muted" },
+      `${b.host}:${b.port}`) : null]],
     ["State", (b) => badge(b.state)],
     ["Since", (b) => when(b.since || b.state_since)],
-    ["Last error", (b) => b.last_error ? h("span", { class: "error-text" },
-      typeof b.last_error === "object" ? JSON.stringify(b.last_error) : b.last_error)
+    ["Last error", (b) => b.last_error ? [h("span", { class: "error-text" },
+      typeof b.last_error === "object" ? JSON.stringify(b.last_error) : b.last_error),
+      b.last_error_at ? h("div", { class: "muted" }, when(b.last_error_at)) : null]
       : h("span", { class: "muted" }, "none")],
+    ["In flight", (b) => (b.outstanding !== undefined ? String(b.outstanding) : "")],
     ["Counters", counters],
+    ["", control],
   ], binds, { caption: "binds", empty: "No binds configured." }));
   const queues = answer && !Array.isArray(answer) ? answer.queues : null;
   if (queues && typeof queues === "object") {

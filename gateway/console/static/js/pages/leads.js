@@ -22,11 +22,15 @@ export async function render(main) {
       cursor = page?.next_cursor || null;
       more.hidden = !cursor;
       replace(body, table([
-        ["Time", (l) => when(l.at || l.created_at || l.received_at)],
+        ["Last seen", (l) => when(l.last_seen || l.at || l.created_at)],
         ["Number", (l) => l.msisdn ?? l.from ?? ""],
         ["VMN", (l) => l.vmn ?? ""],
-        ["Keyword", (l) => l.keyword ?? ""],
-        ["Text", (l) => l.text ?? ""],
+        ["Keyword", (l) => l.keyword || h("span", { class: "muted" }, "default")],
+        ["Latest text", (l) => l.message_id
+          ? h("a", { href: `#/messages/${encodeURIComponent(l.message_id)}` }, l.text ?? "")
+          : l.text ?? ""],
+        ["Times", (l) => String(l.count ?? 1)],
+        ["First seen", (l) => when(l.first_seen)],
       ], rows, { caption: "leads", empty: "No leads yet." }));
     } catch (err) {
       replace(body, notice(err.message, "error"));

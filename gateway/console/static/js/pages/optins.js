@@ -78,7 +78,7 @@ export async function render(main, { query }) {
         ["VMN", (o) => o.vmn],
         ["State", (o) => badge(o.state)],
         ["Changed", (o) => when(o.at || o.updated_at || o.changed_at)],
-        ["By", (o) => o.keyword || o.source || ""],
+        ["By", (o) => o.keyword || o.source || "api"],
         ["", (o) => {
           const next = o.state === "out" ? "in" : "out";
           return h("button", { type: "button", class: "small secondary",

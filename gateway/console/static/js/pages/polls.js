@@ -15,8 +15,9 @@ export async function render(main) {
   const grid = h("div", { class: "poll-grid" });
   main.append(grid);
   for (const p of polls) {
-    const detail = p.tally ? p : await api(`/v1/polls/${encodeURIComponent(p.name)}`);
-    grid.append(barChart(detail.name || p.name, tallyOf(detail)));
+    const name = p.poll ?? p.name;
+    const detail = p.tally ? p : await api(`/v1/polls/${encodeURIComponent(name)}`);
+    grid.append(barChart(name, tallyOf(detail)));
   }
 }
 
