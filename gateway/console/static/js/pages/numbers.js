@@ -2,7 +2,7 @@
 // from the API (problem errors[].loc) are shown next to the field they name; numbers
 // defined in the configuration file are shown read-only (the API answers 409 for them).
 
-import { api, listItems } from "../api.js";
+import { allItems, api } from "../api.js";
 import { badge, dl, h, notice, table } from "../dom.js";
 import { clearErrors, errorSummary, field, showErrors, splitList, valueOf } from "../forms.js";
 
@@ -16,7 +16,7 @@ export function isReadOnly(n) {
 const enc = encodeURIComponent;
 
 export async function render(main) {
-  const numbers = listItems(await api("/v1/numbers"));
+  const numbers = await allItems("/v1/numbers", {}, { pageSize: 1000 });
   main.append(
     h("div", { class: "section-head" }, h("h2", {}, "All numbers"),
       h("a", { class: "button", href: "#/numbers/new" }, "New number")),
