@@ -57,6 +57,8 @@ keyword = "CALLME"
 lead = true
 reply = "We will call you"
 """
+expect.set_options(timeout=15_000)
+
 # The console's own network log lines that the scenario provokes on purpose.
 EXPECTED_REFUSAL = re.compile(
     r"^Failed to load resource: the server responded with a status of 422\b")
@@ -189,6 +191,7 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser, 
         mo(g, ALICE, A, text)
     mo(g, BOB, A, "VOTE red")
     wait_for(lambda: len(g.sim.submits()) >= 5, what="the five replies")
+    replies = len(g.sim.submits())
 
     c = Console(browser, g.base, 1440, errors)
     page = c.page
@@ -199,8 +202,12 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser, 
     expect(page.locator("#traffic-chart .u-legend")).to_contain_text(f"{A} MO")
     totals = page.locator(".totals tbody tr", has_text=A)
     expect(totals.locator("td").nth(1)).to_have_text("5")
-    expect(totals.locator("td").nth(2)).to_have_text("5", timeout=30000)
+    expect(totals.locator("td").nth(2)).to_have_text(str(replies), timeout=30000)
     expect(page.locator(".binds")).to_contain_text("sim")
+    expect(page.locator(".binds")).to_contain_text("bound")
+    # Refreshed live: one more MO shows up without a reload.
+    mo(g, BOB, A, "hello again")
+    expect(totals.locator("td").nth(1)).to_have_text("6", timeout=30000)
 
     # --- find a message (Alice's vote reply) and its history ---------------------------
     c.nav("Messages")
