@@ -42,6 +42,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, core_schema
 
 from gateway.msisdn import InvalidNumber, canonical
@@ -62,7 +63,9 @@ __all__ = [
     "LogLevel",
     "MatchMode",
     "MqttConfig",
+    "NumberChecker",
     "NumberConfig",
+    "NumberRejected",
     "OptoutConfig",
     "OptoutOverride",
     "OptoutScope",
@@ -74,6 +77,7 @@ __all__ = [
     "load_config",
     "normalize_keyword",
     "parse_config",
+    "parse_number",
     "render_template",
     "split_host_port",
     "sqlite_relative_to",
@@ -1014,6 +1018,81 @@ def parse_config(data: Mapping[str, Any], *, file: str, env: Mapping[str, str]) 
     return config
 
 
+
+class NumberRejected(ValueError):
+    """A number given on its own (`parse_number`) that the file would not accept:
+    ``errors`` are ``(key path, expected)`` pairs, paths relative to the number."""
+
+    def __init__(self, errors: Sequence[tuple[str, str]]) -> None:
+        self.errors = list(errors)
+        super().__init__("; ".join(f"{p}: {e}" if p else e for p, e in self.errors))
+
+
+def parse_number(data: Mapping[str, Any], rest: Config) -> NumberConfig:
+    """One ``[[number]]`` table given as JSON (its keyword tables under ``keywords``),
+    validated by the models and cross-checks of the file against `rest`, the rest of
+    the configuration (which must not hold this VMN): the callback profiles, [smtp],
+    the opt words, the polls and the VMNs of the other numbers. Raises NumberRejected
+    with every model error, or else the first cross-check that fails; key paths are
+    relative to the number (``keywords[0].reply``) and the wording is `check`'s."""
+    return NumberChecker(rest).check(data)
+
+
+class NumberChecker:
+    """`parse_number` for many numbers in a row: each checked against `rest` and the
+    numbers `add`ed so far, without walking all of them again for each."""
+
+    def __init__(self, rest: Config) -> None:
+        self.rest = rest
+        self._vmns: set[str] = set()
+        self._polls: _Polls = {}
+        for number in rest.numbers:
+            self.add(number)
+
+    def add(self, number: NumberConfig) -> None:
+        """Count `number` in (its VMN and polls) for the numbers checked after it."""
+        self._vmns.add(number.vmn)
+        for path, action in _configurations(number, _Paths(f"number[{_q(number.vmn)}]")):
+            if action.poll is not None:
+                options = tuple(normalize_keyword(o) for o in action.poll.options)
+                self._polls.setdefault(action.poll.name, (options, f"{path}.poll"))
+
+    def check(self, data: Mapping[str, Any]) -> NumberConfig:
+        """The number of `data`; NumberRejected if the file would not accept it."""
+        cc = self.rest.gateway.country_code
+        try:
+            number = NumberConfig.model_validate(data, by_alias=False, by_name=True,
+                                                 context={"country_code": cc})
+        except ValidationError as e:
+            errors = e.errors(include_url=False)
+            # Described as if at numbers[0] of a file: the same words, suggestions included.
+            raise NumberRejected([
+                (_format_loc(err["loc"]),
+                 _describe({**err, "loc": ("numbers", 0, *err["loc"])}, names=True))
+                for err in errors
+            ]) from None
+
+        def fail(path: str, expected: str) -> None:
+            raise NumberRejected([(path, " ".join(expected.split()))])
+
+        vmn = number.vmn
+        if vmn in self._vmns:
+            fail("vmn", f"duplicate VMN {_q(vmn)} (configured already)")
+        # An incoming destination_addr of country_code + vmn matches vmn (as in the file).
+        for other in (cc + vmn, vmn[len(cc):] if vmn.startswith(cc) else None):
+            if other in self._vmns:
+                fail("vmn", f"ambiguous: equals number[{_q(other)}].vmn with country code "
+                            f"{cc} prepended")
+        _check_number(self.rest, number, _Paths("", "keywords"), dict(self._polls), fail)
+        return number
+
+
+def _configurations(number: NumberConfig, at: _Paths) -> list[tuple[str, ActionConfig]]:
+    """The default and keyword configurations of `number` with their key paths."""
+    return [(at("default"), number.default),
+            *((at.keyword(j), k) for j, k in enumerate(number.keywords))]
+
+
 def _resolve_env_secrets(
     data: Mapping[str, Any], file: str, env: Mapping[str, str]
 ) -> dict[str, Any]:
@@ -1068,12 +1147,12 @@ def _format_loc(loc: Sequence[int | str]) -> str:
 _RENAMED_KEYS = {"trigger_url": "webhook", "expiry_message": "expiry_reply"}
 
 
-def _suggestion(loc: Sequence[int | str]) -> str:
+def _suggestion(loc: Sequence[int | str], names: bool = False) -> str:
     """`` (did you mean KEY?)`` for an unknown key at `loc`, or ""."""
     if not loc or not isinstance(loc[-1], str):
         return ""
     key = loc[-1]
-    known = _known_keys(loc[:-1])
+    known = _known_keys(loc[:-1], names)
     if not known:
         return ""
     if key in _RENAMED_KEYS and _RENAMED_KEYS[key] in known:
@@ -1086,13 +1165,18 @@ def _suggestion(loc: Sequence[int | str]) -> str:
     return f" (did you mean {match}?)" if match else ""
 
 
-def _known_keys(loc: Sequence[int | str]) -> list[str]:
-    """The TOML keys of the table at `loc` in the file (by the models), [] if unknown."""
+def _key_name(name: str, field: FieldInfo, names: bool) -> str:
+    return name if names else (field.alias or name)
+
+
+def _known_keys(loc: Sequence[int | str], names: bool = False) -> list[str]:
+    """The TOML keys of the table at `loc` in the file (by the models), [] if unknown;
+    `names`: the field names (the API's JSON, e.g. `keywords`), not the TOML aliases."""
     current: Any = Config
     for part in loc:
         current = _unwrap_annotation(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
-            fields = {(f.alias or n): f for n, f in current.model_fields.items()}
+            fields = {_key_name(n, f, names): f for n, f in current.model_fields.items()}
             if not isinstance(part, str) or part not in fields:
                 return []
             current = fields[part].annotation
@@ -1107,7 +1191,7 @@ def _known_keys(loc: Sequence[int | str]) -> list[str]:
     current = _unwrap_annotation(current)
     if not (isinstance(current, type) and issubclass(current, BaseModel)):
         return []
-    keys = [(f.alias or n) for n, f in current.model_fields.items()]
+    keys = [_key_name(n, f, names) for n, f in current.model_fields.items()]
     return [k for k in keys if k != "source_file"]
 
 
@@ -1146,7 +1230,7 @@ _TYPE_NAMES = {
 }
 
 
-def _describe(error: ErrorDetails) -> str:
+def _describe(error: ErrorDetails, names: bool = False) -> str:
     """Turn one pydantic error into the `expected` text of a ConfigError."""
     kind = error["type"]
     ctx: dict[str, Any] = dict(error.get("ctx") or {})
@@ -1155,7 +1239,7 @@ def _describe(error: ErrorDetails) -> str:
     if kind == "missing":
         return _MISSING_HINTS.get(str(last), "missing")
     if kind == "extra_forbidden":
-        return "unknown key" + _suggestion(loc)
+        return "unknown key" + _suggestion(loc, names)
     if kind == "value_error":
         return str(ctx["error"])
     bounds: dict[str, Callable[[Any], str]] = {
@@ -1212,7 +1296,7 @@ def _check_cross_references(config: Config, file: str) -> None:
     _check_optout_lists(config.optout, None, "optout", "optout", fail)
 
     vmns: dict[str, int] = {}
-    polls: dict[str, tuple[tuple[str, ...], str]] = {}
+    polls: _Polls = {}
     cc = config.gateway.country_code
     for i, number in enumerate(config.numbers):
         base = f"number[{i}]"
@@ -1220,44 +1304,7 @@ def _check_cross_references(config: Config, file: str) -> None:
             other = vmns[number.vmn]
             fail(f"{base}.vmn", f"duplicate VMN {_q(number.vmn)} (also number[{other}].vmn)")
         vmns[number.vmn] = i
-        if number.optout is not None:
-            check_profile(number.optout.callback_profile, f"{base}.optout.callback_profile")
-            _check_optout_lists(
-                config.optout_for(number), number.optout, "optout", f"{base}.optout", fail
-            )
-
-        default = number.default
-        if default.aliases:
-            fail(f"{base}.default.aliases", "not allowed in the default configuration")
-        if "match" in default.model_fields_set:
-            fail(f"{base}.default.match", "not allowed in the default configuration")
-
-        seen: dict[str, str] = {}
-        configurations: list[tuple[str, ActionConfig]] = [(f"{base}.default", default)]
-        for j, keyword in enumerate(number.keywords):
-            kbase = f"{base}.keyword[{j}]"
-            configurations.append((kbase, keyword))
-            names = [(f"{kbase}.keyword", keyword.keyword)]
-            names += [(f"{kbase}.aliases[{k}]", a) for k, a in enumerate(keyword.aliases)]
-            for path, text in names:
-                key = normalize_keyword(text)
-                if key in seen:
-                    fail(path, f"{_q(text)} clashes with {seen[key]}")
-                seen[key] = path
-        _check_shadowed_keywords(config, number, base, seen, fail)
-
-        for cpath, action in configurations:
-            check_profile(action.callback_profile, f"{cpath}.callback_profile")
-            if action.forward_email and config.smtp is None:
-                fail(f"{cpath}.forward_email", "needs an [smtp] section to send mail")
-            if action.poll is not None:
-                options = tuple(normalize_keyword(o) for o in action.poll.options)
-                earlier = polls.setdefault(action.poll.name, (options, f"{cpath}.poll"))
-                if earlier[0] != options:
-                    fail(
-                        f"{cpath}.poll.options",
-                        f"poll {_q(action.poll.name)} has other options at {earlier[1]}",
-                    )
+        _check_number(config, number, _Paths(base), polls, fail)
 
     # An incoming destination_addr of country_code + vmn matches vmn: it must not be
     # another configured VMN.
@@ -1270,10 +1317,83 @@ def _check_cross_references(config: Config, file: str) -> None:
             )
 
 
+# Poll name -> (normalized options, the key path of the first poll of that name).
+_Polls = dict[str, tuple[tuple[str, ...], str]]
+
+
+class _Paths:
+    """Key paths inside one number: ``number[2].keyword[0].reply`` in the file, or
+    ``keywords[0].reply`` in a number on its own (the JSON of the HTTP API)."""
+
+    def __init__(self, base: str, keywords: str = "keyword") -> None:
+        self.base = base
+        self.keywords = keywords
+
+    def __call__(self, path: str) -> str:
+        return f"{self.base}.{path}" if self.base else path
+
+    def keyword(self, j: int) -> str:
+        return self(f"{self.keywords}[{j}]")
+
+
+def _check_number(
+    config: Config,
+    number: NumberConfig,
+    at: _Paths,
+    polls: _Polls,
+    fail: Callable[[str, str], None],
+) -> None:
+    """The cross-checks of one number against `config` (callback profiles, [smtp],
+    opt words) and the polls seen so far (`polls`, filled in)."""
+    profiles = config.callback_profiles
+
+    def check_profile(name: str | None, path: str) -> None:
+        if name is not None and name not in profiles:
+            defined = ", ".join(profiles) or "none"
+            fail(path, f"unknown callback profile {_q(name)} (defined: {defined})")
+
+    if number.optout is not None:
+        check_profile(number.optout.callback_profile, at("optout.callback_profile"))
+        _check_optout_lists(
+            config.optout_for(number), number.optout, "optout", at("optout"), fail
+        )
+
+    default = number.default
+    if default.aliases:
+        fail(at("default.aliases"), "not allowed in the default configuration")
+    if "match" in default.model_fields_set:
+        fail(at("default.match"), "not allowed in the default configuration")
+
+    seen: dict[str, str] = {}
+    for j, keyword in enumerate(number.keywords):
+        kbase = at.keyword(j)
+        names = [(f"{kbase}.keyword", keyword.keyword)]
+        names += [(f"{kbase}.aliases[{k}]", a) for k, a in enumerate(keyword.aliases)]
+        for path, text in names:
+            key = normalize_keyword(text)
+            if key in seen:
+                fail(path, f"{_q(text)} clashes with {seen[key]}")
+            seen[key] = path
+    _check_shadowed_keywords(config, number, at("optout"), seen, fail)
+
+    for cpath, action in _configurations(number, at):
+        check_profile(action.callback_profile, f"{cpath}.callback_profile")
+        if action.forward_email and config.smtp is None:
+            fail(f"{cpath}.forward_email", "needs an [smtp] section to send mail")
+        if action.poll is not None:
+            options = tuple(normalize_keyword(o) for o in action.poll.options)
+            earlier = polls.setdefault(action.poll.name, (options, f"{cpath}.poll"))
+            if earlier[0] != options:
+                fail(
+                    f"{cpath}.poll.options",
+                    f"poll {_q(action.poll.name)} has other options at {earlier[1]}",
+                )
+
+
 def _check_shadowed_keywords(
     config: Config,
     number: NumberConfig,
-    base: str,
+    optout_path: str,
     keywords: Mapping[str, str],
     fail: Callable[[str, str], None],
 ) -> None:
@@ -1284,7 +1404,7 @@ def _check_shadowed_keywords(
     override = number.optout
     for field in ("stop_keywords", "start_keywords", "help_keywords"):
         own = override is not None and getattr(override, field) is not None
-        list_base = f"{base}.optout" if own else "optout"
+        list_base = optout_path if own else "optout"
         for k, word in enumerate(getattr(effective, field)):
             path = keywords.get(normalize_keyword(word))
             if path is not None:

@@ -23,6 +23,7 @@ from gateway.actions.base import Action
 from gateway.actions.webhook import WebhookAction
 from gateway.addressing import addressing
 from gateway.config import Config, ConfigError, load_config, split_host_port
+from gateway.dynnumbers import LiveNumbers, Merged
 from gateway.email_replies import ReplyRefused
 from gateway.fanout import Context, Fanout, Stats, expand_inline, mo_rows
 from gateway.log import describe_error
@@ -108,8 +109,11 @@ def write_mo_lines(rows: list[Any], *, debug: bool) -> None:
 
 class Daemon:
     def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
+        # `cfg`: what runs, the file's configuration with the numbers stored through the
+        # API (gateway/dynnumbers.py); `file_cfg`: the file's alone, what a reload diffs.
+        self.cfg = self.file_cfg = cfg
         self.context = context_for(cfg)
+        self.numbers: LiveNumbers | None = None
         self._stop = asyncio.Event()
         self._signals = 0
         self.intake: Intake | None = None
@@ -150,38 +154,51 @@ class Daemon:
         step. An invalid file is logged and the running configuration stays. What cannot
         be applied live (gateway/reload.py) keeps running as it is and is named, per key
         path, in `config.restart_needed`."""
-        old = self.cfg
+        old = self.file_cfg
         state = self.config_state
 
-        def build() -> tuple[Config, list[str], list[str], Context, str]:
+        def build() -> tuple[Config, list[str], list[str], str]:
             digest = reload.file_hash(old.source_file)
             loaded = load_config(old.source_file)
             changed = reload.diff(old, loaded)
             restart = reload.needs_restart(old, loaded, changed)
             new = reload.effective(old, loaded)
-            return new, changed, restart, context_for(new), digest
+            return new, changed, restart, digest
 
         try:
-            new, changed, restart, context, digest = await asyncio.to_thread(build)
+            new, changed, restart, digest = await asyncio.to_thread(build)
         except (ConfigError, ValueError, OSError) as exc:
             state.reloads["rejected"] += 1
             log.error("config.reload_rejected", error=str(exc))
             return
-        self.cfg, self.context = new, context
+        self.file_cfg = new
+        if self.numbers is not None:
+            # Merged with the numbers stored through the API, then installed.
+            await self.numbers.rebuild(new)
+        else:
+            await self._install(Merged(new))
         state.reloads["partial" if restart else "applied"] += 1
         state.sha256, state.loaded_at, state.restart_needed = digest, time.time(), restart
         if restart:
             log.warning("config.restart_needed", keys=restart,
                         applied=[k for k in changed if k not in restart])
-        if self.intake is not None:
-            self.intake.set_router(context.router, events=new.mqtt is not None)
-        if self.store is not None:
-            self.store.emitter = context.emitter
         if self._worker is not None:
             self._worker.reload()
+        running = self.cfg
         log.info("config.reloaded", file=new.source_file, sha256=digest[:12],
                  result="partial" if restart else "applied", changed=changed,
-                 numbers=len(new.numbers), keywords=sum(len(n.keywords) for n in new.numbers))
+                 numbers=len(running.numbers),
+                 keywords=sum(len(n.keywords) for n in running.numbers))
+
+    async def _install(self, merged: Merged) -> None:
+        """Compile the routing of `merged` in a thread (100k keywords take about a
+        second, which the acks must not wait for), then swap it in one step."""
+        context = await asyncio.to_thread(context_for, merged.config)
+        self.cfg, self.context = merged.config, context
+        if self.intake is not None:
+            self.intake.set_router(context.router, events=merged.config.mqtt is not None)
+        if self.store is not None:
+            self.store.emitter = context.emitter
 
     async def run(self) -> int:
         # The writer thread holds the GIL between rows; a shorter switch interval keeps
@@ -198,6 +215,9 @@ class Daemon:
         await migrate(engine, country_code=gw.country_code)
         store = self.store = Store(engine, synchronous=gw.sqlite_synchronous.value,
                                    wal_limit=gw.sqlite_wal_limit)
+        numbers = self.numbers = LiveNumbers(store, cfg, self._install)
+        if (await numbers.load()).api_vmns:
+            await self._install(numbers.merged)
         store.emitter = self.context.emitter
         intake = self.intake = Intake(
             store, dedup_window=gw.dedup_window, reassembly_timeout=gw.reassembly_timeout,
@@ -316,7 +336,8 @@ class Daemon:
             from gateway.api.context import ApiContext
             from gateway.api.server import ApiServer
 
-            ctx = ApiContext(config=lambda: self.cfg, store=store, wake_mt=mt.wake)
+            ctx = ApiContext(config=lambda: self.cfg, store=store, wake_mt=mt.wake,
+                             numbers=numbers)
             api = ApiServer(build_api(ctx), cfg.api.listen)
             try:
                 api.bind()
@@ -347,6 +368,7 @@ class Daemon:
                     tg.create_task(self._expire_loop(intake), name="reassembly-timeout"),
                     tg.create_task(self._ready(sessions), name="sd-notify"),
                     tg.create_task(self._checkpoint_loop(store), name="wal-checkpoint"),
+                    tg.create_task(numbers.watch(), name="numbers"),
                 ]
                 if mqtt_link is not None:
                     tasks.append(tg.create_task(mqtt_link.run(), name="mqtt"))

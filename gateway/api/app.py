@@ -8,7 +8,7 @@ from importlib import resources
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from gateway.api import messages, problems
+from gateway.api import messages, numbers, problems
 from gateway.api.auth import Authenticator
 from gateway.api.context import ApiContext
 
@@ -28,6 +28,7 @@ def build_app(ctx: ApiContext, *, max_body: int | None = None) -> FastAPI:
     problems.install(app)
     app.add_middleware(problems.BodyLimit, limit=limit)
     app.include_router(messages.router)
+    app.include_router(numbers.router)
     static = resources.files("gateway") / "console" / "static"
     if static.is_dir() and (static / "index.html").is_file():
         app.mount("/", StaticFiles(directory=str(static), html=True), name="console")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from gateway.config import Config
+from gateway.dynnumbers import LiveNumbers
 from gateway.storage.repo import Store
 
 
@@ -27,6 +28,8 @@ class ApiContext:
     wake_mt: Callable[[], None] = _nothing
     # Seconds a checked API key is trusted before its row is read again (revocation).
     key_ttl: float = 1.0
+    # The numbers and keywords managed through the API (/v1/numbers; gateway/dynnumbers.py).
+    numbers: LiveNumbers | None = None
 
 
 def context(request: Request) -> ApiContext:

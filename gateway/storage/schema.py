@@ -263,6 +263,25 @@ intake_runs = Table(
     Column("suspects", Text),
 )
 
+# Numbers managed through the HTTP API (gateway/dynnumbers.py): one row per VMN, its
+# `[[number]]` table as JSON (keyword tables under "keywords").
+api_numbers = Table(
+    "api_numbers",
+    metadata,
+    Column("vmn", String(16), primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# One row (id 1): bumped by every change of api_numbers in the same transaction. Every
+# instance polls it; a writer's compare-and-set on it orders concurrent changes.
+api_numbers_version = Table(
+    "api_numbers_version",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
+
 # -- HTTP API (issue 13, migration 0009) ----------------------------------------------
 
 # API keys. The key itself is never stored: `key_id` is its public part (found by it),
