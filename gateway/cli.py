@@ -6,13 +6,10 @@ import argparse
 import asyncio
 import json
 import os
-import re
 import sys
-import time
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -27,29 +24,17 @@ from gateway.config import (
 )
 from gateway.events import receipt
 from gateway.log import redact_urls
-from gateway.model import iso
+from gateway.model import iso, parse_instant
 from gateway.routing.router import Route
-
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from gateway.tally import tallies
 
 
 def parse_since(value: str, now: float | None = None) -> float:
     """ISO-8601 (naive = UTC) or a relative age like 15m, 2h, 7d -> UNIX seconds."""
-    now = time.time() if now is None else now
-    m = _AGE.match(value.strip())
-    if m:
-        return now - float(m.group(1)) * _AGE_UNITS[m.group(2)]
     try:
-        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--since: expected an ISO-8601 date-time or an age like 15m, 2h, 7d "
-            f"(got {value!r})"
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
+        return parse_instant(value, now)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--since: {exc}") from None
 
 
 def _limit(value: str) -> int:
@@ -433,10 +418,10 @@ async def _tables(store: Any, target: Target, args: argparse.Namespace) -> int:
         rows = await store.opt_history(vmn=args.vmn, state=args.state,
                                        msisdn=args.msisdn, since=args.since)
         _table(["at", "msisdn", "vmn", "received_on", "state", "keyword", "changed",
-                "message_id"],
+                "message_id", "source"],
                [[iso(r["at"]), r["msisdn"], r["vmn"], r["received_on"] or "", r["state"],
                  r["keyword"] or "", "yes" if r["changed"] else "no",
-                 r["message_id"] or ""] for r in rows], csv_out=args.csv)
+                 r["message_id"] or "", r["source"]] for r in rows], csv_out=args.csv)
         return 0
     if args.command == "optins":
         rows = await store.optins(vmn=args.vmn, state=args.state, msisdn=args.msisdn)
@@ -473,22 +458,7 @@ async def _tables(store: Any, target: Target, args: argparse.Namespace) -> int:
 
 def _tallies(cfg: Config | None, counted: dict[str, dict[str, int]],
              name: str | None) -> dict[str, dict[str, int]]:
-    """Every configured poll (or `name`) with every option, 0 when nobody chose it, in
-    the configured order (the `tally` of a `poll` event); polls no longer configured
-    keep what they counted."""
-    out: dict[str, dict[str, int]] = {}
-    for number in cfg.numbers if cfg is not None else ():
-        for action in (number.default, *number.keywords):
-            poll = action.poll
-            if poll is not None and (name is None or poll.name == name):
-                tally = out.setdefault(poll.name, {})
-                for option in poll.options:
-                    tally.setdefault(option, 0)
-    for poll_name, tally in counted.items():
-        merged = out.setdefault(poll_name, {})
-        for option, n in tally.items():
-            merged[option] = n
-    return out
+    return tallies(cfg.numbers if cfg is not None else (), counted, name)
 
 
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection):

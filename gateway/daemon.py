@@ -22,6 +22,7 @@ from gateway import commands, reload, sdnotify
 from gateway.actions.base import Action
 from gateway.actions.webhook import WebhookAction
 from gateway.addressing import addressing
+from gateway.binds import BindControl
 from gateway.config import Config, ConfigError, load_config, split_host_port
 from gateway.dynnumbers import LiveNumbers, Merged
 from gateway.email_replies import ReplyRefused
@@ -337,7 +338,8 @@ class Daemon:
             from gateway.api.server import ApiServer
 
             ctx = ApiContext(config=lambda: self.cfg, store=store, wake_mt=mt.wake,
-                             numbers=numbers)
+                             numbers=numbers,
+                             binds=BindControl(sessions, intake.drain))
             api = ApiServer(build_api(ctx), cfg.api.listen)
             try:
                 api.bind()

@@ -58,11 +58,13 @@ def receipt(stat: str | None, err: str | None) -> dict[str, str | None] | None:
 
 
 def opt_event(*, msisdn: str, vmn: str, state: str, keyword: str | None,
-              at: float, received_on: str | None = None) -> dict[str, Any]:
+              at: float, received_on: str | None = None,
+              source: str = "keyword") -> dict[str, Any]:
     """`vmn` is the scope (a VMN, or "*" for every sender ID); `received_on` the VMN the
-    keyword was sent to."""
+    keyword was sent to; `source` `keyword` (an MO) or `api` (a manual change, with no
+    keyword and no `received_on`)."""
     return {"type": "opt", "msisdn": msisdn, "vmn": vmn, "state": state, "keyword": keyword,
-            "at": iso(at), "received_on": received_on}
+            "at": iso(at), "received_on": received_on, "source": source}
 
 
 def poll_event(*, poll: str, option: str, msisdn: str, tally: Mapping[str, int],

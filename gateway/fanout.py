@@ -20,14 +20,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import Connection
 
 from gateway.actions.base import Job
 from gateway.config import ActionConfig, Config, NumberConfig, OptoutScope, render_template
-from gateway.events import mo_event, opt_event, poll_event
+from gateway.events import mo_event, poll_event
 from gateway.routing.router import Decision, Route, Router
-from gateway.storage import mts
+from gateway.storage import mts, optins
 from gateway.storage.db import upsert
 from gateway.storage.jobs import LEASE, Emitter, JobRow, insert_jobs, ready_job
 from gateway.storage.repo import Store
@@ -35,8 +35,6 @@ from gateway.storage.schema import (
     email_tokens,
     leads,
     messages,
-    opt_history,
-    opt_state,
     poll_votes,
 )
 
@@ -215,41 +213,16 @@ def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decisi
 def _set_opt(conn: Connection, ctx: Context, stats: Stats, job_rows: list[JobRow],
              mo: Mapping[str, Any], number: NumberConfig, state: str, keyword: str | None,
              now: float, scope: OptoutScope) -> None:
-    """Record `state` for the sender: for this VMN (and its sender ID, since MTs are
-    checked by their sender), or for every sender ID ("*"), which also clears the
-    per-sender rows so that a later per-sender START or STOP is the more specific
-    answer (storage/mts.py `opted_out`). Every opt keyword is kept in `opt_history`;
-    an actual change is announced on MQTT and to `[optout] callback_profile`."""
-    msisdn = mo["sender"]
-    o = opt_state.c
-    every = scope is OptoutScope.ALL
-    keys = ["*"] if every else sorted({number.vmn, number.sender_id})
-    q = select(o.vmn, o.state).where(o.msisdn == msisdn)
-    before: dict[str, str] = {
-        v: st for v, st in conn.execute(q if every else q.where(o.vmn.in_(keys)))}
-    changed = any(s != state for s in before.values()) or any(k not in before for k in keys)
-    if every:
-        conn.execute(delete(opt_state).where(o.msisdn == msisdn, o.vmn != "*"))
-    ins = upsert(conn, opt_state)
-    conn.execute(
-        ins.on_conflict_do_update(index_elements=[o.msisdn, o.vmn], set_={
-            "state": ins.excluded.state, "keyword": ins.excluded.keyword,
-            "updated_at": ins.excluded.updated_at}),
-        [{"msisdn": msisdn, "vmn": k, "state": state, "keyword": keyword, "updated_at": now}
-         for k in keys])
-    shown = "*" if every else number.vmn
-    conn.execute(opt_history.insert().values(
-        msisdn=msisdn, vmn=shown, received_on=number.vmn, state=state, keyword=keyword,
-        message_id=mo["id"], changed=1 if changed else 0, at=now))
-    if not changed:
-        return
-    profile = ctx.cfg.optout_for(number).callback_profile
-    job_rows += ctx.emitter.event(
-        opt_event(msisdn=msisdn, vmn=shown, state=state, keyword=keyword, at=now,
-                  received_on=number.vmn),
-        "opt", shown, message_id=mo["id"], now=now,
-        webhook=f"profile:{profile}" if profile else None)
-    stats.opt_changes.append((msisdn, shown, state))
+    """Record `state` for the MO's sender (see `storage/optins.record_opt`, shared with
+    the API's manual change): for this VMN and its sender ID, or for every sender ID."""
+    change = optins.record_opt(
+        conn, ctx.emitter, msisdn=mo["sender"], state=state, vmn=number.vmn,
+        sender_id=number.sender_id, every=scope is OptoutScope.ALL, keyword=keyword,
+        received_on=number.vmn, message_id=mo["id"], source="keyword", now=now,
+        profile=ctx.cfg.optout_for(number).callback_profile)
+    if change.changed:
+        job_rows += change.jobs
+        stats.opt_changes.append((mo["sender"], change.scope, state))
 
 
 def _lead(conn: Connection, mo: Mapping[str, Any], number: NumberConfig,

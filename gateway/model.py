@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -50,3 +51,24 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z"
     )
+
+
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_instant(value: str, now: float | None = None) -> float:
+    """ISO-8601 (naive = UTC) or a relative age like 15m, 2h, 7d -> UNIX seconds.
+    ValueError names what was expected."""
+    now = time.time() if now is None else now
+    m = _AGE.match(value.strip())
+    if m:
+        return now - float(m.group(1)) * _AGE_UNITS[m.group(2)]
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"expected an ISO-8601 date-time or an age like 15m, 2h, 7d "
+                         f"(got {value!r})") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()

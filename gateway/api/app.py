@@ -8,7 +8,7 @@ from importlib import resources
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from gateway.api import messages, numbers, problems
+from gateway.api import binds, messages, numbers, optins, polls, problems, stats
 from gateway.api.auth import Authenticator
 from gateway.api.context import ApiContext
 
@@ -29,6 +29,10 @@ def build_app(ctx: ApiContext, *, max_body: int | None = None) -> FastAPI:
     app.add_middleware(problems.BodyLimit, limit=limit)
     app.include_router(messages.router)
     app.include_router(numbers.router)
+    app.include_router(optins.router)
+    app.include_router(polls.router)
+    app.include_router(binds.router)
+    app.include_router(stats.router)
     static = resources.files("gateway") / "console" / "static"
     if static.is_dir() and (static / "index.html").is_file():
         app.mount("/", StaticFiles(directory=str(static), html=True), name="console")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from gateway.binds import BindControl
 from gateway.config import Config
 from gateway.dynnumbers import LiveNumbers
 from gateway.storage.repo import Store
@@ -30,6 +31,8 @@ class ApiContext:
     key_ttl: float = 1.0
     # The numbers and keywords managed through the API (/v1/numbers; gateway/dynnumbers.py).
     numbers: LiveNumbers | None = None
+    # The daemon's binds: state, counters, the operator's stop/start (/v1/binds).
+    binds: BindControl | None = None
 
 
 def context(request: Request) -> ApiContext:

@@ -17,6 +17,7 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -135,6 +136,7 @@ class Link(asyncio.Protocol):
                 )
                 return
             self._took_mo = True
+            self.session.count_inbound(pdu)  # type: ignore[arg-type]
             self.session.handler.on_mo(self, pdu, raw)  # type: ignore[arg-type]
         elif cid & 0x80000000 or cid == CommandId.GENERIC_NACK:
             if cid == CommandId.UNBIND_RESP and self._unbind_sent is not None:
@@ -232,8 +234,24 @@ class TokenBucket:
         return 0.0 if self.tokens >= 0 else -self.tokens / self.rate
 
 
+RECEIPT_BITS = 0x3C  # esm_class: SMSC delivery receipt / intermediate notification
+
+
+@dataclass(slots=True)
+class BindCounters:
+    """Since the daemon started: plain ints, one increment per PDU."""
+
+    mo: int = 0  # deliver_sm / data_sm other than receipts
+    receipts: int = 0
+    mt: int = 0  # submit_sm accepted (submit_sm_resp ESME_ROK)
+    errors: int = 0  # submit_sm refused or unanswered, binds refused, connections lost
+
+
 class SmppSession:
-    """Keeps one transceiver bind to one SMSC alive, and sends MTs over it."""
+    """Keeps one transceiver bind to one SMSC alive, and sends MTs over it.
+
+    `hold()` (the operator's stop, `POST /v1/binds/{name}/stop`) unbinds cleanly and
+    keeps the bind down until `release()`; `stop()` is the daemon's shutdown."""
 
     def __init__(self, cfg: SmscConfig, handler: MoHandler) -> None:
         self.cfg = cfg
@@ -242,6 +260,12 @@ class SmppSession:
         self.link: Link | None = None
         self.bound = asyncio.Event()
         self._stopping = False
+        # Held down by the operator: run() waits for `_released` instead of reconnecting.
+        self._held = False
+        self._released = asyncio.Event()
+        self._released.set()
+        self.counters = BindCounters()
+        self.counters_since = time.time()
         self._window = asyncio.Semaphore(cfg.window)
         self._bucket = TokenBucket(cfg.throughput)
         self._paused_until = 0.0
@@ -263,10 +287,22 @@ class SmppSession:
 
     @property
     def state(self) -> str:
-        """bound, down (connecting or waiting to reconnect) or stopped."""
-        if self._stopping:
+        """bound, down (connecting or waiting to reconnect) or stopped (by the operator,
+        or shutting down)."""
+        if self._stopping or self._held:
             return "stopped"
         return "bound" if self.is_bound else "down"
+
+    @property
+    def held(self) -> bool:
+        """Stopped by the operator (until `release()`)."""
+        return self._held
+
+    def count_inbound(self, pdu: DeliverSm | DataSm) -> None:
+        if pdu.esm_class & RECEIPT_BITS:
+            self.counters.receipts += 1
+        else:
+            self.counters.mo += 1
 
     def _set_bound(self, up: bool) -> None:
         if up == self.bound.is_set():
@@ -285,9 +321,15 @@ class SmppSession:
         """Connect, bind and stay bound until `stop()`; reconnect on any loss."""
         attempt = 0
         while not self._stopping:
+            if self._held:
+                await self._released.wait()
+                attempt = 0
+                continue
             ok = await self._connect_and_serve()
             if self._stopping:
                 break
+            if self._held:
+                continue  # unbound on purpose: no reconnect until release()
             attempt = 0 if ok else attempt + 1
             delay = self._backoff(attempt)
             self.reconnects += 1
@@ -344,6 +386,9 @@ class SmppSession:
             return False
         log.info("smpp.bound", smsc=self.name, host=cfg.host, port=cfg.port,
                  system_id=cfg.system_id)
+        if self._held or self._stopping:  # stopped while it was binding
+            await self._unbind(link, cfg.response_timeout)
+            return True
         self._set_bound(True)
         self._throttle_pause = cfg.throttle_backoff
         try:
@@ -354,13 +399,16 @@ class SmppSession:
                 keepalive.cancel()
         finally:
             self._set_bound(False)
-            if not self._stopping:
+            if not self._stopping and not self._held:
                 log.warning("smpp.connection_lost", smsc=self.name)
                 self._failed("connection lost")
         return True
 
     def _failed(self, error: str) -> None:
+        if self._held:
+            return  # the operator's stop cut a bind attempt short: not an SMSC error
         self.last_error, self.last_error_at = error, time.time()
+        self.counters.errors += 1
 
     async def _enquire_link_loop(self, link: Link) -> None:
         cfg = self.cfg
@@ -382,7 +430,36 @@ class SmppSession:
     async def stop(self, timeout: float = 5.0) -> None:
         """Unbind cleanly (wait for unbind_resp) and close, within `timeout` in all."""
         self._stopping = True
-        link = self.link
+        self._released.set()  # a held bind's run() ends too
+        await self._unbind(self.link, timeout)
+
+    async def hold(self, timeout: float = 5.0) -> bool:
+        """The operator's stop: unbind cleanly (as `stop`) and stay down until
+        `release()`. False if it was held already."""
+        if self._held:
+            return False
+        self._held = True
+        self._released.clear()
+        log.info("smpp.held", smsc=self.name)
+        await self._unbind(self.link, timeout)
+        if self.down_since is None or self.bound_since is not None:
+            self.down_since, self.bound_since = time.time(), None
+        for hook in self.on_change:
+            hook(self)
+        return True
+
+    def release(self) -> bool:
+        """Let a held bind connect again (at once). False if it was not held."""
+        if not self._held:
+            return False
+        self._held = False
+        self._released.set()
+        log.info("smpp.released", smsc=self.name)
+        for hook in self.on_change:
+            hook(self)
+        return True
+
+    async def _unbind(self, link: Link | None, timeout: float) -> None:
         if link is None or not link.is_open:
             return
         end = time.monotonic() + timeout
@@ -428,7 +505,11 @@ class SmppSession:
             link = self.link
             if link is None or not self.is_bound:
                 raise LinkClosed(f"{self.name} not bound")
-            resp = await link.request(make, cfg.response_timeout)
+            try:
+                resp = await link.request(make, cfg.response_timeout)
+            except TimeoutError:
+                self.counters.errors += 1
+                raise
             status = resp.command_status
             if status in THROTTLE_STATUSES:
                 pause = self._throttle_pause
@@ -439,7 +520,9 @@ class SmppSession:
                 continue
             self._throttle_pause = cfg.throttle_backoff
             if status != 0 or not isinstance(resp, SubmitSmResp):
+                self.counters.errors += 1
                 raise SubmitError(
                     f"submit_sm refused: {status_name(status)}", command_status=status
                 )
+            self.counters.mt += 1
             return resp

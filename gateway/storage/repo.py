@@ -453,7 +453,7 @@ class Store:
         """Every opt keyword received, oldest first."""
         h = opt_history.c
         q = select(h.at, h.msisdn, h.vmn, h.received_on, h.state, h.keyword, h.changed,
-                   h.message_id).order_by(h.at, h.id)
+                   h.message_id, h.source).order_by(h.at, h.id)
         if vmn:
             q = q.where((h.vmn == vmn) | (h.received_on == vmn))
         if state:
