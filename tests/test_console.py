@@ -39,6 +39,7 @@ A = "5551000100"       # defined in the file: read-only in the console
 B = "5551000700"       # created in the console
 ALICE = "15550107001"  # votes, asks for a call, is opted out by hand later
 BOB = "15550107002"    # texts the keyword created in the console
+CAROL = "15550107003"
 NUMBERS = f"""
 [[number]]
 vmn = "{A}"
@@ -187,9 +188,10 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser, 
     errors: list[str] = []
 
     # Traffic through the simulator before the operator looks.
-    for text in ("hello there", "VOTE red", "VOTE blue", "CALLME please"):
+    for text in ("hello there", "VOTE red", "CALLME please"):
         mo(g, ALICE, A, text)
     mo(g, BOB, A, "VOTE red")
+    mo(g, CAROL, A, "VOTE blue")
     wait_for(lambda: len(g.sim.submits()) >= 5, what="the five replies")
     replies = len(g.sim.submits())
 

@@ -88,6 +88,7 @@ export function trafficChart(box, data) {
         stroke: PALETTE[Math.floor(i / 2) % PALETTE.length],
         width: 2,
         dash: s.dir === "mt" ? [6, 4] : undefined,
+        points: { show: false },
       }))],
     };
     plot = new uPlot(opts, [d.times, ...d.series.map((s) => s.values)], box);

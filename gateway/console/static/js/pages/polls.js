@@ -17,7 +17,12 @@ export async function render(main) {
   for (const p of polls) {
     const name = p.poll ?? p.name;
     const detail = p.tally ? p : await api(`/v1/polls/${encodeURIComponent(name)}`);
-    grid.append(barChart(name, tallyOf(detail)));
+    const chart = barChart(name, tallyOf(detail));
+    if (Array.isArray(detail.vmns)) {
+      chart.append(h("p", { class: "muted" }, detail.vmns.length
+        ? `On ${detail.vmns.join(", ")}` : "No longer configured on any number"));
+    }
+    grid.append(chart);
   }
 }
 
