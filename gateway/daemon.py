@@ -79,6 +79,7 @@ def emitter_for(cfg: Config) -> jobq.Emitter:
         mqtt_prefix=cfg.mqtt.topic_prefix if cfg.mqtt else None,
         max_attempts=cfg.gateway.max_attempts,
         profile_attempts={n: p.max_attempts for n, p in cfg.callback_profiles.items()},
+        callback_attempts=cfg.api.callback_max_attempts if cfg.api else 8,
     )
 
 
@@ -232,7 +233,10 @@ class Daemon:
                       addressing=addressing(lambda: self.cfg))
 
         actions: dict[str, Action] = {
-            "webhook": WebhookAction(lambda: self.cfg.callback_profiles)}
+            "webhook": WebhookAction(
+                lambda: self.cfg.callback_profiles,
+                callback_secret=lambda: a.callback_secret_value() if (a := self.cfg.api)
+                else None)}
         mqtt_link = None
         if cfg.smtp is not None:
             from gateway.actions.email import EmailAction

@@ -252,7 +252,7 @@ class MtSender:
             await self._give_back(a, "no bound SMSC", delay=1.0)
             return
         try:
-            encoding = a.encoding = encode_mt(mt.text, random.randrange(256))
+            encoding = a.encoding = encode_mt(mt.text, random.randrange(256), mt.coding)
         except Exception as exc:  # ValueError (too long, lone surrogate): it never will
             await self._fail(a, f"cannot encode the text: {exc}")
             log.error("mt.unencodable", id=mt.id, error=str(exc))
@@ -388,7 +388,17 @@ def _submit_sm(seq: int, *, cfg: SmscConfig, mt: QueuedMt, source: SourceAddress
         registered_delivery=1 if cfg.registered_delivery else 0,
         data_coding=data_coding,
         short_message=short_message,
+        validity_period="" if mt.validity is None else relative_time(mt.validity * 60),
     )
+
+
+def relative_time(seconds: int) -> str:
+    """SMPP 3.4 §7.1.1 relative time `YYMMDDhhmmss000R` for a period of `seconds`
+    (days carry no months: at most 99 days here, far above any SMSC's limit)."""
+    days, rest = divmod(max(0, seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"0000{min(days, 99):02d}{hours:02d}{minutes:02d}{secs:02d}000R"
 
 
 __all__ = ["MtSender", "status_name"]

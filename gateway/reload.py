@@ -4,7 +4,7 @@ changes the running daemon can take without a restart.
 The diff is a pure function of the two models. Everything the routing reads (numbers,
 keywords, opt-out words, callback profiles) is swapped in one step; sections whose
 objects are built once at start (binds, the MQTT link, the e-mail listener, the
-database, the admin listener) need a restart, and a reload says so per key path
+database, the admin listener, the HTTP API) need a restart, and a reload says so per key path
 instead of pretending to have applied them."""
 
 from __future__ import annotations
@@ -97,7 +97,8 @@ def effective(old: Config, new: Config) -> Config:
     gw = old.gateway.model_copy(update={"max_attempts": new.gateway.max_attempts})
     smtp = new.smtp if old.smtp is not None and new.smtp is not None else old.smtp
     return new.model_copy(update={"gateway": gw, "smsc": old.smsc, "mqtt": old.mqtt,
-                                  "smtp": smtp, "email_replies": old.email_replies})
+                                  "smtp": smtp, "email_replies": old.email_replies,
+                                  "api": old.api})
 
 
 def file_hash(path: str) -> str:

@@ -211,7 +211,9 @@ async def run(cfg: Config, fd: int) -> int:
     """The worker process: run every job the daemon sends, answer with its Result."""
     holder = [cfg]
     gw = cfg.gateway
-    actions: dict[str, Action] = {"webhook": WebhookAction(lambda: holder[0].callback_profiles)}
+    actions: dict[str, Action] = {"webhook": WebhookAction(
+        lambda: holder[0].callback_profiles,
+        callback_secret=lambda: a.callback_secret_value() if (a := holder[0].api) else None)}
     link = None
     if cfg.smtp is not None:
         from gateway.actions.email import EmailAction

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from apihelp import ApiGateway
 from conftest import wait_for
+
+if TYPE_CHECKING:
+    from apihelp import ApiGateway
 
 VMN = "5551000100"
 OTHER = "5551000200"

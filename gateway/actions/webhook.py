@@ -1,9 +1,11 @@
 """The webhook action: deliver an event (SPEC §4) to an HTTP endpoint (SPEC §5).
 
 `job.target` is either a plain ``http(s)://`` URL (a configuration's ``webhook =``
-trigger URL: POST JSON, unsigned, ``default_timeout``) or ``"profile:NAME"`` (the
+trigger URL: POST JSON, unsigned, ``default_timeout``), ``"profile:NAME"`` (the
 ``[callback_profiles.NAME]`` of the *current* configuration, read through the
-``profiles()`` callable on every run, so a reload takes effect at once).
+``profiles()`` callable on every run, so a reload takes effect at once), or
+``"callback:URL"`` (an MT's ``callback_url`` given to the HTTP API: POST JSON, signed
+with ``[api] callback_secret`` read through ``callback_secret()`` on every run).
 
 Requests
     POST: the body is ``json.dumps(payload, separators=(",", ":"), ensure_ascii=False)``
@@ -71,11 +73,12 @@ from yarl import URL
 from gateway.actions.base import Job, Outcome, Result
 from gateway.config import CallbackProfile, HttpMethod
 
-__all__ = ["PROFILE_PREFIX", "WebhookAction"]
+__all__ = ["CALLBACK_PREFIX", "PROFILE_PREFIX", "WebhookAction"]
 
 log = structlog.get_logger("gateway.actions.webhook")
 
 PROFILE_PREFIX: Final = "profile:"
+CALLBACK_PREFIX: Final = "callback:"
 USER_AGENT: Final = "vmn-gateway"
 BODY_LIMIT: Final = 64 * 1024  # read at most this much of a response (then drop the conn)
 SNIPPET_CHARS: Final = 80  # of a non-2xx response body, in Result.detail
@@ -172,6 +175,7 @@ class WebhookAction:
         *,
         concurrency: int = 64,
         default_timeout: float = 10.0,
+        callback_secret: Callable[[], str | None] = lambda: None,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
@@ -184,6 +188,9 @@ class WebhookAction:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._by_profile: dict[str, _Target] = {}
         self._by_url: dict[str, _Target] = {}
+        self._callback_secret = callback_secret
+        # callback URL -> (the secret it was prepared with, target)
+        self._by_callback: dict[str, tuple[str | None, _Target]] = {}
 
     # ------------------------------------------------------------------ session
 
@@ -251,6 +258,16 @@ class WebhookAction:
         )
 
     def _target(self, spec: str) -> _Target | Result:
+        if spec.startswith(CALLBACK_PREFIX):
+            url, secret = spec[len(CALLBACK_PREFIX) :], self._callback_secret()
+            cached = self._by_callback.get(url)
+            if cached is None or cached[0] != secret:
+                if len(self._by_callback) >= _PLAIN_CACHE_MAX:
+                    self._by_callback.clear()
+                made = CallbackProfile(url=url, secret=secret,
+                                       timeout=self._default_timeout)
+                cached = self._by_callback[url] = (secret, self._prepare(made, None))
+            return cached[1]
         if spec.startswith(PROFILE_PREFIX):
             name = spec[len(PROFILE_PREFIX) :]
             profile = self._profiles().get(name)

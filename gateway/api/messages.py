@@ -1,47 +1,154 @@
-"""`/v1/messages`: queue an MT (the same path as every other MT: `validate_send`, the
-opt-out check, the durable queue, splitting and receipts in the MT sender), and read
-the message log."""
+"""`/v1/messages`: queue an MT through the same path as every other MT (`validate_send`,
+then `mts.insert_mt` after the opt-out check; the MT sender splits, submits and
+applies receipts), and read the message log: one message with its status history,
+receipt and actions, or a filtered, cursor-paged list."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import argparse
+import base64
+import hashlib
+import json
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Header, Path, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
 
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
 from gateway.api.problems import Problem, invalid
 from gateway.commands import InvalidSend, validate_send
-from gateway.smpp.text import encode_mt
+from gateway.config import HttpUrl
+from gateway.log import redact_urls
+from gateway.model import iso
+from gateway.msisdn import canonical_or_raw
+from gateway.smpp.text import encode_mt, gsm_fits
 from gateway.storage import api_messages
+from gateway.storage.api_messages import Answer, Idempotency, Queued
 
 router = APIRouter(prefix="/v1/messages", tags=["messages"])
+
+Ctx = Annotated[ApiContext, Depends(context)]
+Coding = Literal["auto", "gsm", "ucs2"]
+RouteName = Literal["keyword", "default", "optout", "optin", "help", "expired", "unrouted"]
+StatusName = Literal["received", "incomplete", "queued", "sending", "submitted", "delivered",
+                     "failed", "blocked"]
+MAX_VALIDITY = 7 * 24 * 60  # minutes
+CALLBACK = "callback:"  # the webhook action's prefix for an MT's callback_url
 
 
 class SendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    sender: str = Field(alias="from", description="a configured VMN or sender ID the key may use")
+    sender: str = Field(alias="from", description="a configured VMN or sender ID the key "
+                                                  "may use")
     to: str = Field(description="the recipient, any spelling (+1 555..., national)")
-    text: str = Field(description="the message; split into parts when long")
+    text: str = Field(description="the message (at most 1600 characters); split into "
+                                  "parts when long")
     reference: str | None = Field(default=None, max_length=64,
-                                  description="your reference, echoed in mt_status events")
+                                  description="your reference; in the message and its "
+                                              "mt_status events as client_id")
+    callback_url: Annotated[HttpUrl, Field(max_length=2000)] | None = Field(
+        default=None, description="receives this MT's mt_status events (POST JSON, "
+                                  "X-VMN-Signature with [api] callback_secret)")
+    coding: Coding = Field(default="auto", description="auto: GSM 03.38 when the text fits "
+                                                       "it, else UCS-2")
+    validity: int | None = Field(default=None, ge=1, le=MAX_VALIDITY, strict=True,
+                                 description="minutes the SMSC may keep trying to deliver")
 
 
 class SendResponse(BaseModel):
     id: str
-    status: str
+    status: Literal["queued"]
     parts: int
 
 
-Ctx = Annotated[ApiContext, Depends(context)]
+class StatusChange(BaseModel):
+    status: str
+    at: str | None
+    detail: str | None = None
 
 
-@router.post("", status_code=202, response_model=SendResponse,
-             summary="Queue an MT")
+class Receipt(BaseModel):
+    stat: str
+    err: str | None
+
+
+class Attempt(BaseModel):
+    attempt: int
+    at: str | None
+    outcome: str
+    status: int | None
+    latency_ms: float | None
+    detail: str | None
+
+
+class ActionOut(BaseModel):
+    id: int
+    kind: str
+    target: str
+    status: str
+    attempts: int
+    max_attempts: int
+    last_status: int | None
+    last_error: str | None
+    attempts_log: list[Attempt]
+
+
+class Vote(BaseModel):
+    poll: str
+    option: str
+
+
+class MessageOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    direction: Literal["mo", "mt"]
+    vmn: str
+    sender: str = Field(alias="from")
+    to: str
+    msisdn: str = Field(description="the customer's number")
+    text: str
+    status: str
+    created_at: str | None
+    updated_at: str | None
+    smsc: str | None
+    segments: int
+    data_coding: int
+    keyword: str | None = Field(description="MO: the keyword matched")
+    route: str | None = Field(description="MO: how it was routed")
+    error: str | None
+    in_reply_to: str | None = Field(description="MT: the MO it answers")
+    reference: str | None = Field(description="MT: the sender's reference (client_id)")
+    receipt: Receipt | None = Field(description="MT: the delivery receipt that decided it")
+    smsc_message_ids: list[str | None]
+    history: list[StatusChange] = Field(description="every status, oldest first")
+    actions: list[ActionOut] = Field(description="what it caused: webhooks, emails, "
+                                                 "MQTT events, with every attempt")
+    vote: Vote | None = None
+    lead: bool | None = None
+
+
+class MessagePage(BaseModel):
+    items: list[MessageOut]
+    next_cursor: str | None
+
+
+def _problem_response(status: int, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+@router.post("", status_code=202, response_model=SendResponse, summary="Queue an MT",
+             responses={409: {"description": "this Idempotency-Key is being used"}})
 async def send(body: SendRequest, ctx: Ctx,
-               key: Annotated[ApiKey, Depends(require("send"))]) -> SendResponse:
+               key: Annotated[ApiKey, Depends(require("send"))],
+               idempotency_key: Annotated[str | None, Header(
+                   min_length=1, max_length=255,
+                   description="a retry with the same key gets the first answer")] = None,
+               ) -> JSONResponse:
     cfg = ctx.config()
     try:
         cmd = validate_send(cfg, to=body.to, sender=body.sender, text=body.text,
@@ -49,17 +156,153 @@ async def send(body: SendRequest, ctx: Ctx,
     except InvalidSend as exc:
         raise invalid([{"loc": exc.field, "msg": exc.reason}]) from None
     forbid_unless(key, cmd.sender)
-    queued = await ctx.store.transaction(api_messages.queue, ctx.store.emitter, cmd,
-                                         now=ctx.clock())
-    ctx.store.on_jobs()
-    if queued.blocked:
-        raise Problem(422, f"{cmd.to} opted out of {cmd.sender}: nothing was sent "
-                           f"(logged as blocked, id {queued.id})", suffix="opted-out",
-                      title="Recipient opted out")
-    ctx.wake_mt()
-    return SendResponse(id=queued.id, status=queued.status, parts=parts(cmd.text))
+    coding = None if body.coding == "auto" else body.coding
+    if coding == "gsm" and not gsm_fits(cmd.text):
+        raise invalid([{"loc": "text", "msg": "does not fit GSM 03.38 (coding is gsm; use "
+                                              "ucs2 or auto)"}])
+    try:
+        parts = len(encode_mt(cmd.text, 0, coding).parts)
+    except ValueError as exc:
+        raise invalid([{"loc": "text", "msg": str(exc)}]) from None
+
+    def answer(queued: Queued) -> tuple[int, dict[str, Any]]:
+        if queued.blocked:
+            return 422, Problem(
+                422, f"{cmd.to} opted out of {cmd.sender}: nothing was sent (logged as "
+                     f"blocked, id {queued.id})", suffix="opted-out",
+                title="Recipient opted out").body()
+        return 202, {"id": queued.id, "status": queued.status, "parts": parts}
+
+    idem = None
+    if idempotency_key is not None:
+        digest = hashlib.sha256(body.model_dump_json(by_alias=True).encode()).hexdigest()
+        api = cfg.api
+        idem = Idempotency(key_name=key.name, idem_key=idempotency_key, request_hash=digest,
+                           ttl=api.idempotency_ttl if api else 86400.0)
+    store = ctx.store
+    for tries in range(2):
+        try:
+            result: Answer = await store.transaction(
+                api_messages.send, store.emitter, cmd, now=ctx.clock(), answer=answer,
+                idem=idem, notify=CALLBACK + body.callback_url if body.callback_url else None,
+                coding=coding, validity=body.validity)
+            break
+        except IntegrityError:
+            if idem is None or tries:  # not the race of one Idempotency-Key
+                raise
+    store.on_jobs()
+    if result.mismatch:
+        raise Problem(422, "this Idempotency-Key was used for a different request",
+                      suffix="idempotency-mismatch", title="Idempotency-Key reused")
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    if result.status != 202:
+        response = _problem_response(result.status, result.body)
+        response.headers.update(headers)
+        return response
+    if not result.replayed:
+        ctx.wake_mt()
+    return JSONResponse(result.body, status_code=202, headers=headers)
 
 
-def parts(text: str) -> int:
-    """How many submit_sm the MT sender will make of `text`."""
-    return len(encode_mt(text, 0).parts)
+@router.get("/{message_id}", response_model=MessageOut, summary="One MO or MT")
+async def get_message(ctx: Ctx, key: Annotated[ApiKey, Depends(require("read"))],
+                      message_id: Annotated[str, Path(max_length=32,
+                                                      pattern=r"^[0-9a-f]{1,32}$")],
+                      ) -> MessageOut:
+    rows = await ctx.store.list_messages(ids=[message_id], limit=1)
+    if not rows:
+        raise Problem(404, f"no message {message_id}")
+    forbid_unless(key, rows[0]["vmn"])
+    return message_out(rows[0])
+
+
+@router.get("", response_model=MessagePage, summary="The message log, newest first")
+async def list_messages(
+    ctx: Ctx, key: Annotated[ApiKey, Depends(require("read"))],
+    vmn: Annotated[str | None, Query(max_length=21)] = None,
+    msisdn: Annotated[str | None, Query(max_length=40, description="any spelling")] = None,
+    direction: Literal["mo", "mt"] | None = None,
+    route: RouteName | None = None,
+    status: StatusName | None = None,
+    since: Annotated[str | None, Query(description="ISO-8601 or an age: 15m, 2h, 7d")] = None,
+    until: Annotated[str | None, Query(description="ISO-8601 or an age: 15m, 2h, 7d")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")]
+    = None,
+) -> MessagePage:
+    vmns: tuple[str, ...] = ()
+    if vmn is not None:
+        forbid_unless(key, vmn)
+    else:
+        vmns = key.vmns
+    cc = ctx.config().gateway.country_code
+    rows = await ctx.store.list_messages(
+        vmn=vmn, vmns=vmns, msisdn=canonical_or_raw(msisdn, cc) if msisdn else None,
+        direction=direction, route=route, status=status, since=_when(since, "since"),
+        until=_when(until, "until"), before=_cursor(cursor), limit=limit + 1)
+    rows.reverse()  # newest first
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = _make_cursor(rows[-1]) if more and rows else None
+    return MessagePage(items=[message_out(r) for r in rows], next_cursor=next_cursor)
+
+
+def _when(value: str | None, name: str) -> float | None:
+    from gateway.cli import parse_since
+
+    if value is None:
+        return None
+    try:
+        return parse_since(value)
+    except (argparse.ArgumentTypeError, ValueError, OverflowError):
+        raise invalid([{"loc": f"query.{name}", "msg": "expected an ISO-8601 date-time or "
+                                                       f"an age like 15m, 2h, 7d (got "
+                                                       f"{value[:40]!r})"}]) from None
+
+
+def _make_cursor(row: dict[str, Any]) -> str:
+    raw = json.dumps([row["created_at"], row["id"]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _cursor(value: str | None) -> tuple[float, str] | None:
+    if value is None:
+        return None
+    try:
+        at, msg_id = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+        if isinstance(at, int | float) and isinstance(msg_id, str):
+            return float(at), msg_id
+    except (ValueError, TypeError):
+        pass
+    raise invalid([{"loc": "query.cursor", "msg": "not a next_cursor of this API"}])
+
+
+def message_out(row: dict[str, Any]) -> MessageOut:
+    mo = row["direction"] == "mo"
+    history = row.get("history") or []
+    if mo:
+        history = [{"status": row["status"], "at": iso(row["created_at"]), "detail": None}]
+
+    def shown(value: str | None) -> str | None:
+        return None if value is None else redact_urls(value)
+
+    return MessageOut(
+        id=row["id"], direction=row["direction"], vmn=row["vmn"], sender=row["sender"],
+        to=row["recipient"], msisdn=row["msisdn"], text=row["text"], status=row["status"],
+        created_at=iso(row["created_at"]), updated_at=iso(row["updated_at"]),
+        smsc=row["smsc"], segments=row["segments"], data_coding=row["data_coding"],
+        keyword=row["keyword"], route=row["route"], error=row["error"],
+        in_reply_to=row["in_reply_to"], reference=row["client_ref"],
+        receipt=Receipt(stat=row["receipt_stat"], err=row.get("receipt_err"))
+        if row.get("receipt_stat") else None,
+        smsc_message_ids=row.get("smsc_message_ids") or [],
+        history=[StatusChange(**h) for h in history],
+        actions=[ActionOut(
+            id=a["id"], kind=a["kind"], target=shown(a["target"]) or "", status=a["status"],
+            attempts=a["attempts"], max_attempts=a["max_attempts"],
+            last_status=a["last_status"], last_error=shown(a["last_error"]),
+            attempts_log=[Attempt(**(t | {"detail": shown(t.get("detail"))}))
+                          for t in a["attempts_log"]]) for a in row.get("actions", [])],
+        vote=Vote(**row["vote"]) if mo and row.get("vote") else None,
+        lead=row.get("lead") if mo else None,
+    )

@@ -343,12 +343,16 @@ def _ucs2_chunks(data: bytes) -> list[bytes]:
     return chunks
 
 
-def encode_mt(text: str, ref: int) -> MtEncoding:
-    """Encode text for submit_sm: GSM 03.38 (data_coding 0) when it fits, else UCS-2 (8).
+def encode_mt(text: str, ref: int, coding: str | None = None) -> MtEncoding:
+    """Encode text for submit_sm: GSM 03.38 (data_coding 0) when it fits, else UCS-2 (8);
+    `coding` "gsm" or "ucs2" forces one (the HTTP API's `coding`).
 
     Long text is split into parts with a `05 00 03 ref total seq` UDH (ref & 0xFF).
-    Raises ValueError past 255 parts."""
-    if gsm_fits(text):
+    Raises ValueError past 255 parts, or when `coding` is "gsm" and the text does not
+    fit GSM 03.38."""
+    if coding == "gsm" and not gsm_fits(text):
+        raise ValueError("the text does not fit GSM 03.38 (use coding ucs2 or auto)")
+    if coding != "ucs2" and gsm_fits(text):
         data_coding, data = 0, gsm_encode(text)
         single, chunker = GSM_SINGLE_SEPTETS, _gsm_chunks
     else:

@@ -39,12 +39,15 @@ class Emitter:
     mqtt_prefix: str | None = None
     max_attempts: int = 8
     profile_attempts: Mapping[str, int] = field(default_factory=dict)
+    callback_attempts: int = 8  # [api] callback_max_attempts: an MT's `callback_url`
 
     def attempts_for(self, kind: str, target: str) -> int:
         if kind == "mqtt":
             return MQTT_ATTEMPTS
         if kind == "webhook" and target.startswith("profile:"):
             return self.profile_attempts.get(target[8:], self.max_attempts)
+        if kind == "webhook" and target.startswith("callback:"):
+            return self.callback_attempts
         return self.max_attempts
 
     def job(self, kind: str, target: str, payload: Mapping[str, Any] | str, *,

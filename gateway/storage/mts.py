@@ -39,6 +39,8 @@ class QueuedMt:
     attempts: int
     exempt: bool
     token: str = ""  # the lease: every write of the sender that claimed it checks it
+    coding: str | None = None  # "gsm" / "ucs2" as asked (HTTP API); None: automatic
+    validity: int | None = None  # minutes the SMSC may keep trying; None: its default
 
 
 def announce(conn: Connection, emitter: Emitter, msg_id: str, status: str, now: float,
@@ -73,14 +75,17 @@ def insert_mt(conn: Connection, emitter: Emitter, *, sender: str, recipient: str
               now: float, smsc: str | None = None, in_reply_to: str | None = None,
               client_ref: str | None = None, notify: str | None = None,
               exempt: bool = False, error: str | None = None,
-              status: MtStatus = MtStatus.QUEUED) -> str:
+              status: MtStatus = MtStatus.QUEUED, coding: str | None = None,
+              validity: int | None = None) -> str:
+    """Queue one MT (or record it `failed`/`blocked` at once): every MT, whatever sent
+    it, enters here, and its first status is announced."""
     msg_id = new_id()
     conn.execute(messages.insert().values(
         id=msg_id, direction="mt", smsc=smsc, vmn=sender, msisdn=recipient, sender=sender,
         recipient=recipient, text=text, data_coding=0, segments=0, status=status.value,
         error=error, in_reply_to=in_reply_to, client_ref=client_ref, created_at=now,
         updated_at=now, attempts=0, next_attempt_at=now, fanout=0, notify=notify,
-        exempt=1 if exempt else 0,
+        exempt=1 if exempt else 0, coding=coding, validity=validity,
     ))
     announce(conn, emitter, msg_id, status.value, now, error=error)
     return msg_id
@@ -110,12 +115,13 @@ def claim(conn: Connection, emitter: Emitter, limit: int, lease: float,
     # The literal terms match the partial index's WHERE, so SQLite can use it.
     due = and_(QUEUED_MTS, messages.c.next_attempt_at <= now)
     q = (select(messages.c.id, messages.c.sender, messages.c.recipient, messages.c.text,
-                messages.c.smsc, messages.c.attempts, messages.c.exempt)
+                messages.c.smsc, messages.c.attempts, messages.c.exempt, messages.c.coding,
+                messages.c.validity)
          .where(due).order_by(messages.c.next_attempt_at).limit(limit))
     if conn.dialect.name == "postgresql":
         q = q.with_for_update(skip_locked=True)
     token = secrets.token_hex(8)
-    rows = [QueuedMt(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), token)
+    rows = [QueuedMt(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), token, r[7], r[8])
             for r in conn.execute(q)]
     if not rows:
         return Claimed([], [])

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -335,9 +335,13 @@ class Store:
         self, *, vmn: str | None = None, msisdn: str | None = None,
         since: float | None = None, route: str | None = None, limit: int = 100,
         routes: Sequence[str] = (), ids: Sequence[str] = (),
+        vmns: Sequence[str] = (), direction: str | None = None, status: str | None = None,
+        until: float | None = None, before: tuple[float, str] | None = None,
     ) -> list[dict[str, Any]]:
-        """Newest `limit` rows matching the filters (`routes`: any of them), returned
-        oldest first; an MO carries its counted poll `vote` and whether it is a `lead`."""
+        """Newest `limit` rows matching the filters (`routes`, `vmns`: any of them;
+        `until`: created before it; `before`: older than the (created_at, id) of a row,
+        for paging), returned oldest first; an MO carries its counted poll `vote` and
+        whether it is a `lead`."""
         m = messages.c
         q = select(m.id, m.direction, m.smsc, m.vmn, m.msisdn, m.sender, m.recipient,
                    m.text, m.data_coding, m.segments, m.keyword, m.route, m.status, m.error,
@@ -355,6 +359,17 @@ class Store:
             q = q.where(m.route.in_(list(routes)))
         if ids:
             q = q.where(m.id.in_(list(ids)))
+        if vmns:
+            q = q.where(m.vmn.in_(list(vmns)))
+        if direction:
+            q = q.where(m.direction == direction)
+        if status:
+            q = q.where(m.status == status)
+        if until is not None:
+            q = q.where(m.created_at < until)
+        if before is not None:
+            q = q.where(or_(m.created_at < before[0],
+                            and_(m.created_at == before[0], m.id < before[1])))
         q = q.order_by(m.created_at.desc(), m.id.desc())
         if limit:
             q = q.limit(limit)

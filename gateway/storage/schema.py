@@ -55,6 +55,9 @@ messages = Table(
     # MT: the delivery receipt that decided its status (`stat`, `err` as received)
     Column("receipt_stat", String(16)),
     Column("receipt_err", String(16)),
+    # MT from the HTTP API (0009): forced `gsm`/`ucs2` (NULL: automatic), validity minutes
+    Column("coding", String(4)),
+    Column("validity", Integer),
 )
 _FANOUT = text("fanout = 1")
 Index("ix_messages_fanout", messages.c.created_at, sqlite_where=_FANOUT,

@@ -1,5 +1,5 @@
-"""The HTTP API (issue 13): API keys (stored as scrypt hashes, never the key) and the
-first answers to `Idempotency-Key`s.
+"""The HTTP API (issue 13): API keys (stored as scrypt hashes, never the key), the
+first answers to `Idempotency-Key`s, and an MT's requested coding and validity.
 
 Revision ID: 0009
 Revises: 0008
@@ -37,9 +37,15 @@ def upgrade() -> None:
         sa.Column("created_at", sa.Float, nullable=False),
     )
     op.create_index("ix_api_idempotency_created", "api_idempotency", ["created_at"])
+    with op.batch_alter_table("messages") as batch:
+        batch.add_column(sa.Column("coding", sa.String(4)))
+        batch.add_column(sa.Column("validity", sa.Integer))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("messages") as batch:
+        batch.drop_column("validity")
+        batch.drop_column("coding")
     op.drop_index("ix_api_idempotency_created", "api_idempotency")
     op.drop_table("api_idempotency")
     op.drop_table("api_keys")
