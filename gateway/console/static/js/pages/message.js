@@ -23,8 +23,14 @@ export async function render(main, { params, setTitle }) {
         ["From", m.from], ["To", m.to], ["VMN", m.vmn],
         ["Route", m.route], ["Keyword", m.keyword],
         ["Status", m.status ? badge(m.status) : null],
-        ["Received", when(m.received_at)], ["Created", when(m.created_at)],
-        ["SMSC", m.smsc], ["SMSC message id", m.smsc_message_id],
+        ["Customer", m.msisdn],
+        [m.direction === "mo" ? "Received" : "Created", when(m.received_at || m.created_at)],
+        ["Last change", when(m.updated_at)],
+        ["SMSC", m.smsc],
+        ["SMSC message id", (m.smsc_message_ids || [m.smsc_message_id]).filter(Boolean)
+          .join(", ")],
+        ["Poll vote", m.vote ? `${m.vote.poll}: ${m.vote.option}` : null],
+        ["Lead", m.lead ? "recorded" : null],
         ["Segments", m.segments ?? m.parts], ["Data coding", m.data_coding],
         ["In reply to", m.in_reply_to ? h("a", { href:
           `#/messages/${encodeURIComponent(m.in_reply_to)}` }, String(m.in_reply_to)) : null],
@@ -35,7 +41,7 @@ export async function render(main, { params, setTitle }) {
       table([
         ["Time", (s) => when(s.at || s.time || s.changed_at)],
         ["Status", (s) => badge(s.status || s.state)],
-        ["Detail", (s) => s.error || s.detail || s.note || ""],
+        ["Detail", (s) => s.detail || s.error || s.note || ""],
       ], history, { caption: "status history", empty: "No status changes recorded." })),
     h("section", { "aria-labelledby": "rcpt-h" },
       h("h2", { id: "rcpt-h" }, "Receipt"),
@@ -49,18 +55,23 @@ export async function render(main, { params, setTitle }) {
 }
 
 function actionBlock(a) {
-  const attempts = a.attempts || [];
+  // attempts_log: one row per attempt; attempts: how many (a number) or the rows.
+  const log = a.attempts_log || (Array.isArray(a.attempts) ? a.attempts : []);
+  const count = typeof a.attempts === "number" ? a.attempts : log.length;
   return h("article", { class: "action" },
     h("h3", {}, a.kind || a.action || a.name || "action", " ", badge(a.status || a.state)),
-    dl([["Target", a.target || a.url], ["Attempts", String(a.attempt_count ?? attempts.length)],
-        ["Last error", a.last_error || a.error], ["Next try", when(a.next_at)]]),
+    dl([["Target", a.target || a.url],
+        ["Attempts", a.max_attempts ? `${count} of at most ${a.max_attempts}` : String(count)],
+        ["Last status", a.last_status], ["Last error", a.last_error || a.error],
+        ["Next try", when(a.next_at)]]),
     table([
       ["#", (t) => String(t.attempt ?? t.n ?? "")],
       ["Time", (t) => when(t.at || t.started_at)],
-      ["Outcome", (t) => badge(t.outcome || t.status_text ||
-        (t.ok === true ? "ok" : t.ok === false ? "failed" : ""))],
+      ["Outcome", (t) => badge(t.outcome || (t.ok === true ? "ok" : t.ok === false
+        ? "failed" : ""))],
       ["Status", (t) => String(t.status ?? t.http_status ?? "")],
-      ["Latency", (t) => (t.latency_ms !== undefined ? `${t.latency_ms} ms` : "")],
-      ["Error", (t) => t.error || ""],
-    ], attempts, { caption: "attempts", empty: "No attempts yet." }));
+      ["Latency", (t) => (typeof t.latency_ms === "number" ? `${Math.round(t.latency_ms)} ms`
+        : "")],
+      ["Detail", (t) => t.detail || t.error || ""],
+    ], log, { caption: "attempts", empty: "No attempts yet." }));
 }

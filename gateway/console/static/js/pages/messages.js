@@ -9,7 +9,8 @@ export const title = "Messages";
 
 const FILTERS = ["vmn", "msisdn", "direction", "route", "status", "since", "until"];
 const ROUTES = ["", "keyword", "default", "optout", "optin", "help", "expired", "unrouted"];
-const STATUSES = ["", "received", "queued", "submitted", "delivered", "failed", "blocked"];
+const STATUSES = ["", "received", "incomplete", "queued", "sending", "submitted", "delivered",
+                  "failed", "blocked"];
 
 export async function render(main, { query }) {
   const opts = (list) => list.map((v) => [v, v || "any"]);
@@ -21,9 +22,10 @@ export async function render(main, { query }) {
     field("route", "Route", { kind: "select", value: query.get("route"), options: opts(ROUTES) }),
     field("status", "Status", { kind: "select", value: query.get("status"),
                                 options: opts(STATUSES) }),
-    field("since", "Since", { value: query.get("since"), placeholder: "2026-01-01T00:00Z",
-                              hint: "ISO-8601 time" }),
-    field("until", "Until", { value: query.get("until"), placeholder: "ISO-8601" }),
+    field("since", "Since", { value: query.get("since"), placeholder: "2h",
+                              hint: "ISO-8601, or an age: 15m, 2h, 7d" }),
+    field("until", "Until", { value: query.get("until"), placeholder: "now",
+                              hint: "ISO-8601, or an age" }),
     errorSummary(),
     h("div", { class: "actions" }, h("button", { type: "submit" }, "Search")));
   form.addEventListener("submit", (ev) => {
@@ -63,7 +65,7 @@ export async function render(main, { query }) {
 
 export function messageTable(rows) {
   return table([
-    ["Time", (m) => when(m.received_at || m.created_at || m.at)],
+    ["Time", (m) => when(m.created_at || m.received_at || m.at)],
     ["Dir", (m) => (m.direction || "").toUpperCase()],
     ["From", (m) => m.from ?? ""],
     ["To", (m) => m.to ?? m.vmn ?? ""],
