@@ -213,15 +213,16 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser, 
 
     # --- find a message (Alice's vote reply) and its history ---------------------------
     c.nav("Messages")
-    page.get_by_label("Number").first.fill(ALICE)
-    page.get_by_label("Direction").select_option("mt")
-    page.get_by_role("button", name="Search").click()
+    search = page.get_by_role("search", name="search messages")
+    search.get_by_label("Number").fill(ALICE)
+    search.get_by_label("Direction").select_option("mt")
+    search.get_by_role("button", name="Search").click()
     c.settled()
     expect(page).to_have_url(re.compile(r"msisdn=15550107001.*direction=mt|direction=mt.*msisdn"))
     page.get_by_role("link", name="Thanks for voting red").click()
     c.settled()
     expect(page.locator(".sms-text")).to_have_text("Thanks for voting red")
-    history = page.get_by_role("region", name="status history")
+    history = page.get_by_role("region", name="Status history", exact=True)
     expect(history).to_contain_text("submitted")
     message_route = page.url.split("#/")[1]
 
@@ -245,8 +246,9 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser, 
     wait_for(lambda: any(s["text"] == f"Promo code for {BOB}" for s in g.sim.submits()),
              what="the PROMO reply")
     c.nav("Messages")
-    page.get_by_label("VMN").fill(B)
-    page.get_by_role("button", name="Search").click()
+    search = page.get_by_role("search", name="search messages")
+    search.get_by_label("VMN").fill(B)
+    search.get_by_role("button", name="Search").click()
     c.settled()
     row = page.locator("tbody tr", has_text="promo please")
     expect(row).to_contain_text("keyword")
