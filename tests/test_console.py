@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from apihelp import ApiGateway, api_gateway  # noqa: F401 (the fixture)
 from conftest import REPO, wait_for
+from peers import HttpRecorder
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
@@ -40,7 +41,7 @@ B = "5551000700"       # created in the console
 ALICE = "15550107001"  # votes, asks for a call, is opted out by hand later
 BOB = "15550107002"    # texts the keyword created in the console
 CAROL = "15550107003"
-NUMBERS = f"""
+NUMBERS = """
 [[number]]
 vmn = "{A}"
 [number.default]
@@ -49,6 +50,7 @@ reply = "A got: {{text}}"
 [[number.keyword]]
 keyword = "VOTE"
 reply = "Thanks for voting {{args}}"
+webhook = "{hook}"
 [number.keyword.poll]
 name = "colour"
 options = ["RED", "GREEN", "BLUE"]
@@ -166,6 +168,12 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
+def hooks() -> Iterator[HttpRecorder]:
+    with HttpRecorder() as h:
+        yield h
+
+
+@pytest.fixture
 def shots(tmp_path: Path) -> Path:
     return tmp_path / "shots"
 
@@ -182,8 +190,8 @@ def api_items(g: ApiGateway, key: str, path: str) -> list[dict[str, Any]]:
 
 
 def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser,  # noqa: F811
-                      shots: Path) -> None:
-    g = api_gateway(numbers=NUMBERS)
+                      hooks: HttpRecorder, shots: Path) -> None:
+    g = api_gateway(numbers=NUMBERS.format(A=A, hook=f"http://127.0.0.1:{hooks.port}/vote"))
     key = g.key("console", scope="send,read,manage")
     errors: list[str] = []
 
@@ -194,6 +202,12 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser, 
     mo(g, CAROL, A, "VOTE blue")
     wait_for(lambda: len(g.sim.submits()) >= 5, what="the five replies")
     replies = len(g.sim.submits())
+    [vote_reply] = [s for s in g.sim.submits()
+                    if s["destination_addr"] == ALICE and s["text"] == "Thanks for voting red"]
+    assert g.sim.receipt(message_id=vote_reply["message_id"], stat="DELIVRD", err="000",
+                         source=ALICE, destination=A)["status"] == 0
+    wait_for(lambda: len([r for r in hooks.requests if r.json()["type"] == "mo"]) == 3,
+             what="the three VOTE webhooks")
 
     c = Console(browser, g.base, 1440, errors)
     page = c.page
@@ -223,8 +237,21 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser, 
     c.settled()
     expect(page.locator(".sms-text")).to_have_text("Thanks for voting red")
     history = page.get_by_role("region", name="Status history", exact=True)
-    expect(history).to_contain_text("submitted")
+    for status in ("queued", "submitted", "delivered"):
+        expect(history).to_contain_text(status)
+    expect(page.get_by_role("region", name="Receipt")).to_contain_text("DELIVRD")
     message_route = page.url.split("#/")[1]
+    # The MO it answers: routed by VOTE, its webhook delivered at the first attempt.
+    page.locator("dd a").click()  # "In reply to"
+    c.settled()
+    expect(page.locator(".sms-text")).to_have_text("VOTE red")
+    expect(page.locator("dl.fields").first).to_contain_text("keyword")
+    expect(page.locator("dl.fields").first).to_contain_text("VOTE")
+    action = page.locator("article.action")
+    expect(action).to_contain_text("webhook")
+    expect(action).to_contain_text(f"http://127.0.0.1:{hooks.port}/vote")
+    expect(action.locator("tbody tr")).to_have_count(1)
+    expect(action.locator("tbody tr")).to_contain_text("200")
 
     # --- a number and a keyword created in the forms; the next MO is routed by it ---------
     c.nav("Numbers")
