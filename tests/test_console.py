@@ -3,11 +3,14 @@ Playwright for Python, against the real daemon (a subprocess with `[api] listen`
 node-smpp simulator and SQLite or PostgreSQL (VMN_TEST_DB).
 
 One operator's day, in order: sign in, see the dashboard chart of traffic injected through
-the simulator, find a message and its status history, create a number and a keyword in
-the forms and see the next MO routed by that keyword, see a validation error next to the
-field it names, see a file-defined number read-only, opt a number out and see a send to it
-refused, view the poll chart, export opt-ins and leads as CSV. Then every page at 375 px and
-1440 px: no sideways scrolling, text contrast >= WCAG AA, keyboard reachable, screenshot.
+the simulator (and one more MO appear without a reload), find a message and its status
+history, receipt, and the MO it answers with its webhook attempt; create a number and a
+keyword in the forms and see the next MO routed by that keyword; see a validation error
+next to the field it names; edit and delete the keyword; see a file-defined number
+read-only; opt a number out and see a send to it refused; view the poll chart; export
+opt-ins and leads as CSV; stop and start the bind from the dashboard; reach every page
+with the keyboard. Then every page at 375 px and 1440 px: no sideways scrolling, text
+contrast >= WCAG AA, a screenshot.
 Any browser console error fails the test, except the network log lines of the two refusals
 the scenario provokes on purpose (HTTP 422: the validation error and the opted-out send).
 
@@ -220,7 +223,7 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser, 
     expect(totals.locator("td").nth(1)).to_have_text("5")
     expect(totals.locator("td").nth(2)).to_have_text(str(replies), timeout=30000)
     expect(page.locator(".binds")).to_contain_text("sim")
-    expect(page.locator(".binds")).to_contain_text("bound")
+    expect(page.locator(".binds .badge")).to_have_text("bound")
     # Refreshed live: one more MO shows up without a reload.
     mo(g, BOB, A, "hello again")
     expect(totals.locator("td").nth(1)).to_have_text("6", timeout=30000)
@@ -293,6 +296,23 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser, 
     r = g.call("GET", f"/v1/numbers/{B}", key=key)
     assert [k["keyword"] for k in r.json()["keywords"]] == ["PROMO"], r.text
 
+    # --- edit the keyword, then delete it ------------------------------------------------
+    c.open(f"numbers/{B}")
+    page.get_by_role("link", name="PROMO").click()
+    c.settled()
+    expect(page.get_by_label("Keyword", exact=True)).to_have_attribute("readonly", "")
+    page.get_by_label("Auto-reply").fill("Promo v2 for {from}")
+    page.get_by_role("button", name="Save keyword").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Number {B}")
+    r = g.call("GET", f"/v1/numbers/{B}", key=key)
+    assert [(k["keyword"], k["reply"]) for k in r.json()["keywords"]] == [
+        ("PROMO", "Promo v2 for {from}")], r.text
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="delete keyword PROMO").click()
+    expect(page.get_by_role("link", name="PROMO")).to_have_count(0)
+    wait_for(lambda: g.call("GET", f"/v1/numbers/{B}", key=key).json()["keywords"] == [],
+             what="PROMO deleted")
+
     # --- a number from the file is read-only ------------------------------------------
     c.open(f"numbers/{A}")
     expect(page.locator("main")).to_contain_text("read-only")
@@ -334,6 +354,16 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser, 
     expect(page.locator("main")).to_contain_text(ALICE)
     leads = c.download("Export CSV")
     assert ALICE in leads and "CALLME" in leads, leads
+
+    # --- stop the bind from the dashboard, and start it again ----------------------------
+    c.open("dashboard")
+    binds = page.locator(".binds")
+    binds.get_by_role("button", name="stop bind sim").click()
+    expect(binds.locator(".badge")).to_have_text("stopped")
+    g.sim.wait_unbound()
+    binds.get_by_role("button", name="start bind sim").click()
+    g.sim.wait_bound(timeout=20)
+    expect(binds.locator(".badge")).to_have_text("bound", timeout=30000)
 
     # --- keyboard: from the skip link (the first stop), Tab reaches every page --------------
     c.open("dashboard")
