@@ -3,8 +3,9 @@
 Starts the SMSC simulator (``node sim/smsc.js``), a small webhook receiver (in this
 process) and the gateway daemon on loopback, sends a handful of MOs through the
 simulator (a keyword, a default, STOP, a long UCS-2 message in reverse order, an expired
-keyword, a keyword alias), queues one MT with ``vmn-gateway send`` and answers it with a
-delivery receipt, waits until every MO got its reply and the webhook its events, and
+keyword, a keyword alias), queues one MT with ``vmn-gateway send`` and one through the
+HTTP API (``POST /v1/messages`` with a key from ``vmn-gateway apikey create``), answers
+both with delivery receipts, waits until every MO got its reply and the webhook its events, and
 shows what happened to each. The gateway and the CLI run in subprocesses, exactly as a
 user would run them; the simulator driver here is a small stdlib-only copy of
 tests/simctl.py (the package does not import from tests/).
@@ -18,6 +19,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +48,7 @@ CUSTOMER = "15551234567"
 # still gets the replies to its other messages and the MT.
 OTHER_PHONE = "15559876543"
 MT_TEXT = "Your table is ready"
+API_TEXT = "Your order has shipped"
 LONG_TEXT = (
     "Привет! 👋 This long message mixes Cyrillic, Latin and emoji, so it travels as "
     "UCS-2 and does not fit one SMS: the simulator splits it with an 8-bit "
@@ -343,6 +346,8 @@ class Gateway:
         self.config_path = config_path
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self.api_base = ""  # http://127.0.0.1:PORT of its [api] listener
+        self.api_key = ""
         env = dict(os.environ)
         # The same gateway package as this process, whatever the working directory.
         package_root = str(Path(gateway.__file__).resolve().parent.parent)
@@ -368,8 +373,9 @@ class Gateway:
     def stop(self) -> int | None:
         return None if self.proc is None else _stop_process(self.proc, 15.0)
 
-    def cli(self, command: str, *args: str) -> str:
-        cmd = [sys.executable, "-m", "gateway", command, "-c", str(self.config_path), *args]
+    def cli(self, command: str, *args: str, sub: tuple[str, ...] = ()) -> str:
+        cmd = [sys.executable, "-m", "gateway", command, *sub, "-c", str(self.config_path),
+               *args]
         try:
             res = subprocess.run(cmd, cwd=self.config_path.parent, capture_output=True,
                                  env=self.env, timeout=60, stdin=subprocess.DEVNULL)
@@ -385,13 +391,35 @@ class Gateway:
         out = self.cli("logs", "--json", "--limit", "0")
         return [json.loads(line) for line in out.splitlines() if line.strip()]
 
+    def api(self, method: str, path: str, key: str, body: Any = None) -> tuple[int, Any]:
+        """One HTTP API request: (status, JSON body)."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.api_base + path, data=data, method=method,
+                                     headers={"Authorization": f"Bearer {key}",
+                                              "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+        except (OSError, ValueError) as exc:
+            raise DemoError(f"the HTTP API did not answer {method} {path}: {exc}") from None
 
-def write_config(directory: Path, smpp_port: int, webhook_url: str) -> Path:
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_config(directory: Path, smpp_port: int, webhook_url: str,
+                 api_port: int | None = None) -> Path:
     template = resources.files("gateway").joinpath("demo.toml").read_text(encoding="utf-8")
     db = f"sqlite+aiosqlite:///{directory / 'gateway.db'}"
     toml_db = db.replace("\\", "\\\\").replace('"', '\\"')
     text = (template.replace("@SMPP_PORT@", str(smpp_port)).replace("@DATABASE@", toml_db)
-            .replace("@WEBHOOK@", webhook_url))
+            .replace("@WEBHOOK@", webhook_url)
+            .replace("@API_PORT@", str(api_port or free_port())))
     path = directory / "gateway.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -415,8 +443,10 @@ def run_demo(*, keep: bool = False) -> int:
              "on 127.0.0.1")
         sim.start()
         hooks.start()
-        cfg = write_config(workdir, sim.smpp_port, hooks.url)
+        api_port = free_port()
+        cfg = write_config(workdir, sim.smpp_port, hooks.url, api_port)
         gw = Gateway(cfg, workdir / "gateway.log")
+        gw.api_base = f"http://127.0.0.1:{api_port}"
         _demo(sim, hooks, gw)
         ok = True
     except DemoError as exc:
@@ -528,6 +558,7 @@ def _demo(sim: Simulator, hooks: WebhookReceiver, gw: Gateway) -> None:
     rcpt = sim.receipt(message_id=submit["message_id"], stat="DELIVRD")
     _say(f"Queued an MT with `vmn-gateway send` -> submit_sm {submit['message_id']}, "
          f"receipt DELIVRD sent (deliver_sm_resp {rcpt.get('status')})")
+    api_id = _api_send(sim, gw, alive)
 
     # Wait until every MO has its reply submitted, the webhook heard what it should,
     # and the MT is delivered; on a timeout, show how far it got.
@@ -537,9 +568,11 @@ def _demo(sim: Simulator, hooks: WebhookReceiver, gw: Gateway) -> None:
         logs, events = gw.logs(), hooks.events()
         outcomes = _outcomes(logs, events)
         mt = next((r for r in logs if r["id"] == mt_id), None)
-        seen.update(outcomes=outcomes, mt=mt, events=events)
+        api_mt = next((r for r in logs if r["id"] == api_id), None)
+        seen.update(outcomes=outcomes, mt=mt, events=events, api_mt=api_mt)
         return (all(o.problem() is None for o in outcomes)
-                and mt is not None and mt["status"] == "delivered")
+                and mt is not None and mt["status"] == "delivered"
+                and api_mt is not None and api_mt["status"] == "delivered")
 
     problems: list[str] = []
     try:
@@ -549,12 +582,41 @@ def _demo(sim: Simulator, hooks: WebhookReceiver, gw: Gateway) -> None:
         problems.append(str(exc))
     outcomes: list[Outcome] = seen["outcomes"]
     mt: dict[str, Any] | None = seen["mt"]
-    _report(outcomes, seen["events"], mt, sim.state(), sim.submits())
+    api_mt = seen.get("api_mt")
+    status, shown = gw.api("GET", f"/v1/messages/{api_id}", gw.api_key)
+    api_line = None
+    if status == 200:
+        changes = ", ".join(h["status"] for h in shown["history"])
+        receipt = shown["receipt"] or {}
+        api_line = (f"  MT POST /v1/messages to {shown['to']}: {shown['text']!r} -> "
+                    f"{changes} ({receipt.get('stat')})")
+    _report(outcomes, seen["events"], mt, sim.state(), sim.submits(), api_line)
     problems += [f"{o.mo.label}: {o.problem()}" for o in outcomes if o.problem()]
     if mt is None or mt["status"] != "delivered":
         problems.append(f"the MT is {'missing' if mt is None else mt['status']}")
+    if api_mt is None or api_mt["status"] != "delivered" or status != 200:
+        problems.append("the MT sent through the HTTP API is "
+                        f"{'missing' if api_mt is None else api_mt['status']}")
     if problems:
         raise DemoError("; ".join(problems) + f"; see {gw.log_path}")
+
+
+def _api_send(sim: Simulator, gw: Gateway, alive: Callable[[], None]) -> str:
+    """Make an API key, send one MT with POST /v1/messages, answer it with a receipt."""
+    gw.api_key = gw.cli("apikey", "demo-app", "--scope", "send,read",
+                        sub=("create",)).strip().split()[-1]
+    status, body = gw.api("POST", "/v1/messages", gw.api_key,
+                          {"from": VMN, "to": f"+{CUSTOMER}", "text": API_TEXT})
+    if status != 202:
+        raise DemoError(f"POST /v1/messages answered {status}: {body}")
+    submit = _wait_for(
+        lambda: next((s for s in sim.submits() if s.get("text") == API_TEXT
+                      and s.get("command_status") == 0), None),
+        STEP_TIMEOUT, "the API MT's submit_sm at the simulator", alive)
+    sim.receipt(message_id=submit["message_id"], stat="DELIVRD")
+    _say(f"Sent an MT through the HTTP API: POST /v1/messages -> {status} "
+         f"{{status: {body['status']}, parts: {body['parts']}}}, receipt DELIVRD sent")
+    return str(body["id"])
 
 
 def _wire_text(mt: dict[str, Any], submits: dict[str, dict[str, Any]]) -> str:
@@ -568,7 +630,8 @@ def _wire_text(mt: dict[str, Any], submits: dict[str, dict[str, Any]]) -> str:
 
 
 def _report(outcomes: list[Outcome], events: list[dict[str, Any]], mt: dict[str, Any] | None,
-            state: dict[str, Any], submit_list: list[dict[str, Any]]) -> None:
+            state: dict[str, Any], submit_list: list[dict[str, Any]],
+            api_line: str | None = None) -> None:
     submits = {s["message_id"]: s for s in submit_list if s.get("message_id")}
     _say("\nWhat happened to each (`vmn-gateway logs --json`, the simulator's submits, "
          "the webhook):")
@@ -597,6 +660,8 @@ def _report(outcomes: list[Outcome], events: list[dict[str, Any]], mt: dict[str,
     else:
         _say(f"  MT `vmn-gateway send` to {mt['to']}: {mt['text']!r} -> "
              f"{mt['smsc_message_id']}, {mt['status']}")
+    if api_line is not None:
+        _say(api_line + "  (GET /v1/messages/{id})")
     counts = state.get("deliver_sm_resp") or {}
     shown = ", ".join(f"status {k}: {v}" for k, v in sorted(counts.items())) or "none"
     _say(f"Simulator: deliver_sm_resp {shown} (0 = ESME_ROK: every part acknowledged), "

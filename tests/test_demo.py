@@ -74,7 +74,12 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     mt = next(line for line in lines if "Your table is ready" in line and "MT" in line)
     assert "delivered" in mt and CUSTOMER in mt and "sim-" in mt
     acks = next(line for line in lines if line.startswith("Simulator:"))
-    assert "deliver_sm_resp status 0:" in acks and "7 submit_sm accepted" in acks, acks
+    assert "deliver_sm_resp status 0:" in acks and "8 submit_sm accepted" in acks, acks
+    api = next(line for line in lines if "POST /v1/messages to" in line)
+    assert "'Your order has shipped'" in api and CUSTOMER in api, api
+    assert "queued, submitted, delivered (DELIVRD)" in api, api
+    assert any(line.startswith("Sent an MT through the HTTP API: POST /v1/messages -> 202")
+               for line in lines), out
     assert "Gateway stopped cleanly" in out
     assert "MISSING" not in out and "not active yet" not in out
     assert len(lines) <= 40, out  # short and friendly
@@ -113,8 +118,10 @@ def test_demo_keep_leaves_the_files(tmp_path: Path) -> None:
         hooks = [a for a in mos[text]["actions"] if a["kind"] == "webhook"]
         assert hooks and all(a["status"] == "done" for a in hooks), mos[text]
     assert all(r["status"] == "submitted" for t in mos for r in replies(t))
-    (mt,) = [r for r in records if r["direction"] == "mt" and r["in_reply_to"] is None]
-    assert mt["text"] == "Your table is ready" and mt["status"] == "delivered"
+    sent = {r["text"]: r["status"] for r in records
+            if r["direction"] == "mt" and r["in_reply_to"] is None}
+    # One with `vmn-gateway send`, one through the HTTP API.
+    assert sent == {"Your table is ready": "delivered", "Your order has shipped": "delivered"}
 
 
 def test_demo_without_simulator_dependencies_explains_the_fix(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ body cap, and the web console's static files at `/` (after the API routes)."""
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -33,10 +34,28 @@ def build_app(ctx: ApiContext, *, max_body: int | None = None) -> FastAPI:
     app.include_router(polls.router)
     app.include_router(binds.router)
     app.include_router(stats.router)
+    _with_examples(app, ctx)
     static = resources.files("gateway") / "console" / "static"
     if static.is_dir() and (static / "index.html").is_file():
         app.mount("/", StaticFiles(directory=str(static), html=True), name="console")
     return app
+
+
+def _with_examples(app: FastAPI, ctx: ApiContext) -> None:
+    """The OpenAPI document with a send example from this gateway's own numbers, so that
+    a client generated from it (or schemathesis) starts from a request that works."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = base()
+        numbers = ctx.config().numbers
+        send = schema.get("components", {}).get("schemas", {}).get("SendRequest")
+        if send is not None and numbers:
+            send["examples"] = [{"from": numbers[0].sender_id, "to": "+15550001234",
+                                 "text": "Your order has shipped"}]
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _version() -> str:

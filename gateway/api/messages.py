@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
-from gateway.api.problems import Problem, invalid
+from gateway.api.problems import PROBLEM_CONTENT, Problem, ProblemBody, invalid
 from gateway.commands import InvalidSend, validate_send
 from gateway.config import HttpUrl
 from gateway.log import redact_urls
@@ -37,20 +37,26 @@ StatusName = Literal["received", "incomplete", "queued", "sending", "submitted",
                      "failed", "blocked"]
 MAX_VALIDITY = 7 * 24 * 60  # minutes
 CALLBACK = "callback:"  # the webhook action's prefix for an MT's callback_url
+WHEN = "ISO-8601 date-time (naive = UTC) or an age: 30s, 15m, 2h, 7d, 1w"
+WHEN_RE = r"^(\d+(\.\d+)?[smhdw]|\d{4}-\d{2}-\d{2}([T ].*)?)$"
+NOT_FOUND = {"description": "no such message", "model": ProblemBody,
+             "content": PROBLEM_CONTENT}
 
 
 class SendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    sender: str = Field(alias="from", description="a configured VMN or sender ID the key "
-                                                  "may use")
-    to: str = Field(description="the recipient, any spelling (+1 555..., national)")
-    text: str = Field(description="the message (at most 1600 characters); split into "
-                                  "parts when long")
+    sender: str = Field(alias="from", min_length=1, max_length=21,
+                        description="a configured VMN or sender ID the key may use")
+    to: str = Field(min_length=1, max_length=40,
+                    description="the recipient, any spelling (+1 555..., national)")
+    text: str = Field(min_length=1, max_length=1600,
+                      description="the message; split into parts when long")
     reference: str | None = Field(default=None, max_length=64,
                                   description="your reference; in the message and its "
                                               "mt_status events as client_id")
-    callback_url: Annotated[HttpUrl, Field(max_length=2000)] | None = Field(
+    callback_url: Annotated[HttpUrl, Field(max_length=2000, pattern=r"^https?://")] | None \
+        = Field(
         default=None, description="receives this MT's mt_status events (POST JSON, "
                                   "X-VMN-Signature with [api] callback_secret)")
     coding: Coding = Field(default="auto", description="auto: GSM 03.38 when the text fits "
@@ -142,7 +148,10 @@ def _problem_response(status: int, body: dict[str, Any]) -> JSONResponse:
 
 
 @router.post("", status_code=202, response_model=SendResponse, summary="Queue an MT",
-             responses={409: {"description": "this Idempotency-Key is being used"}})
+             operation_id="send_message",
+             responses={202: {"links": {"GetMessage": {
+                 "operationId": "get_message",
+                 "parameters": {"message_id": "$response.body#/id"}}}}})
 async def send(body: SendRequest, ctx: Ctx,
                key: Annotated[ApiKey, Depends(require("send"))],
                idempotency_key: Annotated[str | None, Header(
@@ -204,7 +213,8 @@ async def send(body: SendRequest, ctx: Ctx,
     return JSONResponse(result.body, status_code=202, headers=headers)
 
 
-@router.get("/{message_id}", response_model=MessageOut, summary="One MO or MT")
+@router.get("/{message_id}", response_model=MessageOut, summary="One MO or MT",
+            operation_id="get_message", responses={404: NOT_FOUND})
 async def get_message(ctx: Ctx, key: Annotated[ApiKey, Depends(require("read"))],
                       message_id: Annotated[str, Path(max_length=32,
                                                       pattern=r"^[0-9a-f]{1,32}$")],
@@ -216,7 +226,8 @@ async def get_message(ctx: Ctx, key: Annotated[ApiKey, Depends(require("read"))]
     return message_out(rows[0])
 
 
-@router.get("", response_model=MessagePage, summary="The message log, newest first")
+@router.get("", response_model=MessagePage, summary="The message log, newest first",
+            operation_id="list_messages")
 async def list_messages(
     ctx: Ctx, key: Annotated[ApiKey, Depends(require("read"))],
     vmn: Annotated[str | None, Query(max_length=21)] = None,
@@ -224,8 +235,8 @@ async def list_messages(
     direction: Literal["mo", "mt"] | None = None,
     route: RouteName | None = None,
     status: StatusName | None = None,
-    since: Annotated[str | None, Query(description="ISO-8601 or an age: 15m, 2h, 7d")] = None,
-    until: Annotated[str | None, Query(description="ISO-8601 or an age: 15m, 2h, 7d")] = None,
+    since: Annotated[str | None, Query(description=WHEN, pattern=WHEN_RE)] = None,
+    until: Annotated[str | None, Query(description=WHEN, pattern=WHEN_RE)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")]
     = None,

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.config import describe_error, format_loc
@@ -109,12 +110,28 @@ async def _on_problem(_request: Request, exc: Exception) -> JSONResponse:
     return exc.response()
 
 
-async def _on_http(_request: Request, exc: Exception) -> JSONResponse:
+async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     detail: str | None = exc.detail if isinstance(exc.detail, str) else None
     if detail == _phrase(exc.status_code):
         detail = None
-    return Problem(exc.status_code, detail, headers=exc.headers).response()
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed(request)
+    return Problem(exc.status_code, detail, headers=headers).response()
+
+
+def _allowed(request: Request) -> str:
+    """Every method the OpenAPI document gives this path: Starlette's own `Allow` names
+    only the first route's (GET and POST of one path are two routes)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if compile_path(template)[0].match(request.url.path):
+            methods |= {m.upper() for m in operations if m in _METHODS}
+    return ", ".join(sorted(methods))
+
+
+_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
 
 
 async def _on_invalid(_request: Request, exc: Exception) -> JSONResponse:
@@ -140,7 +157,7 @@ def install(app: FastAPI) -> None:
 PROBLEM_CONTENT = {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemBody"}}}
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": _phrase(status), "model": ProblemBody, "content": PROBLEM_CONTENT}
-    for status in (401, 403, 413, 422, 429, 500)
+    for status in (400, 401, 403, 413, 422, 429, 500)
 }
 
 
