@@ -29,6 +29,7 @@ from gateway.config import (
     NumberChecker,
     NumberConfig,
     NumberRejected,
+    format_loc,
     normalize_keyword,
     parse_number,
 )
@@ -174,8 +175,9 @@ class LiveNumbers:
             if at == self.version:
                 return False
             snap: rows.Snapshot = await self._read(rows.snapshot)
-            self.version, self.stored = snap.version, snap.numbers
+            self.stored = snap.numbers
             merged = await self.rebuild()
+            self.version = snap.version  # only once applied: else tried again next turn
             log.info("numbers.applied", version=snap.version, stored=len(snap.numbers),
                      applied=len(merged.api_vmns))
             return True
@@ -183,12 +185,19 @@ class LiveNumbers:
     async def watch(self) -> None:
         """Poll the version (a cheap one-row read) and apply what changed; a database
         that is away only delays the next change."""
+        failing = False
         while True:
             await asyncio.sleep(self.interval)
             try:
                 await self.refresh()
             except Exception as exc:
-                log.warning("numbers.refresh_failed", error=describe_error(exc))
+                if not failing:  # once per outage, not twice a second
+                    log.warning("numbers.refresh_failed", error=describe_error(exc))
+                failing = True
+            else:
+                if failing:
+                    log.info("numbers.refresh_recovered")
+                failing = False
 
     # -- changing ---------------------------------------------------------------------
     async def put(self, vmn: str, body: Mapping[str, Any]) -> tuple[NumberConfig, bool]:
@@ -197,7 +206,8 @@ class LiveNumbers:
         def change(current: Mapping[str, Any] | None) -> Mapping[str, Any]:
             data = {k: v for k, v in body.items() if k != "source"}  # as GET shows it
             data.setdefault("vmn", vmn)
-            if data["vmn"] != vmn:
+            # Not a string: the model says what it expects, as `check` would.
+            if isinstance(data["vmn"], str) and data["vmn"] != vmn:
                 raise NumberRejected([("vmn", f'expected "{vmn}", the VMN of the URL '
                                               f'(got {_shown(data["vmn"])})')])
             return data
@@ -248,7 +258,7 @@ class LiveNumbers:
             if vmn not in snap.numbers:
                 raise NotFound(_no_number(vmn))
             if await self.store.transaction(rows.remove, vmn, expect=snap.version):
-                await self.refresh()
+                await self._applied()
                 log.info("numbers.deleted", vmn=vmn)
                 return
         raise Busy(vmn)
@@ -289,18 +299,53 @@ class LiveNumbers:
             number = await asyncio.to_thread(self._validate, file_cfg, others, data)
             if await self.store.transaction(rows.put, vmn, dump(number), expect=snap.version,
                                             now=time.time()):
-                await self.refresh()
+                await self._applied()
                 log.info("numbers.stored", vmn=vmn, created=current is None,
                          keywords=len(number.keywords))
                 return number, current is None and create
         raise Busy(vmn)
 
+    async def _applied(self) -> None:
+        """After a committed change: apply it here before answering. The change is
+        stored either way: if this fails, the watcher applies it on its next turn."""
+        try:
+            await self.refresh()
+        except Exception as exc:
+            log.warning("numbers.refresh_failed", error=describe_error(exc))
+
     @staticmethod
     def _validate(file_cfg: Config, others: Mapping[str, Mapping[str, Any]],
                   data: Mapping[str, Any]) -> NumberConfig:
+        bad = _not_text(data, ())
+        if bad is not None:
+            raise NumberRejected([(format_loc(bad), "expected text (got a lone UTF-16 "
+                                                    "surrogate, which no SMS can carry)")])
         # The others as they are applied: one the file no longer accepts is no
         # reason to refuse this one.
         return parse_number(data, merge(file_cfg, others).config)
+
+
+def _not_text(value: Any, loc: tuple[int | str, ...]) -> tuple[int | str, ...] | None:
+    """Where in a JSON value a string (or key) is not Unicode text: JSON may carry a lone
+    surrogate (TOML cannot), which neither an SMS nor the database can hold."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return loc
+        return None
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            where = _not_text(k, (*loc, "[key]")) if isinstance(k, str) else None
+            where = where or _not_text(v, (*loc, str(k)))
+            if where is not None:
+                return where
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            where = _not_text(v, (*loc, i))
+            if where is not None:
+                return where
+    return None
 
 
 def _no_number(vmn: str) -> str:

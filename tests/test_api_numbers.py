@@ -250,3 +250,12 @@ def test_openapi_documents_the_numbers(api_gateway: Callable[..., ApiGateway]) -
             "/v1/numbers/{vmn}/keywords/{keyword}"} <= set(doc["paths"])
     ops = doc["paths"]["/v1/numbers/{vmn}"]
     assert {"get", "put", "delete"} <= set(ops)
+    # The bodies are described by the configuration's models.
+    body = ops["put"]["requestBody"]["content"]["application/json"]["schema"]
+    assert {"default", "keywords", "optout", "sender_id"} <= set(body["properties"])
+    assert body["required"] == ["default"] and body["additionalProperties"] is False
+    keyword = body["properties"]["keywords"]["items"]
+    assert {"keyword", "reply", "aliases", "poll"} <= set(keyword["properties"])
+    put_keyword = doc["paths"]["/v1/numbers/{vmn}/keywords/{keyword}"]["put"]
+    schema = put_keyword["requestBody"]["content"]["application/json"]["schema"]
+    assert "reply" in schema["properties"] and schema["required"] == []

@@ -270,6 +270,11 @@ async def test_refusals(store: Store) -> None:
     assert err.value.errors[0][0] == "keyword"
     with pytest.raises(NotFound):
         await inst.live.delete_keyword("5551000200", "JOIN")
+    # JSON can carry a lone surrogate (TOML cannot): no SMS or database can hold it.
+    with pytest.raises(NumberRejected) as err:
+        await inst.live.put_keyword("5551000200", "JOIN", {"aliases": ["ok", "x\ud800"]})
+    assert err.value.errors == [("aliases[1]", "expected text (got a lone UTF-16 surrogate, "
+                                               "which no SMS can carry)")]
     # Nothing refused was stored.
     snap = await read(store)
     assert snap.version == 1

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
 from gateway.api.problems import PROBLEM_CONTENT, Problem, ProblemBody, invalid
-from gateway.config import NumberConfig, NumberRejected
+from gateway.config import KeywordConfig, NumberConfig, NumberRejected
 from gateway.dynnumbers import Busy, LiveNumbers, NotFound, ReadOnly, Source, dump
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -40,6 +40,35 @@ NumberBody = Annotated[dict[str, Any], Body(description=_TABLE, examples=[{
                   "reply": "Welcome {from}!"}]}])]
 KeywordBody = Annotated[dict[str, Any], Body(description=_KEYWORD, examples=[{
     "reply": "Open 9-5, Monday to Friday.", "aliases": ["OPEN"]}])]
+
+
+def _table_schema(model: type[BaseModel], *, optional: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON schema of a configuration model with its definitions inlined, for the
+    OpenAPI document: the body is validated by that model (and the cross-checks of the
+    file) in the handler, so that errors read as `check`'s, not FastAPI's."""
+    schema = model.model_json_schema(by_alias=False)
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return {**inline(defs[ref.removeprefix("#/$defs/")]), **inline(rest)}
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    out: dict[str, Any] = inline(schema)
+    out["required"] = [r for r in out.get("required", []) if r not in optional]
+    return out
+
+
+def _body(model: type[BaseModel], description: str, *,
+          optional: tuple[str, ...]) -> dict[str, Any]:
+    schema = {**_table_schema(model, optional=optional), "description": description}
+    return {"requestBody": {"content": {"application/json": {"schema": schema}}}}
 
 
 class NumberView(BaseModel):
@@ -117,7 +146,8 @@ async def get_number(vmn: str, ctx: Ctx, key: Reader) -> NumberView:
 
 
 @router.put("/{vmn}", response_model=NumberView, summary="Create or replace a number",
-            responses={201: {"model": NumberView, "description": "created"}})
+            responses={201: {"model": NumberView, "description": "created"}},
+            openapi_extra=_body(NumberConfig, _TABLE, optional=("vmn", "sender_id")))
 async def put_number(vmn: str, body: NumberBody, ctx: Ctx, key: Manager,
                      response: Response) -> NumberView:
     forbid_unless(key, vmn)
@@ -144,7 +174,8 @@ async def delete_number(vmn: str, ctx: Ctx, key: Manager) -> Response:
 
 @router.put("/{vmn}/keywords/{keyword}", response_model=NumberView,
             summary="Create or replace one keyword of a number stored through the API",
-            responses={201: {"model": NumberView, "description": "created"}})
+            responses={201: {"model": NumberView, "description": "created"}},
+            openapi_extra=_body(KeywordConfig, _KEYWORD, optional=("keyword",)))
 async def put_keyword(vmn: str, keyword: str, body: KeywordBody, ctx: Ctx, key: Manager,
                       response: Response) -> NumberView:
     forbid_unless(key, vmn)

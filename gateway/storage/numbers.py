@@ -57,12 +57,13 @@ def _bump(conn: Connection, expect: int) -> bool:
 def put(conn: Connection, vmn: str, body: Mapping[str, Any], *, expect: int,
         now: float) -> bool:
     """Store `body` as the number `vmn` (created or replaced) if the version is still
-    `expect`; False (nothing written) when another change came first."""
+    `expect`; False (nothing written) when another change came first. ASCII JSON: a
+    lone surrogate from a JSON body cannot be encoded as UTF-8 for the database."""
     if not _bump(conn, expect):
         return False
     conn.execute(delete(api_numbers).where(api_numbers.c.vmn == vmn))
     conn.execute(insert(api_numbers).values(
-        vmn=vmn, body=json.dumps(body, ensure_ascii=False, sort_keys=True), updated_at=now))
+        vmn=vmn, body=json.dumps(body, sort_keys=True), updated_at=now))
     return True
 
 
