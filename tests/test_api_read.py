@@ -5,6 +5,7 @@ bind stop/start, stats."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.error
@@ -187,8 +188,16 @@ def test_optin_errors_and_scopes(g: ApiGateway) -> None:
         path = f"/v1/optins?limit=2&cursor={page['next_cursor']}"
     assert sorted(seen) == [f"1555000300{i}" for i in range(5)] and len(seen) == 5
     assert g.call("GET", "/v1/optins?state=in", key=reader).json()["items"] == []
-    bad = g.call("GET", "/v1/optins?cursor=abc", key=reader)
-    assert bad.status == 422 and bad.json()["errors"][0]["loc"] == "query.cursor"
+    forged = [base64.urlsafe_b64encode(c.encode()).decode() for c in (
+        '["optins", [1, 2]]', '["optins", ["x", "y", "z"]]', '["leads", 3]', "[" * 5000)]
+    for cursor in ["abc", *forged]:
+        bad = g.call("GET", f"/v1/optins?cursor={cursor}", key=reader)
+        assert bad.status == 422 and bad.json()["errors"][0]["loc"] == "query.cursor", \
+            cursor[:40]
+    for cursor in (["leads", 10**30], ["leads", True], ["leads", -1]):
+        raw = base64.urlsafe_b64encode(json.dumps(cursor).encode()).decode()
+        bad = g.call("GET", f"/v1/leads?cursor={raw}", key=reader)
+        assert bad.status == 422 and bad.json()["errors"][0]["loc"] == "query.cursor", cursor
     assert g.call("GET", f"/v1/optins?vmn={A}", key=only_b).status == 403
 
 
@@ -212,14 +221,16 @@ def test_polls_and_leads(g: ApiGateway, sim: Simulator) -> None:
     missing = g.call("GET", "/v1/polls/nope", key=reader)
     assert missing.status == 404 and missing.content_type == "application/problem+json"
     # Leads, one a page: every lead once, first captured first.
-    got, path = [], "/v1/leads?limit=1"
+    got, path, pages = [], "/v1/leads?limit=1", 0
     while path:
         page = g.call("GET", path, key=reader).json()
         got += page["items"]
+        pages += 1
         path = f"/v1/leads?limit=1&cursor={page['next_cursor']}" if page["next_cursor"] \
             else ""
     assert [(x["vmn"], x["msisdn"], x["keyword"], x["count"]) for x in got] == [
         (A, OTHER, "BROCHURE", 1), (B, WHO, "", 1), (B, OTHER, "", 1)]
+    assert pages == 3  # the last full page says there is no next one
     only_b = g.key("b-only", scope="read", vmns=(B,))
     assert {x["vmn"] for x in g.call("GET", "/v1/leads", key=only_b).json()["items"]} == {B}
     assert g.call("GET", "/v1/polls", key=only_b).json()["items"] == []
@@ -292,6 +303,9 @@ def test_stats(g: ApiGateway, sim: Simulator) -> None:
     doc = g.call("GET", "/v1/stats?since=1h&step=1h", key=only_c).json()
     assert [(s["vmn"], s["mo_total"], s["mt_total"]) for s in doc["series"]] == [(C, 1, 1)]
     for query, loc in (("step=0", "query.step"), ("step=fast", "query.step"),
+                       ("step=" + "9" * 5000, "query.step"),
+                       ("since=" + "9" * 400 + "d", "query.since"),
+                       ("until=0001-01-01", "query.until"),
                        ("since=yesterday", "query.since"),
                        ("since=30d&step=1", "query.step"), ("since=1m&until=2h", "query.until")):
         r = g.call("GET", f"/v1/stats?{query}", key=reader)

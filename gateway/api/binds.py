@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from gateway.api.auth import ApiKey, require
 from gateway.api.context import ApiContext, context
-from gateway.api.problems import Problem
+from gateway.api.problems import Problem, documented
 from gateway.binds import BindControl, BindView, NoSuchBind
 from gateway.model import iso
 
@@ -48,6 +48,10 @@ class BindList(BaseModel):
     next_cursor: str | None = None
 
 
+_NO_DAEMON = documented({503: "not served by the running daemon"})
+_NO_BIND = documented({404: "no such bind", 503: "not served by the running daemon"})
+
+
 def _bind(v: BindView) -> Bind:
     c = v.counters
     return Bind(name=v.name, host=v.host, port=v.port,
@@ -70,13 +74,15 @@ def _manager(key: ApiKey) -> None:
                            "every VMN's traffic")
 
 
-@router.get("", response_model=BindList, summary="Every bind's state and counters")
+@router.get("", response_model=BindList, summary="Every bind's state and counters",
+            responses=_NO_DAEMON)
 async def list_binds(ctx: Ctx,
                      _key: Annotated[ApiKey, Depends(require("read"))]) -> BindList:
     return BindList(items=[_bind(v) for v in _control(ctx).views()])
 
 
-@router.post("/{name}/stop", response_model=Bind, summary="Unbind and stay down")
+@router.post("/{name}/stop", response_model=Bind, summary="Unbind and stay down",
+             responses=_NO_BIND)
 async def stop(name: str, ctx: Ctx,
                key: Annotated[ApiKey, Depends(require("manage"))]) -> Bind:
     _manager(key)
@@ -88,7 +94,8 @@ async def stop(name: str, ctx: Ctx,
         raise Problem(404, f"no bind named {name!r}") from None
 
 
-@router.post("/{name}/start", response_model=Bind, summary="Bind again after a stop")
+@router.post("/{name}/start", response_model=Bind, summary="Bind again after a stop",
+             responses=_NO_BIND)
 async def start(name: str, ctx: Ctx,
                 key: Annotated[ApiKey, Depends(require("manage"))]) -> Bind:
     _manager(key)

@@ -9,6 +9,7 @@ on MQTT and to `[optout] callback_profile`. An MT to a number opted out this way
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
@@ -16,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
-from gateway.api.paging import MAX_LIMIT, decode, encode
-from gateway.api.problems import Problem, invalid
+from gateway.api.paging import MAX_LIMIT, bad_cursor, decode, encode
+from gateway.api.problems import Problem, documented, invalid
 from gateway.config import Config
 from gateway.model import iso
 from gateway.msisdn import InvalidNumber, canonical
@@ -64,6 +65,16 @@ def _number(cfg: Config, raw: str, loc: str) -> str:
         raise invalid([{"loc": loc, "msg": str(exc)}]) from None
 
 
+def _key(raw: object) -> optins.OptKey | None:
+    if raw is None:
+        return None
+    if isinstance(raw, list) and len(raw) == 3 and isinstance(raw[0], int | float) \
+            and not isinstance(raw[0], bool) and isinstance(raw[1], str) \
+            and isinstance(raw[2], str) and math.isfinite(raw[0]):
+        return (float(raw[0]), raw[1], raw[2])
+    raise bad_cursor()
+
+
 @router.get("", response_model=OptInList, summary="The opt-in database")
 async def list_optins(
     ctx: Ctx, key: Annotated[ApiKey, Depends(require("read"))],
@@ -79,19 +90,21 @@ async def list_optins(
         forbid_unless(key, vmn)
     vmns = [vmn] if vmn else list(key.vmns)
     who = _number(cfg, msisdn, "query.msisdn") if msisdn else None
-    after = decode(_CURSOR, cursor)
+    after = _key(decode(_CURSOR, cursor))
     async with ctx.store.reader.connect() as conn:
         rows = await conn.run_sync(
             lambda c: optins.list_optins(c, vmns=vmns, msisdn=who, state=state,
-                                         after=tuple(after) if after else None, limit=limit))
+                                         after=after, limit=limit + 1))
+    more, rows = len(rows) > limit, rows[:limit]
     items = [OptIn(msisdn=r["msisdn"], vmn=r["vmn"], state=r["state"], keyword=r["keyword"],
                    updated_at=iso(r["updated_at"]) or "") for r in rows]
-    nxt = encode(_CURSOR, list(optins.key_of(rows[-1]))) if len(rows) == limit else None
+    nxt = encode(_CURSOR, list(optins.key_of(rows[-1]))) if more else None
     return OptInList(items=items, next_cursor=nxt)
 
 
 @router.put("/{vmn}/{msisdn}", response_model=OptChangeResult,
-            summary="Opt a number out or in, by hand")
+            summary="Opt a number out or in, by hand",
+            responses=documented({404: "no such number is configured"}))
 async def change(vmn: str, msisdn: str, body: OptChangeRequest, ctx: Ctx,
                  key: Annotated[ApiKey, Depends(require("manage"))]) -> OptChangeResult:
     cfg = ctx.config()

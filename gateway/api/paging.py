@@ -15,6 +15,7 @@ from gateway.api.problems import invalid
 from gateway.model import parse_instant
 
 MAX_LIMIT = 1000
+LATEST = 253402300799.0  # 9999-12-31T23:59:59Z
 
 
 def encode(kind: str, key: Any) -> str:
@@ -29,13 +30,17 @@ def decode(kind: str, cursor: str | None) -> Any:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         tag, key = json.loads(raw)
-    except (binascii.Error, ValueError, TypeError):
+    except (binascii.Error, ValueError, TypeError, RecursionError):
         tag, key = None, None
     if tag != kind:
-        raise invalid([{"loc": "query.cursor",
-                        "msg": "not a cursor of this list (give the next_cursor of the "
-                               "previous page, unchanged)"}])
+        raise bad_cursor()
     return key
+
+
+def bad_cursor() -> Exception:
+    return invalid([{"loc": "query.cursor",
+                     "msg": "not a cursor of this list (give the next_cursor of the "
+                            "previous page, unchanged)"}])
 
 
 def instant(name: str, value: str | None, now: float) -> float | None:
@@ -43,6 +48,10 @@ def instant(name: str, value: str | None, now: float) -> float | None:
     if value is None or value == "":
         return None
     try:
-        return parse_instant(value, now)
-    except ValueError as exc:
+        at = parse_instant(value, now)
+    except (ValueError, OverflowError) as exc:
         raise invalid([{"loc": f"query.{name}", "msg": str(exc)}]) from None
+    if not 0 <= at <= LATEST:
+        raise invalid([{"loc": f"query.{name}",
+                        "msg": f"out of range: between 1970 and 9999 (got {value!r})"}])
+    return at

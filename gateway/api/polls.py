@@ -10,8 +10,8 @@ from pydantic import BaseModel, Field
 
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
-from gateway.api.paging import MAX_LIMIT, decode, encode, instant
-from gateway.api.problems import Problem, invalid
+from gateway.api.paging import MAX_LIMIT, bad_cursor, decode, encode, instant
+from gateway.api.problems import Problem, documented, invalid
 from gateway.model import iso
 from gateway.msisdn import InvalidNumber, canonical
 from gateway.storage import leads as leadq
@@ -69,7 +69,8 @@ async def list_polls(ctx: Ctx, key: Annotated[ApiKey, Depends(require("read"))])
     return PollList(items=await _polls(ctx, key, None))
 
 
-@router.get("/v1/polls/{name}", response_model=Poll, summary="One poll's tally")
+@router.get("/v1/polls/{name}", response_model=Poll, summary="One poll's tally",
+            responses=documented({404: "no such poll"}))
 async def one_poll(name: str, ctx: Ctx,
                    key: Annotated[ApiKey, Depends(require("read"))]) -> Poll:
     found = await _polls(ctx, key, name)
@@ -99,17 +100,19 @@ async def list_leads(
         except InvalidNumber as exc:
             raise invalid([{"loc": "query.msisdn", "msg": str(exc)}]) from None
     after = decode(_CURSOR, cursor)
-    if after is not None and not isinstance(after, int):
-        raise invalid([{"loc": "query.cursor", "msg": "not a cursor of this list"}])
+    if after is not None and (not isinstance(after, int) or isinstance(after, bool)
+                              or not 0 <= after < 2**63):
+        raise bad_cursor()
     start = instant("since", since, ctx.clock())
     vmns = [vmn] if vmn else list(key.vmns)
     async with ctx.store.reader.connect() as conn:
         rows = await conn.run_sync(
             lambda c: leadq.list_leads(c, vmns=vmns, msisdn=who, keyword=keyword,
-                                       since=start, after=after, limit=limit))
+                                       since=start, after=after, limit=limit + 1))
+    more, rows = len(rows) > limit, rows[:limit]
     items = [Lead(vmn=r["vmn"], msisdn=r["msisdn"], keyword=r["keyword"] or "",
                   text=r["text"], count=r["count"], first_seen=iso(r["at"]) or "",
                   last_seen=iso(r["last_at"]) or "", message_id=r["message_id"])
              for r in rows]
-    nxt = encode(_CURSOR, rows[-1]["id"]) if len(rows) == limit else None
+    nxt = encode(_CURSOR, rows[-1]["id"]) if more else None
     return LeadList(items=items, next_cursor=nxt)

@@ -212,3 +212,11 @@ async def _no_body() -> Message:
 
 def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
+
+
+
+def documented(descriptions: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route's own problem statuses (`{404: "no such bind"}`): in the
+    OpenAPI document, with the problem body."""
+    return {status: {"description": d, "model": ProblemBody, "content": PROBLEM_CONTENT}
+            for status, d in descriptions.items()}

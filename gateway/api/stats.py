@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/stats", tags=["stats"])
 Ctx = Annotated[ApiContext, Depends(context)]
 
 MAX_BUCKETS = 10_000
-_STEP = re.compile(r"^(\d+)([smhd]?)$")
+_STEP = re.compile(r"^(\d{1,9})([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
