@@ -227,6 +227,12 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser, 
     # Refreshed live: one more MO shows up without a reload.
     mo(g, BOB, A, "hello again")
     expect(totals.locator("td").nth(1)).to_have_text("6", timeout=30000)
+    # The last day: 1440 steps of a minute, the same totals.
+    page.get_by_role("link", name="last day").click()
+    c.settled()
+    expect(page.get_by_role("link", name="last day")).to_have_attribute("aria-current", "page")
+    expect(page.locator("#traffic-chart canvas")).to_have_count(1)
+    expect(totals.locator("td").nth(1)).to_have_text("6")
 
     # --- find a message (Alice's vote reply) and its history ---------------------------
     c.nav("Messages")
