@@ -59,3 +59,13 @@ def test_the_wheel_packages_every_asset() -> None:
     packaged = {p for pattern in patterns for p in base.glob(pattern) if p.is_file()}
     missing = [p.relative_to(base).as_posix() for p in assets() if p not in packaged]
     assert missing == []
+
+
+def test_the_page_allows_only_its_own_scripts_and_styles() -> None:
+    html = (STATIC / "index.html").read_text()
+    csp = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html)
+    assert csp, "index.html has no Content-Security-Policy"
+    rules = dict(r.strip().split(" ", 1) for r in csp.group(1).split(";"))
+    assert rules["script-src"] == "'self'" and rules["style-src"] == "'self'"
+    assert rules["connect-src"] == "'self'" and "unsafe" not in csp.group(1)
+    assert "<script>" not in html and " style=" not in html
