@@ -10,7 +10,7 @@ next to the field it names; edit and delete the keyword; see a file-defined numb
 read-only; opt a number out and see a send to it refused; view the poll chart; export
 opt-ins and leads as CSV; stop and start the bind from the dashboard; reach every page
 with the keyboard. Then every page at 375 px and 1440 px: no sideways scrolling, text
-contrast >= WCAG AA, a screenshot.
+contrast >= WCAG AA, a screenshot. Last, edit the number made in the console and delete it.
 Any browser console error fails the test, except the network log lines of the two refusals
 the scenario provokes on purpose (HTTP 422: the validation error and the opted-out send).
 
@@ -389,7 +389,8 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser, 
     pages = {
         "dashboard": "dashboard", "messages": "messages", "message": message_route,
         "numbers": "numbers", "number-file": f"numbers/{A}", "number-api": f"numbers/{B}",
-        "keyword": f"numbers/{B}/keywords/PROMO", "optins": "optins", "polls": "polls",
+        "keyword-file": f"numbers/{A}/keywords/VOTE", "keyword-new": f"numbers/{B}/keywords/new",
+        "optins": "optins", "polls": "polls",
         "leads": "leads",
     }
     for width in WIDTHS:
@@ -405,6 +406,23 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser, 
             assert page.evaluate(CONTRAST_JS) == [], f"{name} at {width} px"
             page.screenshot(path=str(shots / f"{name}-{width}.png"), full_page=True)
         c.context.close()
+
+    # --- edit the number, then delete it ------------------------------------------------
+    c = Console(browser, g.base, 1440, errors)
+    c.sign_in(key)
+    page = c.open(f"numbers/{B}")
+    page.get_by_label("Auto-reply").fill("B default v2")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".notice-ok")).to_have_text("Saved.")
+    assert g.call("GET", f"/v1/numbers/{B}", key=key).json()["default"] == {
+        "reply": "B default v2"}
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete number").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Numbers")
+    expect(page.get_by_role("link", name=B)).to_have_count(0)
+    expect(page.get_by_role("link", name=A)).to_be_visible()
+    assert g.call("GET", f"/v1/numbers/{B}", key=key).status == 404
+    c.context.close()
 
     unexpected = [e for e in errors if not EXPECTED_REFUSAL.match(e.split(": ", 1)[1])]
     assert unexpected == [], unexpected

@@ -116,6 +116,9 @@ export async function renderKeyword(main, { params, setTitle }) {
     return;
   }
   const readOnly = isReadOnly(n);
+  if (readOnly) {
+    main.append(notice("Defined in the configuration file: read-only here.", "info"));
+  }
   const out = h("div", { "aria-live": "polite" });
   const form = h("form", { class: "config", "aria-label": isNew ? "new keyword"
                                                                 : `keyword ${kw}` },
