@@ -122,7 +122,7 @@ class Console:
         self.page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
 
     def _console(self, msg: ConsoleMessage) -> None:
-        if msg.type in ("error", "warning") or msg.type == "assert":
+        if msg.type in ("error", "warning", "assert"):
             self.errors.append(f"{msg.type}: {msg.text}")
 
     def sign_in(self, key: str) -> None:
