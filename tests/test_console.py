@@ -29,10 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apihelp import ApiGateway, api_gateway  # noqa: F401 (the fixture)
+from apihelp import ApiGateway
 from conftest import REPO, wait_for
 from peers import HttpRecorder
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+pytest_plugins = ["apihelp"]  # the api_gateway fixture
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -192,7 +194,7 @@ def api_items(g: ApiGateway, key: str, path: str) -> list[dict[str, Any]]:
     return list(body["items"] if isinstance(body, dict) else body)
 
 
-def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser,  # noqa: F811
+def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser,
                       hooks: HttpRecorder, shots: Path) -> None:
     g = api_gateway(numbers=NUMBERS.format(A=A, hook=f"http://127.0.0.1:{hooks.port}/vote"))
     key = g.key("console", scope="send,read,manage")

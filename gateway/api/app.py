@@ -23,10 +23,16 @@ def build_app(ctx: ApiContext, *, max_body: int | None = None) -> FastAPI:
     limit = max_body if max_body is not None else (cfg.api.max_body if cfg.api else 65536)
     app = FastAPI(title="vmn-gateway", version=_version(), description=DESCRIPTION,
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None,
-                  responses=problems.COMMON_RESPONSES)
+                  responses=problems.COMMON_RESPONSES,
+                  # No OpenTelemetry spans, metrics or logs per request: the gateway has
+                  # its own logs and metrics, and they cost the MO path's loop time.
+                  telemetry={"tracing": False, "metrics": False, "logs": False,
+                             "operation_spans": False})
     app.state.ctx = ctx
     app.state.auth = Authenticator(ctx)
     problems.install(app)
+    # Ours, not FastAPI's max_body_size: that one answers a Content-Length over the
+    # limit in text/plain, and every error here is problem+json.
     app.add_middleware(problems.BodyLimit, limit=limit)
     app.include_router(messages.router)
     app.include_router(numbers.router)

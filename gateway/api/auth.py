@@ -55,8 +55,7 @@ class Authenticator:
         self._buckets: dict[str, _Bucket] = {}
 
     async def _read(self, key_id: str) -> StoredKey | None:
-        async with self.ctx.store.reader.connect() as conn:
-            return await conn.run_sync(apikeys.lookup, key_id)
+        return await self.ctx.store.read(apikeys.lookup, key_id)
 
     async def authenticate(self, presented: str) -> ApiKey:
         digest = hashlib.sha256(presented.encode()).digest()
@@ -98,7 +97,7 @@ class Authenticator:
         b.tokens -= 1.0
 
 
-def authenticator(request: Request) -> Authenticator:
+async def authenticator(request: Request) -> Authenticator:
     auth = request.app.state.auth
     assert isinstance(auth, Authenticator)
     return auth

@@ -35,8 +35,9 @@ class ApiContext:
     binds: BindControl | None = None
 
 
-def context(request: Request) -> ApiContext:
-    """FastAPI dependency: the ApiContext of the app serving `request`."""
+async def context(request: Request) -> ApiContext:
+    """FastAPI dependency: the ApiContext of the app serving `request` (async: a plain
+    function would be run on a worker thread, a hop per request)."""
     ctx = request.app.state.ctx
     assert isinstance(ctx, ApiContext)
     return ctx

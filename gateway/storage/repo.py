@@ -95,7 +95,15 @@ class Store:
         self._synchronous = synchronous
         self._sync_durable = True
         self.wal: WalGuard | None = None
+        self._read_executor: ThreadPoolExecutor | None = None
         if self.is_sqlite:
+            # Reads of many statements (the message log, the HTTP API) in one hop to a
+            # thread of their own, on a deferred transaction: never queued in front of
+            # the intake's commits. (On the loop they would block it; through aiosqlite
+            # every statement is a hop; bench/api_bench.py measured all three.)
+            self._read_executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-reader")
+            self._read_engine = create_sync_engine(str(engine.url)).execution_options(
+                sqlite_begin="DEFERRED")
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
             self._sync_engine = create_sync_engine(str(engine.url), synchronous=synchronous)
             path = wal_path(engine.url.render_as_string(hide_password=False))
@@ -120,10 +128,13 @@ class Store:
         )
 
     async def close(self) -> None:
+        if self._read_executor is not None:
+            self._read_executor.shutdown()
         if self._executor is not None:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._close_sync)
             self._executor.shutdown()
             self._sync_engine.dispose()
+            self._read_engine.dispose()
 
     def _close_sync(self) -> None:
         if self._sync_conn is not None:
@@ -181,6 +192,22 @@ class Store:
             assert raw is not None
             self.wal.after_write(raw)
         return result
+
+    async def read(self, fn: Callable[Concatenate[Connection, P], T],
+                   *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `fn(conn, ...)` read-only in one hop: on SQLite on the reader thread
+        (through aiosqlite every statement would be a hop of its own), on PostgreSQL on
+        a pooled connection."""
+        if self._read_executor is not None:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._read_executor, lambda: self._read_sync(fn, *args, **kwargs))
+        async with self.reader.connect() as conn:
+            return await conn.run_sync(fn, *args, **kwargs)
+
+    def _read_sync(self, fn: Callable[Concatenate[Connection, P], T],
+                   *args: P.args, **kwargs: P.kwargs) -> T:
+        with self._read_engine.connect() as conn, conn.begin():
+            return fn(conn, *args, **kwargs)
 
     async def checkpoint(self) -> None:
         """A PASSIVE WAL checkpoint (SQLite): never blocks the writer."""
@@ -331,111 +358,9 @@ class Store:
         return done
 
     # -- reading ----------------------------------------------------------------------
-    async def list_messages(
-        self, *, vmn: str | None = None, msisdn: str | None = None,
-        since: float | None = None, route: str | None = None, limit: int = 100,
-        routes: Sequence[str] = (), ids: Sequence[str] = (),
-        vmns: Sequence[str] = (), direction: str | None = None, status: str | None = None,
-        until: float | None = None, before: tuple[float, str] | None = None,
-    ) -> list[dict[str, Any]]:
-        """Newest `limit` rows matching the filters (`routes`, `vmns`: any of them;
-        `until`: created before it; `before`: older than the (created_at, id) of a row,
-        for paging), returned oldest first; an MO carries its counted poll `vote` and
-        whether it is a `lead`."""
-        m = messages.c
-        q = select(m.id, m.direction, m.smsc, m.vmn, m.msisdn, m.sender, m.recipient,
-                   m.text, m.data_coding, m.segments, m.keyword, m.route, m.status, m.error,
-                   m.in_reply_to, m.client_ref, m.created_at, m.updated_at,
-                   m.receipt_stat, m.receipt_err)
-        if vmn:
-            q = q.where(m.vmn == vmn)
-        if msisdn:
-            q = q.where(m.msisdn == msisdn)
-        if since is not None:
-            q = q.where(m.created_at >= since)
-        if route:
-            routes = (*routes, route)
-        if routes:
-            q = q.where(m.route.in_(list(routes)))
-        if ids:
-            q = q.where(m.id.in_(list(ids)))
-        if vmns:
-            q = q.where(m.vmn.in_(list(vmns)))
-        if direction:
-            q = q.where(m.direction == direction)
-        if status:
-            q = q.where(m.status == status)
-        if until is not None:
-            q = q.where(m.created_at < until)
-        if before is not None:
-            q = q.where(or_(m.created_at < before[0],
-                            and_(m.created_at == before[0], m.id < before[1])))
-        q = q.order_by(m.created_at.desc(), m.id.desc())
-        if limit:
-            q = q.limit(limit)
-        async with self.reader.connect() as conn:
-            rows = [dict(r._mapping) for r in await conn.execute(q)]
-            ids = [r["id"] for r in rows if r["direction"] == "mt"]
-            smsc_ids: dict[str, list[str]] = {}
-            history: dict[str, list[dict[str, Any]]] = {}
-            if ids:
-                h = status_history.c
-                for mid, st, at, detail in await conn.execute(
-                    select(h.message_id, h.status, h.at, h.detail)
-                    .where(h.message_id.in_(ids)).order_by(h.id)
-                ):
-                    history.setdefault(mid, []).append(
-                        {"status": st, "at": iso(at), "detail": detail})
-                for mid, sid in await conn.execute(
-                    select(mt_segments.c.message_id, mt_segments.c.smsc_message_id)
-                    .where(mt_segments.c.message_id.in_(ids)).order_by(mt_segments.c.seq)
-                ):
-                    smsc_ids.setdefault(mid, []).append(sid)
-            actions: dict[str, list[dict[str, Any]]] = {}
-            all_ids = [r["id"] for r in rows]
-            mo_ids = [r["id"] for r in rows if r["direction"] == "mo"]
-            votes: dict[str, dict[str, str]] = {}
-            lead_ids: set[str] = set()
-            if mo_ids:
-                p = poll_votes.c
-                for mid, poll, option in await conn.execute(
-                        select(p.message_id, p.poll, p.option)
-                        .where(p.message_id.in_(mo_ids))):
-                    votes[mid] = {"poll": poll, "option": option}
-                lead_ids = {mid for (mid,) in await conn.execute(
-                    select(leads.c.message_id).where(leads.c.message_id.in_(mo_ids)))}
-            if all_ids:
-                j = jobs.c
-                job_rows = [dict(x._mapping) for x in await conn.execute(
-                    select(j.id, j.message_id, j.kind, j.target, j.status, j.attempts,
-                           j.max_attempts, j.last_status, j.last_error)
-                    .where(j.message_id.in_(all_ids)).order_by(j.id))]
-                tries: dict[int, list[dict[str, Any]]] = {}
-                if job_rows:
-                    a = job_attempts.c
-                    for x in await conn.execute(
-                        select(a.job_id, a.attempt, a.at, a.outcome, a.status, a.latency_ms,
-                               a.detail).where(a.job_id.in_([jr["id"] for jr in job_rows]))
-                        # In time order: attempt numbers restarted at 1 after a
-                        # redrive before they were counted across redrives.
-                        .order_by(a.job_id, a.at, a.id)
-                    ):
-                        tries.setdefault(x.job_id, []).append({
-                            "attempt": x.attempt, "at": iso(x.at), "outcome": x.outcome,
-                            "status": x.status, "latency_ms": x.latency_ms,
-                            "detail": x.detail})
-                for jr in job_rows:
-                    jr["attempts_log"] = tries.get(jr["id"], [])
-                    actions.setdefault(jr.pop("message_id"), []).append(jr)
-        for r in rows:
-            r["smsc_message_ids"] = smsc_ids.get(r["id"], [])
-            r["history"] = history.get(r["id"], [])
-            r["actions"] = actions.get(r["id"], [])
-            if r["direction"] == "mo":
-                r["vote"] = votes.get(r["id"])
-                r["lead"] = r["id"] in lead_ids
-        rows.reverse()
-        return rows
+    async def list_messages(self, **filters: Any) -> list[dict[str, Any]]:
+        """The message log: `list_messages` (below), read in one hop."""
+        return await self.read(list_messages, **filters)
 
     async def redrive(self, *, kind: str | None = None, ids: Sequence[int] = ()) -> int:
         n = await self.transaction(redrive_jobs, time.time(), kind=kind, ids=ids)
@@ -504,3 +429,109 @@ class Store:
             q = q.where(c.last_at >= since)
         async with self.reader.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(q)]
+
+
+def list_messages(
+    conn: Connection, *, vmn: str | None = None, msisdn: str | None = None,
+    since: float | None = None, route: str | None = None, limit: int = 100,
+    routes: Sequence[str] = (), ids: Sequence[str] = (),
+    vmns: Sequence[str] = (), direction: str | None = None, status: str | None = None,
+    until: float | None = None, before: tuple[float, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Newest `limit` rows matching the filters (`routes`, `vmns`: any of them;
+    `until`: created before it; `before`: older than the (created_at, id) of a row,
+    for paging), returned oldest first; an MO carries its counted poll `vote` and
+    whether it is a `lead`."""
+    m = messages.c
+    q = select(m.id, m.direction, m.smsc, m.vmn, m.msisdn, m.sender, m.recipient,
+               m.text, m.data_coding, m.segments, m.keyword, m.route, m.status, m.error,
+               m.in_reply_to, m.client_ref, m.created_at, m.updated_at,
+               m.receipt_stat, m.receipt_err)
+    if vmn:
+        q = q.where(m.vmn == vmn)
+    if msisdn:
+        q = q.where(m.msisdn == msisdn)
+    if since is not None:
+        q = q.where(m.created_at >= since)
+    if route:
+        routes = (*routes, route)
+    if routes:
+        q = q.where(m.route.in_(list(routes)))
+    if ids:
+        q = q.where(m.id.in_(list(ids)))
+    if vmns:
+        q = q.where(m.vmn.in_(list(vmns)))
+    if direction:
+        q = q.where(m.direction == direction)
+    if status:
+        q = q.where(m.status == status)
+    if until is not None:
+        q = q.where(m.created_at < until)
+    if before is not None:
+        q = q.where(or_(m.created_at < before[0],
+                        and_(m.created_at == before[0], m.id < before[1])))
+    q = q.order_by(m.created_at.desc(), m.id.desc())
+    if limit:
+        q = q.limit(limit)
+    rows = [dict(r._mapping) for r in conn.execute(q)]
+    ids = [r["id"] for r in rows if r["direction"] == "mt"]
+    smsc_ids: dict[str, list[str]] = {}
+    history: dict[str, list[dict[str, Any]]] = {}
+    if ids:
+        h = status_history.c
+        for mid, st, at, detail in conn.execute(
+            select(h.message_id, h.status, h.at, h.detail)
+            .where(h.message_id.in_(ids)).order_by(h.id)
+        ):
+            history.setdefault(mid, []).append(
+                {"status": st, "at": iso(at), "detail": detail})
+        for mid, sid in conn.execute(
+            select(mt_segments.c.message_id, mt_segments.c.smsc_message_id)
+            .where(mt_segments.c.message_id.in_(ids)).order_by(mt_segments.c.seq)
+        ):
+            smsc_ids.setdefault(mid, []).append(sid)
+    actions: dict[str, list[dict[str, Any]]] = {}
+    all_ids = [r["id"] for r in rows]
+    mo_ids = [r["id"] for r in rows if r["direction"] == "mo"]
+    votes: dict[str, dict[str, str]] = {}
+    lead_ids: set[str] = set()
+    if mo_ids:
+        p = poll_votes.c
+        for mid, poll, option in conn.execute(
+                select(p.message_id, p.poll, p.option)
+                .where(p.message_id.in_(mo_ids))):
+            votes[mid] = {"poll": poll, "option": option}
+        lead_ids = {mid for (mid,) in conn.execute(
+            select(leads.c.message_id).where(leads.c.message_id.in_(mo_ids)))}
+    if all_ids:
+        j = jobs.c
+        job_rows = [dict(x._mapping) for x in conn.execute(
+            select(j.id, j.message_id, j.kind, j.target, j.status, j.attempts,
+                   j.max_attempts, j.last_status, j.last_error)
+            .where(j.message_id.in_(all_ids)).order_by(j.id))]
+        tries: dict[int, list[dict[str, Any]]] = {}
+        if job_rows:
+            a = job_attempts.c
+            for x in conn.execute(
+                select(a.job_id, a.attempt, a.at, a.outcome, a.status, a.latency_ms,
+                       a.detail).where(a.job_id.in_([jr["id"] for jr in job_rows]))
+                # In time order: attempt numbers restarted at 1 after a
+                # redrive before they were counted across redrives.
+                .order_by(a.job_id, a.at, a.id)
+            ):
+                tries.setdefault(x.job_id, []).append({
+                    "attempt": x.attempt, "at": iso(x.at), "outcome": x.outcome,
+                    "status": x.status, "latency_ms": x.latency_ms,
+                    "detail": x.detail})
+        for jr in job_rows:
+            jr["attempts_log"] = tries.get(jr["id"], [])
+            actions.setdefault(jr.pop("message_id"), []).append(jr)
+    for r in rows:
+        r["smsc_message_ids"] = smsc_ids.get(r["id"], [])
+        r["history"] = history.get(r["id"], [])
+        r["actions"] = actions.get(r["id"], [])
+        if r["direction"] == "mo":
+            r["vote"] = votes.get(r["id"])
+            r["lead"] = r["id"] in lead_ids
+    rows.reverse()
+    return rows
