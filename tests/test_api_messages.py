@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from conftest import wait_for
@@ -66,7 +66,13 @@ def test_send_receipt_status_and_signed_callback(
         assert req.headers["X-VMN-Event-Id"]
         assert req.json()["client_id"] == "order-42"
 
-    msg = g.call("GET", f"/v1/messages/{sent['id']}", key=key).json()
+    def callbacks_done() -> dict[str, Any] | None:
+        # The receiver has the request before the gateway records the job done.
+        m = g.call("GET", f"/v1/messages/{sent['id']}", key=key).json()
+        hooks = [a for a in m["actions"] if a["kind"] == "webhook"]
+        return m if len(hooks) == 3 and all(a["status"] == "done" for a in hooks) else None
+
+    msg = wait_for(callbacks_done, what="the callback jobs recorded done")
     assert msg["status"] == "delivered"
     assert msg["direction"] == "mt" and msg["from"] == VMN and msg["to"] == "15550004444"
     assert msg["reference"] == "order-42"
