@@ -26,13 +26,15 @@ import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from apihelp import ApiGateway
 from conftest import REPO, wait_for
 from peers import HttpRecorder
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+if TYPE_CHECKING:  # a plugin (below): imported by pytest, so that its asserts are rewritten
+    from apihelp import ApiGateway
 
 pytest_plugins = ["apihelp"]  # the api_gateway fixture
 
