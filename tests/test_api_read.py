@@ -199,6 +199,13 @@ def test_optin_errors_and_scopes(g: ApiGateway) -> None:
         bad = g.call("GET", f"/v1/leads?cursor={raw}", key=reader)
         assert bad.status == 422 and bad.json()["errors"][0]["loc"] == "query.cursor", cursor
     assert g.call("GET", f"/v1/optins?vmn={A}", key=only_b).status == 403
+    # NUL reaches no database (PostgreSQL cannot hold it): 422 naming the parameter.
+    for path, loc in (("/v1/optins?vmn=%00", "query.vmn"),
+                      ("/v1/leads?keyword=A%00", "query.keyword"),
+                      ("/v1/leads?vmn=%00", "query.vmn"), ("/v1/polls/x%00", "path.name"),
+                      ("/v1/stats?vmn=%00", "query.vmn")):
+        r = g.call("GET", path, key=reader)
+        assert r.status == 422 and r.json()["errors"][0]["loc"] == loc, (path, r.text)
 
 
 def test_polls_and_leads(g: ApiGateway, sim: Simulator) -> None:

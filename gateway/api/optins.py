@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
-from gateway.api.paging import MAX_LIMIT, bad_cursor, decode, encode
+from gateway.api.paging import MAX_LIMIT, bad_cursor, decode, encode, text
 from gateway.api.problems import Problem, documented, invalid
 from gateway.config import Config
 from gateway.model import iso
@@ -86,15 +86,14 @@ async def list_optins(
     cursor: str | None = None,
 ) -> OptInList:
     cfg = ctx.config()
+    vmn = text("vmn", vmn)
     if vmn:
         forbid_unless(key, vmn)
     vmns = [vmn] if vmn else list(key.vmns)
     who = _number(cfg, msisdn, "query.msisdn") if msisdn else None
     after = _key(decode(_CURSOR, cursor))
-    async with ctx.store.reader.connect() as conn:
-        rows = await conn.run_sync(
-            lambda c: optins.list_optins(c, vmns=vmns, msisdn=who, state=state,
-                                         after=after, limit=limit + 1))
+    rows = await ctx.store.read(optins.list_optins, vmns=vmns, msisdn=who, state=state,
+                                after=after, limit=limit + 1)
     more, rows = len(rows) > limit, rows[:limit]
     items = [OptIn(msisdn=r["msisdn"], vmn=r["vmn"], state=r["state"], keyword=r["keyword"],
                    updated_at=iso(r["updated_at"]) or "") for r in rows]

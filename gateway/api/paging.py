@@ -55,3 +55,11 @@ def instant(name: str, value: str | None, now: float) -> float | None:
         raise invalid([{"loc": f"query.{name}",
                         "msg": f"out of range: between 1970 and 9999 (got {value!r})"}])
     return at
+
+
+def text(name: str, value: str | None, where: str = "query") -> str | None:
+    """A free-text parameter: NUL is refused (422) before it reaches a database
+    (PostgreSQL cannot hold it in a string)."""
+    if value is not None and "\x00" in value:
+        raise invalid([{"loc": f"{where}.{name}", "msg": "must not contain NUL (\\u0000)"}])
+    return value

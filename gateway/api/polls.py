@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
-from gateway.api.paging import MAX_LIMIT, bad_cursor, decode, encode, instant
+from gateway.api.paging import MAX_LIMIT, bad_cursor, decode, encode, instant, text
 from gateway.api.problems import Problem, documented, invalid
 from gateway.model import iso
 from gateway.msisdn import InvalidNumber, canonical
@@ -73,7 +73,7 @@ async def list_polls(ctx: Ctx, key: Annotated[ApiKey, Depends(require("read"))])
             responses=documented({404: "no such poll"}))
 async def one_poll(name: str, ctx: Ctx,
                    key: Annotated[ApiKey, Depends(require("read"))]) -> Poll:
-    found = await _polls(ctx, key, name)
+    found = await _polls(ctx, key, text("name", name, "path"))
     if not found or found[0].poll != name:
         raise Problem(404, f"no poll {name!r} (configured or voted in)")
     return found[0]
@@ -91,6 +91,7 @@ async def list_leads(
     cursor: str | None = None,
 ) -> LeadList:
     cfg = ctx.config()
+    vmn, keyword = text("vmn", vmn), text("keyword", keyword)
     if vmn:
         forbid_unless(key, vmn)
     who = None
@@ -105,10 +106,8 @@ async def list_leads(
         raise bad_cursor()
     start = instant("since", since, ctx.clock())
     vmns = [vmn] if vmn else list(key.vmns)
-    async with ctx.store.reader.connect() as conn:
-        rows = await conn.run_sync(
-            lambda c: leadq.list_leads(c, vmns=vmns, msisdn=who, keyword=keyword,
-                                       since=start, after=after, limit=limit + 1))
+    rows = await ctx.store.read(leadq.list_leads, vmns=vmns, msisdn=who, keyword=keyword,
+                                since=start, after=after, limit=limit + 1)
     more, rows = len(rows) > limit, rows[:limit]
     items = [Lead(vmn=r["vmn"], msisdn=r["msisdn"], keyword=r["keyword"] or "",
                   text=r["text"], count=r["count"], first_seen=iso(r["at"]) or "",

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
-from gateway.api.paging import instant
+from gateway.api.paging import instant, text
 from gateway.api.problems import invalid
 from gateway.model import iso
 from gateway.storage import stats
@@ -75,6 +75,7 @@ async def get_stats(
         raise invalid([{"loc": "query.step",
                         "msg": f"{n} steps between since and until; at most {MAX_BUCKETS} "
                                "(take a longer step)"}])
+    vmn = text("vmn", vmn)
     if vmn:
         forbid_unless(key, vmn)
     vmns = [vmn] if vmn else list(key.vmns)
@@ -82,9 +83,8 @@ async def get_stats(
     owner = {n.sender_id: n.vmn for n in ctx.config().numbers if n.sender_id != n.vmn}
     if vmns:
         vmns += [sid for sid, v in owner.items() if v in vmns]
-    async with ctx.store.reader.connect() as conn:
-        counted = await conn.run_sync(
-            lambda c: stats.counts(c, since=start, until=end, step=width, vmns=vmns))
+    counted = await ctx.store.read(stats.counts, since=start, until=end, step=width,
+                                   vmns=vmns)
     series: dict[str, Series] = {}
     for c in counted:
         name = owner.get(c.vmn, c.vmn)
