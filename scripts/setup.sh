@@ -32,6 +32,9 @@ fi
 have pg_isready || missing+=(postgresql-client)
 # tests/test_durability.py traces the daemon's fsyncs with it (skipped without).
 have strace || missing+=(strace)
+# The web console's browser tests (tests/test_console*.py) drive Debian's Chromium with
+# Playwright; Playwright's own browser download cannot work offline.
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 
 if ((${#missing[@]})); then
     if have apt-get && [[ $(id -u) -eq 0 ]]; then
