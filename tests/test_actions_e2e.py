@@ -457,6 +457,9 @@ def test_actions_in_a_worker_process(sim: Simulator, sqlite_url: str, hooks: Htt
              what="the webhook through a new worker")
     wait_for(lambda: len(gw.log_events("worker.spawned")) == workers + 1,
              what="the dead worker restarted")
+    # A worker stopped before it has set up its signal handlers ends without a word.
+    wait_for(lambda: len(gw.log_events("worker.started")) == workers + 1,
+             what="the new worker ready")
     assert gw.log_events("worker.died")
     assert gw.terminate() == 0
     assert len(gw.log_events("worker.stopped")) == workers

@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import structlog.testing
@@ -96,8 +96,8 @@ class HostileSmsc:
 
         class Conn(asyncio.Protocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                assert isinstance(transport, asyncio.Transport)
-                self.transport = transport
+                # uvloop's transports are not asyncio.Transport subclasses
+                self.transport = cast(asyncio.Transport, transport)
                 self.decoder = Decoder()
 
             def data_received(self, data: bytes) -> None:
