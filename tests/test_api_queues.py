@@ -82,8 +82,15 @@ webhook = "http://127.0.0.1:{hook_port}/hook"
         assert len({r.body for r in receiver.requests}) >= 5
 
 
-def test_queues_need_a_read_key(api_gateway: Callable[..., ApiGateway]) -> None:
+def test_queues_need_a_read_key_and_are_documented(
+        api_gateway: Callable[..., ApiGateway]) -> None:
     g = api_gateway()
+    doc = g.call("GET", "/openapi.json").json()
+    get = doc["paths"]["/v1/queues"]["get"]
+    assert get["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Queues"}
+    assert {"mt", "mo_fanout", "actions", "dead", "failed"} <= set(
+        doc["components"]["schemas"]["Queues"]["properties"])
     assert g.call("GET", "/v1/queues").status == 401
     sender = g.key("queues-sender", scope="send")
     r = g.call("GET", "/v1/queues", key=sender)
