@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from sqlalchemy import make_url, text
+from sqlalchemy import make_url
 
 from gateway.config import Config, split_host_port
 from gateway.log import describe_error, redact_url
+from gateway.storage import status as storage_status
 from gateway.storage.db import create_engine, is_sqlite
 
 TIMEOUT = 3.0
@@ -68,53 +70,39 @@ async def admin_health(cfg: Config) -> tuple[dict[str, Any] | None, str]:
                       f"is the daemon running?")
 
 
-async def database_figures(cfg: Config, now: float) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Figures:
+    traffic: storage_status.Traffic
+    queues: storage_status.Queues
+
+
+async def database_figures(cfg: Config, now: float) -> Figures:
     url = cfg.gateway.database
     if is_sqlite(url):
         db = make_url(url).database
         if db and db != ":memory:" and not db.startswith("file:") and not Path(db).exists():
             raise StatusError(f"database {db} does not exist")
     engine = create_engine(url)
-    since = now - WINDOW
-    out: dict[str, Any] = {}
     try:
         async with engine.connect() as conn:
-            rows = await conn.execute(text(
-                "SELECT direction, count(*) FROM messages WHERE created_at >= :t "
-                "GROUP BY direction"), {"t": since})
-            out["last_minute"] = {str(d): int(n) for d, n in rows}
-            # The newest rows only: the history table has no index on `at`.
-            rows = await conn.execute(text(
-                "SELECT status, count(*) FROM status_history WHERE at >= :t AND id > "
-                "(SELECT coalesce(max(id), 0) - 100000 FROM status_history) "
-                "GROUP BY status"), {"t": since})
-            out["mt_status_last_minute"] = {str(s): int(n) for s, n in rows}
-            rows = await conn.execute(text(
-                "SELECT status, count(*), min(created_at) FROM messages "
-                "WHERE direction = 'mt' AND status IN ('queued', 'sending') GROUP BY status"))
-            out["mt_queue"] = {str(s): (int(n), float(o)) for s, n, o in rows}
-            rows = await conn.execute(text(
-                "SELECT kind, count(*), min(created_at) FROM jobs WHERE status = 'pending' "
-                "GROUP BY kind"))
-            out["actions"] = {str(k): (int(n), float(o)) for k, n, o in rows}
-            row = (await conn.execute(text(
-                "SELECT id, kind, created_at, attempts FROM jobs WHERE status = 'pending' "
-                "ORDER BY created_at LIMIT 1"))).first()
-            out["oldest"] = None if row is None else {
-                "id": row[0], "kind": row[1], "created_at": float(row[2]),
-                "attempts": row[3]}
-            out["dead"] = int((await conn.execute(text(
-                "SELECT count(*) FROM jobs WHERE status = 'dead'"))).scalar() or 0)
+            seen = await conn.run_sync(storage_status.traffic, now - WINDOW)
+            queued = await conn.run_sync(storage_status.queues)
     except StatusError:
         raise
     except Exception as exc:
         raise StatusError(f"database {redact_url(url)}: {describe_error(exc)}") from None
     finally:
         await engine.dispose()
-    return out
+    return Figures(seen, queued)
 
 
-def render(cfg: Config, health: dict[str, Any] | None, note: str, db: dict[str, Any],
+def _queue(q: storage_status.Queue | None, now: float, what: str = "") -> str:
+    q = q or storage_status.EMPTY
+    age = f", oldest {_ago(now - q.oldest_at)}" if q.oldest_at is not None else ""
+    return f"{q.depth}{what}{age}"
+
+
+def render(cfg: Config, health: dict[str, Any] | None, note: str, db: Figures,
            now: float) -> str:
     lines = [f"vmn-gateway {cfg.gateway.name}: {cfg.source_file}", note]
     if health is not None:
@@ -142,8 +130,9 @@ def render(cfg: Config, health: dict[str, Any] | None, note: str, db: dict[str, 
         lines.append(f"  {smsc.name:<12} {where:<22} {state:<8} {detail}; "
                      f"reconnects {b.get('reconnects', 0)}, "
                      f"in window {b.get('outstanding', 0)}/{smsc.window}")
-    last = db["last_minute"]
-    sent = db["mt_status_last_minute"]
+    last = db.traffic.messages
+    sent = db.traffic.mt_statuses
+    q = db.queues
     lines += ["", "traffic, last minute:",
               f"  MO received  {last.get('mo', 0)}/min",
               f"  MT queued    {last.get('mt', 0)}/min",
@@ -151,21 +140,20 @@ def render(cfg: Config, health: dict[str, Any] | None, note: str, db: dict[str, 
               f"{sent.get('delivered', 0)}/min, failed {sent.get('failed', 0)}/min, "
               f"unknown {sent.get('unknown', 0)}/min",
               "", "queues:"]
-    for status in ("queued", "sending"):
-        n, oldest = db["mt_queue"].get(status, (0, None))
-        age = f", oldest {_ago(now - oldest)}" if oldest is not None else ""
-        lines.append(f"  MT {status:<14} {n}{age}")
-    for kind in sorted(db["actions"]):
-        n, oldest = db["actions"][kind]
-        lines.append(f"  action {kind:<10} {n} pending, oldest {_ago(now - oldest)}")
-    if not db["actions"]:
+    for status in storage_status.MT_WAITING:
+        lines.append(f"  MT {status:<14} " + _queue(q.mt.get(status), now))
+    lines.append("  MO fan-out       " + _queue(q.fanout, now))
+    for kind in sorted(q.actions):
+        lines.append(f"  action {kind:<10} " + _queue(q.actions[kind], now, " pending"))
+    if not q.actions:
         lines.append("  actions          0 pending")
-    lines.append(f"  dead-lettered    {db['dead']} (vmn-gateway redrive)")
-    o = db["oldest"]
+    lines.append(f"  dead-lettered    {q.dead} (vmn-gateway redrive)")
+    lines.append(f"  failed           {q.failed}")
+    o = q.oldest_action
     if o is not None:
-        at = datetime.fromtimestamp(o["created_at"], UTC).isoformat(timespec="seconds")
-        lines.append(f"oldest pending action: job {o['id']} ({o['kind']}), since {at} "
-                     f"({_ago(now - o['created_at'])}), {o['attempts']} attempt(s)")
+        at = datetime.fromtimestamp(o.created_at, UTC).isoformat(timespec="seconds")
+        lines.append(f"oldest pending action: job {o.id} ({o.kind}), since {at} "
+                     f"({_ago(now - o.created_at)}), {o.attempts} attempt(s)")
     else:
         lines.append("oldest pending action: none")
     return "\n".join(lines)

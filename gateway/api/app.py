@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from gateway.api import binds, messages, numbers, optins, polls, problems, stats
+from gateway.api import binds, messages, numbers, optins, polls, problems, queues, stats
 from gateway.api.auth import Authenticator
 from gateway.api.context import ApiContext
 
@@ -40,6 +40,7 @@ def build_app(ctx: ApiContext, *, max_body: int | None = None) -> FastAPI:
     app.include_router(polls.router)
     app.include_router(binds.router)
     app.include_router(stats.router)
+    app.include_router(queues.router)
     _with_examples(app, ctx)
     static = resources.files("gateway") / "console" / "static"
     if static.is_dir() and (static / "index.html").is_file():

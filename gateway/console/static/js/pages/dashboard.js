@@ -1,5 +1,5 @@
-// Dashboard: binds with their last error, queues (when the API reports them), and MO/MT
-// per minute per VMN over the last hour or day, refreshed live.
+// Dashboard: binds with their last error, queue depths and oldest ages (/v1/queues), and
+// MO/MT per minute per VMN over the last hour or day, refreshed live.
 
 import { api, listItems } from "../api.js";
 import { statsSeries, trafficChart } from "../chart.js";
@@ -13,12 +13,14 @@ export const title = "Dashboard";
 export async function render(main, { query }) {
   const range = RANGES[query.get("range")] ? query.get("range") : "hour";
   const bindsBox = h("div", { class: "binds" }, h("p", { class: "muted" }, "Loading…"));
-  const queuesBox = h("div", { class: "queues" });
+  const queuesBox = h("div", { class: "queues", id: "queues" },
+    h("p", { class: "muted" }, "Loading…"));
   const chartBox = h("div", { class: "chart", id: "traffic-chart" });
   const totalsBox = h("div", { class: "totals" });
   const status = h("p", { class: "muted live", "aria-live": "polite" });
   main.append(
-    h("section", { "aria-labelledby": "binds-h" }, h("h2", { id: "binds-h" }, "Binds"), bindsBox,
+    h("section", { "aria-labelledby": "binds-h" }, h("h2", { id: "binds-h" }, "Binds"), bindsBox),
+    h("section", { "aria-labelledby": "queues-h" }, h("h2", { id: "queues-h" }, "Queues"),
       queuesBox),
     h("section", { "aria-labelledby": "traffic-h" },
       h("div", { class: "section-head" },
@@ -37,14 +39,17 @@ export async function render(main, { query }) {
     const until = new Date();
     const since = new Date(until.getTime() - RANGES[range] * 1000);
     const step = 60;
-    const [binds, stats] = await Promise.allSettled([
+    const [binds, queues, stats] = await Promise.allSettled([
       api("/v1/binds"),
+      api("/v1/queues"),
       api("/v1/stats", { query: { since: since.toISOString(), until: until.toISOString(),
                                   step } }),
     ]);
     if (stopped) return;
-    if (binds.status === "fulfilled") renderBinds(bindsBox, queuesBox, binds.value, refresh);
+    if (binds.status === "fulfilled") renderBinds(bindsBox, binds.value, refresh);
     else replace(bindsBox, notice(`Binds: ${binds.reason.message}`, "error"));
+    if (queues.status === "fulfilled") renderQueues(queuesBox, queues.value);
+    else replace(queuesBox, notice(`Queues: ${queues.reason.message}`, "error"));
     if (stats.status === "fulfilled") {
       const data = statsSeries(stats.value, { since: since.toISOString(),
                                               until: until.toISOString(), step });
@@ -81,7 +86,7 @@ export async function render(main, { query }) {
   };
 }
 
-function renderBinds(box, queuesBox, answer, refresh) {
+function renderBinds(box, answer, refresh) {
   const binds = listItems(answer);
   const counters = (b) => {
     const c = b.counters || {};
@@ -113,18 +118,35 @@ function renderBinds(box, queuesBox, answer, refresh) {
     ["Counters", counters],
     ["", control],
   ], binds, { caption: "binds", empty: "No binds configured." }));
-  const queues = answer && !Array.isArray(answer) ? answer.queues : null;
-  if (queues && typeof queues === "object") {
-    const rows = Array.isArray(queues) ? queues
-      : Object.entries(queues).map(([name, q]) => ({ name, ...(typeof q === "object" ? q
-        : { depth: q }) }));
-    replace(queuesBox, h("h3", {}, "Queues"), table([
-      ["Queue", (q) => q.name],
-      ["Depth", (q) => String(q.depth ?? q.count ?? "")],
-      ["Oldest", (q) => q.oldest_age_s !== undefined ? `${q.oldest_age_s} s`
-        : when(q.oldest || q.oldest_at)],
-    ], rows, { caption: "queues" }));
-  }
+}
+
+/** Seconds as a short age: 42 s, 3 min, 5 h, 2 d. */
+function age(seconds) {
+  if (seconds === null || seconds === undefined) return "";
+  if (seconds < 120) return `${Math.round(seconds)} s`;
+  if (seconds < 7200) return `${Math.floor(seconds / 60)} min`;
+  if (seconds < 172800) return `${Math.floor(seconds / 3600)} h`;
+  return `${Math.floor(seconds / 86400)} d`;
+}
+
+function renderQueues(box, q) {
+  const rows = [
+    { name: "MT queued", about: "waiting for a bind or a retry", ...q.mt.queued },
+    { name: "MT sending", about: "submit_sm not yet answered", ...q.mt.sending },
+    { name: "MO fan-out", about: "actions not yet expanded", ...q.mo_fanout },
+    ...Object.entries(q.actions).map(([kind, a]) => ({ name: `Action ${kind}`,
+      about: "pending or retrying", ...a })),
+    { name: "Dead-lettered", about: "retries exhausted: vmn-gateway redrive", depth: q.dead,
+      bad: true },
+    { name: "Failed", about: "permanent errors", depth: q.failed, bad: true },
+  ];
+  replace(box, table([
+    ["Queue", (r) => [h("strong", {}, r.name), h("div", { class: "muted" }, r.about)]],
+    ["Depth", (r) => h("span", { class: r.depth && r.bad ? "error-text" : null,
+      "data-queue-depth": r.name }, String(r.depth))],
+    ["Oldest", (r) => r.oldest_at ? h("span", { title: r.oldest_at }, age(r.oldest_age))
+      : h("span", { class: "muted" }, r.bad ? "" : "empty")],
+  ], rows, { caption: "queues" }));
 }
 
 function renderTotals(box, data) {
