@@ -248,7 +248,8 @@ class Daemon:
             if stats.jobs > len(stats.ready):
                 poke()
 
-        fanout = Fanout(store, lambda: self.context, expanded, quiet=intake.quiet)
+        fanout = Fanout(store, lambda: self.context, expanded, quiet=intake.quiet,
+                        backlog=outbox.queued)
 
         def committed(batch: Batch) -> None:
             fanout.submit(mo_rows(batch.messages))

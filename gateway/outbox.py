@@ -78,6 +78,10 @@ class Outbox:
                 k.ready.append(job)
                 k.wake.set()
 
+    def queued(self) -> int:
+        """Jobs held in memory waiting for a slot (all kinds): fan-out pauses on it."""
+        return sum(len(k.ready) for k in self.kinds.values())
+
     def wake(self, kind: str | None = None) -> None:
         for name, k in self.kinds.items():
             if kind is None or kind == name:
