@@ -238,7 +238,8 @@ class Daemon:
             worker = self._worker = WorkerPool(cfg.source_file, gw.action_workers)
             actions = worker.remote(actions)  # the queue stays here; the worker runs them
         outbox = Outbox(store, actions, backoff=jobq.Backoff(gw.retry_base, gw.retry_max),
-                        poll_interval=gw.mt_poll_interval, quiet=intake.quiet)
+                        poll_interval=gw.mt_poll_interval, quiet=intake.quiet,
+                        upstream=lambda: fanout.waiting())
         poke = outbox.wake
 
         def expanded(stats: Stats) -> None:

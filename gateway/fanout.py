@@ -361,6 +361,10 @@ class Fanout:
         self._wake = asyncio.Event()
         self._wake.set()
 
+    def waiting(self) -> int:
+        """About how many MOs wait for their fan-out (in memory or flagged in the DB)."""
+        return len(self._queue) + self._deferred
+
     def submit(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
@@ -396,7 +400,7 @@ class Fanout:
                 await self._room()
                 if self.quiet is not None:
                     # acks first: wait while the intake is busy, unless far behind
-                    await self.quiet(len(self._queue) + self._deferred)
+                    await self.quiet(self.waiting())
                 given = None
                 if self._queue:
                     given, self._queue = self._queue[:BATCH], self._queue[BATCH:]
