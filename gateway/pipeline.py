@@ -76,9 +76,7 @@ BUSY_HOLD = 0.05
 QUIET_MAX_WAIT = 0.25
 # A drain (fan-out, job dispatch) with this much waiting no longer yields to the acks:
 # under sustained load the backlog stays bounded instead of growing while acks go first.
-# It bounds the backlog's age (~7 s at the ~4k events/s a drain does here), not memory:
-# fan-out leaves MOs in the database beyond its high-water mark (fanout.py).
-DRAIN_BACKLOG = 30_000
+DRAIN_BACKLOG = 10_000
 _ALWAYS_FAN_OUT = frozenset({Route.OPTOUT, Route.OPTIN, Route.HELP})
 # Transactions `_isolate` may spend on one failed batch: one refused row among 1,000
 # PDUs takes about 20. Beyond it (many rows refused, or all of them for a cause that is
