@@ -263,7 +263,8 @@ class Daemon:
             worker = self._worker = WorkerPool(cfg.source_file, gw.action_workers)
             actions = worker.remote(actions)  # the queue stays here; the worker runs them
         outbox = Outbox(store, actions, backoff=jobq.Backoff(gw.retry_base, gw.retry_max),
-                        poll_interval=gw.mt_poll_interval, quiet=intake.quiet)
+                        poll_interval=gw.mt_poll_interval, quiet=intake.quiet,
+                        upstream=lambda: fanout.waiting())
         poke = outbox.wake
 
         def expanded(stats: Stats) -> None:
@@ -273,7 +274,8 @@ class Daemon:
             if stats.jobs > len(stats.ready):
                 poke()
 
-        fanout = Fanout(store, lambda: self.context, expanded, quiet=intake.quiet)
+        fanout = Fanout(store, lambda: self.context, expanded, quiet=intake.quiet,
+                        backlog=outbox.queued)
 
         def committed(batch: Batch) -> None:
             fanout.submit(mo_rows(batch.messages))

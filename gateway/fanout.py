@@ -12,6 +12,12 @@ cleared first, by a statement that returns the MOs whose flag it cleared, and on
 those are expanded (an MO handed over by the intake and also found by a scan, or by
 another instance on the same PostgreSQL database, is expanded by whichever clears its
 flag).
+
+Memory stays bounded under sustained load or a slow downstream: when the workers'
+in-memory queues (the jobs fanned out and not started yet) reach HIGH_WATER, fan-out
+stops taking MOs; the intake's MOs handed over meanwhile are not kept (they stay
+flagged in the database, which is the queue) and, once the in-memory queues are down to
+LOW_WATER, the scan takes them from there, oldest first.
 """
 
 from __future__ import annotations
@@ -47,6 +53,12 @@ from gateway.storage.schema import (
 log = structlog.get_logger("gateway.fanout")
 
 BATCH = 128  # MOs per fan-out transaction: an intake commit waits at most one
+# Jobs waiting in memory for a worker slot (all kinds) at which fan-out pauses, and the
+# level it resumes at. A batch of BATCH MOs may overshoot HIGH_WATER by its jobs.
+HIGH_WATER = 4096
+LOW_WATER = 1024
+QUEUE_CAP = 8 * BATCH  # MOs handed over by the intake and held in memory, at most
+PAUSE_POLL = 0.02  # seconds between looks at the in-memory queues while paused
 FORWARD_TEMPLATE = "From {from} to {vmn}: {text}"
 STOP_ALL = "STOPALL"  # always opts out of every sender ID, whatever the scope
 _PENDING = text("fanout = 1")  # literal: matches the partial index
@@ -294,36 +306,79 @@ def _vote(conn: Connection, ctx: Context, job_rows: list[JobRow],
 
 class Fanout:
     """Runs `expand` on the MOs the intake just committed, and on flagged MOs found in
-    the database at start-up or after a failure."""
+    the database at start-up, after a failure, or when it had to leave them there (its
+    own queue full, or the workers' in-memory queues above `high_water`: `backlog`)."""
 
     def __init__(self, store: Store, context: Callable[[], Context],
                  on_expanded: Callable[[Stats], None],
-                 quiet: Callable[[int], Awaitable[None]] | None = None) -> None:
+                 quiet: Callable[[int], Awaitable[None]] | None = None,
+                 backlog: Callable[[], int] | None = None, *,
+                 high_water: int = HIGH_WATER, low_water: int = LOW_WATER,
+                 queue_cap: int = QUEUE_CAP) -> None:
+        if not 0 <= low_water < high_water:
+            raise ValueError("need 0 <= low_water < high_water")
         self.store = store
         self.context = context
         self.on_expanded = on_expanded
         self.quiet = quiet
+        self.backlog = backlog
+        self.high_water = high_water
+        self.low_water = low_water
+        self.queue_cap = queue_cap
+        self.paused = False
+        self.pauses = 0  # times fan-out paused on the workers' queues (for tests, logs)
         self._queue: list[dict[str, Any]] = []
         self._scan = True  # MOs left flagged from before a restart
+        self._left = 0  # MOs left flagged by `submit` since the last scan began
+        self._deferred = 0  # about how many are waiting in the database: the drain's backlog
         self._wake = asyncio.Event()
         self._wake.set()
 
+    def waiting(self) -> int:
+        """About how many MOs wait for their fan-out (in memory or flagged in the DB)."""
+        return len(self._queue) + self._deferred
+
     def submit(self, rows: list[dict[str, Any]]) -> None:
-        if rows:
+        if not rows:
+            return
+        if self._scan or self.paused or len(self._queue) + len(rows) > self.queue_cap:
+            # Committed with their flag set: the scan finds them (nothing kept here).
+            self._scan = True
+            self._left += len(rows)
+            self._deferred += len(rows)
+        else:
             self._queue.extend(rows)
-            self._wake.set()
+        self._wake.set()
+
+    async def _room(self) -> None:
+        """Wait while the workers' in-memory queues are above the high-water mark,
+        until they are down to the low-water mark."""
+        if self.backlog is None or self.backlog() < self.high_water:
+            return
+        self.paused = True
+        self.pauses += 1
+        log.info("fanout.paused", queued=self.backlog(), high_water=self.high_water)
+        try:
+            while self.backlog() > self.low_water:
+                await asyncio.sleep(PAUSE_POLL)
+        finally:
+            self.paused = False
+        log.info("fanout.resumed", queued=self.backlog())
 
     async def run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue or self._scan:
+                await self._room()
                 if self.quiet is not None:
                     # acks first: wait while the intake is busy, unless far behind
-                    await self.quiet(len(self._queue))
+                    await self.quiet(self.waiting())
                 given = None
                 if self._queue:
                     given, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+                else:
+                    self._left = 0  # what `submit` leaves from now on needs another scan
                 try:
                     # Atomic with clearing the flags: if a power failure loses it, the
                     # MOs are simply expanded again, so no need to wait for the disk.
@@ -334,7 +389,10 @@ class Fanout:
                     self._scan = True  # those rows stay flagged: found again
                     await asyncio.sleep(1.0)
                     continue
-                if given is None and stats.mos < BATCH:
-                    self._scan = False
+                if given is None:
+                    self._deferred = max(0, self._deferred - stats.mos)
+                    if stats.mos < BATCH and not self._left:
+                        self._scan = False
+                        self._deferred = 0
                 if stats.mos:
                     self.on_expanded(stats)

@@ -36,6 +36,10 @@ FINISH_GATHER = 0.02
 # of a timer (asyncio.timeout) per job: at thousands of jobs a second those showed.
 JOB_TIMEOUT = LEASE / 2
 SWEEP_INTERVAL = 5.0
+# Jobs started per event-loop iteration: between slices the loop reads the sockets, so
+# the SMSC's PDUs (and their acks) do not wait behind a claim of hundreds of jobs
+# (an MQTT publish or an HTTP request is tens of microseconds each).
+DISPATCH_SLICE = 16
 _TIMED_OUT = Result(outcome=Outcome.RETRY, detail="action did not finish in time")
 
 
@@ -61,9 +65,13 @@ class _Kind:
 class Outbox:
     def __init__(self, store: Store, actions: Mapping[str, Action], *,
                  backoff: jobq.Backoff, poll_interval: float = 0.5,
-                 quiet: Callable[[int], Awaitable[None]] | None = None) -> None:
+                 quiet: Callable[[int], Awaitable[None]] | None = None,
+                 upstream: Callable[[], int] | None = None) -> None:
         self.store = store
         self.quiet = quiet
+        # MOs waiting for fan-out (in the database when fan-out paused on `queued`):
+        # counted with the jobs in memory as the backlog the drains weigh against acks.
+        self.upstream = upstream
         self.kinds = {kind: _Kind(action) for kind, action in actions.items()}
         self.backoff = backoff
         self.poll_interval = poll_interval
@@ -77,6 +85,10 @@ class Outbox:
             if k is not None:  # no such action configured: the lease brings it back
                 k.ready.append(job)
                 k.wake.set()
+
+    def queued(self) -> int:
+        """Jobs held in memory waiting for a slot (all kinds): fan-out pauses on it."""
+        return sum(len(k.ready) for k in self.kinds.values())
 
     def wake(self, kind: str | None = None) -> None:
         for name, k in self.kinds.items():
@@ -103,7 +115,8 @@ class Outbox:
             k.wake.clear()
             if self.quiet is not None:
                 # acks first: wait while the intake is busy, unless far behind
-                await self.quiet(len(k.ready))
+                behind = self.upstream() if self.upstream is not None else 0
+                await self.quiet(len(k.ready) + behind)
                 free = limit - k.inflight  # jobs may have finished meanwhile
             if k.ready:
                 batch = [k.ready.popleft() for _ in range(min(free, len(k.ready)))]
@@ -116,7 +129,9 @@ class Outbox:
                     batch = []
             now = time.monotonic()
             start = k.start
-            for job in batch:
+            for i, job in enumerate(batch):
+                if i and not i % DISPATCH_SLICE:
+                    await asyncio.sleep(0)  # let the loop read the sockets (acks first)
                 k.inflight += 1
                 if start is not None:
                     k.running[job.id] = (now, job, None)

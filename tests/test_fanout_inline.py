@@ -9,16 +9,21 @@ from __future__ import annotations
 import asyncio
 import time
 import tomllib
+from collections import Counter
 from typing import Any
 
 from sqlalchemy import insert, select
 
+from gateway.actions.webhook import WebhookAction
 from gateway.config import parse_config
 from gateway.daemon import context_for
-from gateway.fanout import Context, Fanout, Stats, expand
+from gateway.fanout import BATCH, Context, Fanout, Stats, expand
+from gateway.outbox import Outbox
+from gateway.storage import jobs as jobq
 from gateway.storage.db import create_engine, migrate
 from gateway.storage.repo import Store
 from gateway.storage.schema import jobs, messages
+from tests.peers import HttpRecorder
 
 CONFIG = """
 [gateway]
@@ -144,3 +149,63 @@ def test_a_failed_fanout_leaves_the_mo_flagged_and_a_restart_expands_it(db_url: 
     assert [s.mos for s in seen] == [1]
     assert msgs == [("m1", 0)]
     assert job_rows == [("webhook", "m1")]
+
+
+def test_a_slow_webhook_bounds_the_queue_in_memory_and_loses_nothing(db_url: str) -> None:
+    """A webhook receiver much slower than the intake: fan-out pauses when the jobs
+    waiting in memory reach the high-water mark (the MOs the intake hands over meanwhile
+    stay flagged in the database) and resumes below the low-water mark. The queue in
+    memory never exceeds the mark by more than one batch, and in the end every MO's
+    webhook is delivered exactly once (a real HTTP receiver, the real webhook action)."""
+    n, high, low = 700, 40, 10
+    # The largest in-memory queue allowed: the mark, plus one fan-out batch (one
+    # webhook job per MO here) that started below it.
+    cap = high + BATCH
+
+    async def main(hook: str) -> tuple[int, int, list[Any]]:
+        engine, store = await _store(db_url)
+        cfg = parse_config(tomllib.loads(CONFIG.replace("http://127.0.0.1:9/hook", hook)),
+                           file="t.toml", env={})
+        ctx = context_for(cfg)
+        outbox = Outbox(store, {"webhook": WebhookAction(lambda: {}, concurrency=4)},
+                        backoff=jobq.Backoff(1.0, 60.0), poll_interval=0.05)
+        most = 0
+
+        def expanded(stats: Stats) -> None:
+            nonlocal most
+            outbox.dispatch(stats.ready)
+            most = max(most, outbox.queued())
+
+        fanout = Fanout(store, lambda: ctx, expanded, backlog=outbox.queued,
+                        high_water=high, low_water=low)
+        tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(fanout.run())]
+        try:
+            now = time.time()
+            rows = [_mo(f"m{i:04d}", now + i * 1e-6) for i in range(n)]
+            for i in range(0, n, 50):  # the intake: commit, then hand over
+                chunk = rows[i:i + 50]
+                await store.transaction(lambda c, ch=chunk: c.execute(insert(messages), ch))
+                fanout.submit([dict(r) for r in chunk])
+                await asyncio.sleep(0.01)
+            for _ in range(3000):
+                if outbox.stats["ok"] >= n:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # anything more would show up now
+            return most, fanout.pauses, (await _state(engine))[0]
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await store.close()
+            await engine.dispose()
+
+    with HttpRecorder() as receiver:
+        receiver.delay = 0.01
+        most, pauses, msgs = asyncio.run(main(receiver.url()))
+        delivered = Counter(r.json()["id"] for r in receiver.requests)
+    assert most <= cap, f"{most} jobs queued in memory (cap {cap})"
+    assert pauses >= 1
+    assert sorted(delivered) == [f"m{i:04d}" for i in range(n)]
+    assert set(delivered.values()) == {1}, "a webhook delivered twice"
+    assert all(flag == 0 for _id, flag in msgs)
