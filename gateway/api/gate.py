@@ -35,7 +35,6 @@ class ApiGate:
         self.max_wait = max_wait
         self.prefix = prefix
         self._lock = asyncio.Lock()  # FIFO: requests run in arrival order
-        self.waited = 0  # requests that found the intake busy (tests, diagnostics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
@@ -49,7 +48,6 @@ class ApiGate:
         """Return when the intake is idle, or after `max_wait`."""
         if not self.busy():
             return
-        self.waited += 1
         deadline = time.monotonic() + self.max_wait
         while self.busy():
             left = deadline - time.monotonic()
