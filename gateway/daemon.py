@@ -345,7 +345,8 @@ class Daemon:
             from gateway.api.server import ApiServer
 
             ctx = ApiContext(config=lambda: self.cfg, store=store, wake_mt=mt.wake,
-                             binds=BindControl(sessions, intake.drain), numbers=numbers)
+                             binds=BindControl(sessions, intake.drain), numbers=numbers,
+                             intake_busy=intake.busy)
             api = ApiServer(build_api(ctx), cfg.api.listen)
             try:
                 api.bind()

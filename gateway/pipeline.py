@@ -645,6 +645,13 @@ class Intake:
             log.info("intake.redelivery_expected", smsc=link.name, in_flight=len(in_flight),
                      unanswered=unanswered)
 
+    def busy(self) -> bool:
+        """Whether the intake has work in hand: a batch committing, PDUs waiting for the
+        next commit, or a burst seen in the last BUSY_HOLD. The API's gate (gateway/api/
+        gate.py) holds API requests while it is true (briefly: at most its max_wait)."""
+        return (bool(self._committing) or bool(self._batch.acks)
+                or time.monotonic() < self._busy_until)
+
     async def quiet(self, backlog: int = 0) -> None:
         """Return when the intake is not under a burst, or after QUIET_MAX_WAIT, or at
         once when the caller has `backlog` >= DRAIN_BACKLOG items waiting: the drains

@@ -12,13 +12,15 @@ from fastapi.staticfiles import StaticFiles
 from gateway.api import binds, messages, numbers, optins, polls, problems, queues, stats
 from gateway.api.auth import Authenticator
 from gateway.api.context import ApiContext
+from gateway.api.gate import ApiGate
 
 DESCRIPTION = """The vmn-gateway HTTP API (SPEC §8). JSON in and out; every error is
 `application/problem+json` (RFC 9457). Authenticate with `Authorization: Bearer <key>`
 (keys from `vmn-gateway apikey create`)."""
 
 
-def build_app(ctx: ApiContext, *, max_body: int | None = None) -> FastAPI:
+def build_app(ctx: ApiContext, *, max_body: int | None = None,
+              gate_wait: float = 1.0) -> FastAPI:
     cfg = ctx.config()
     limit = max_body if max_body is not None else (cfg.api.max_body if cfg.api else 65536)
     app = FastAPI(title="vmn-gateway", version=_version(), description=DESCRIPTION,
@@ -34,6 +36,8 @@ def build_app(ctx: ApiContext, *, max_body: int | None = None) -> FastAPI:
     # Ours, not FastAPI's max_body_size: that one answers a Content-Length over the
     # limit in text/plain, and every error here is problem+json.
     app.add_middleware(problems.BodyLimit, limit=limit)
+    # Outermost: a request waiting for the MO intake holds nothing else.
+    app.add_middleware(ApiGate, busy=ctx.intake_busy, max_wait=gate_wait)
     app.include_router(messages.router)
     app.include_router(numbers.router)
     app.include_router(optins.router)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from gateway.api.gate import never_busy
 from gateway.binds import BindControl
 from gateway.config import Config
 from gateway.dynnumbers import LiveNumbers
@@ -33,6 +34,9 @@ class ApiContext:
     binds: BindControl | None = None
     # The numbers and keywords managed through the API (/v1/numbers; gateway/dynnumbers.py).
     numbers: LiveNumbers | None = None
+    # Whether the MO intake is busy (daemon: Intake.busy): API requests wait at the gate
+    # while it is (gateway/api/gate.py).
+    intake_busy: Callable[[], bool] = never_busy
 
 
 async def context(request: Request) -> ApiContext:

@@ -30,7 +30,9 @@ class _Server(uvicorn.Server):
 class ApiServer:
     def __init__(self, app: FastAPI, listen: str, *, graceful: int = 5) -> None:
         self.host, self.port = split_host_port(listen)
-        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off",
+        # httptools (C) parses HTTP/1.1, not h11 (pure Python): less loop time per request.
+        config = uvicorn.Config(app, http="httptools", log_config=None, access_log=False,
+                                lifespan="off",
                                 timeout_graceful_shutdown=graceful, server_header=False,
                                 proxy_headers=False)
         self._server = _Server(config)

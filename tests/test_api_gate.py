@@ -1,0 +1,77 @@
+"""The MO path first (issue 13): while the intake has a batch committing, an API read
+waits at the gate; it is answered once the commit is done. A real Intake and Store
+(SQLite and PostgreSQL: `db_url`), the API served by uvicorn on a real port."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+from peers import free_port
+from test_durability import _intake, _mo
+from test_pg_robust import _Bind
+
+from gateway.api.app import build_app
+from gateway.api.context import ApiContext
+from gateway.api.server import ApiServer
+from gateway.config import parse_config
+from gateway.storage import apikeys
+
+CONFIG: dict[str, Any] = {"smsc": [{"name": "sim", "system_id": "test"}],
+                          "api": {"listen": "127.0.0.1:8080"}}
+
+
+async def test_api_reads_wait_while_the_intake_commits_and_run_after(db_url: str) -> None:
+    engine, store, intake = await _intake(db_url, max_commits=1)
+    # The intake's commit is held until `release` is set: the intake is busy meanwhile.
+    release = asyncio.Event()
+    real = store.write_intake
+
+    async def write_intake(*args: Any) -> Any:
+        await release.wait()
+        return await real(*args)
+
+    store.write_intake = write_intake
+    cfg = parse_config(CONFIG, file="gate.toml", env={})
+    key = await store.transaction(apikeys.create, name="gate", scopes=frozenset({"read"}),
+                                  now=time.time())
+    ctx = ApiContext(config=lambda: cfg, store=store, intake_busy=intake.busy)
+    # A long bounded wait: within this test the gate opens only when the intake is idle.
+    server = ApiServer(build_app(ctx, gate_wait=30.0), f"127.0.0.1:{free_port()}")
+    writer = asyncio.create_task(intake.run())
+    try:
+        async with asyncio.TaskGroup() as tg:
+            server.start(tg)
+            base = f"http://127.0.0.1:{server.port}"
+            async with aiohttp.ClientSession(
+                    headers={"Authorization": f"Bearer {key}"}) as http:
+                async def get() -> tuple[int, float]:
+                    async with http.get(f"{base}/v1/messages?limit=5") as r:
+                        await r.read()
+                        return r.status, time.monotonic()
+
+                assert (await get())[0] == 200  # idle: answered at once
+                bind = _Bind()
+                pdu, raw = _mo(1, "15550001234", b"burst")
+                intake.on_mo(bind, pdu, raw)
+                for _ in range(100):  # the writer takes the batch
+                    await asyncio.sleep(0.01)
+                    if intake._committing:
+                        break
+                assert intake.busy()
+                reads = [asyncio.create_task(get()) for _ in range(3)]
+                await asyncio.sleep(0.5)
+                assert not any(r.done() for r in reads), "an API read ran during the commit"
+                released = time.monotonic()
+                release.set()
+                done = await asyncio.wait_for(asyncio.gather(*reads), 10)
+                assert [status for status, _ in done] == [200, 200, 200]
+                assert all(at >= released for _, at in done)
+                assert bind.statuses == {1: 0}  # the MO was acked
+                await server.stop(2.0)
+    finally:
+        writer.cancel()
+        await store.close()
+        await engine.dispose()
