@@ -15,7 +15,9 @@ TOKEN = st.text(
 )
 VALUE = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=30)
 RESERVED = {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"}
-HEADERS = st.dictionaries(TOKEN.filter(lambda n: n.lower() not in RESERVED), VALUE, max_size=5)
+# Header names are case-insensitive: no two generated names may differ only in case.
+HEADERS = st.dictionaries(TOKEN.filter(lambda n: n.lower() not in RESERVED), VALUE,
+                          max_size=5).filter(lambda d: len({k.lower() for k in d}) == len(d))
 STATUS = st.integers(200, 599).filter(lambda s: s not in (204, 304))
 FRAMING = st.sampled_from(["length", "chunked", "close"])
 
