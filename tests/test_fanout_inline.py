@@ -12,6 +12,7 @@ import tomllib
 from collections import Counter
 from typing import Any
 
+from peers import HttpRecorder
 from sqlalchemy import insert, select
 
 from gateway.actions.webhook import WebhookAction
@@ -23,7 +24,6 @@ from gateway.storage import jobs as jobq
 from gateway.storage.db import create_engine, migrate
 from gateway.storage.repo import Store
 from gateway.storage.schema import jobs, messages
-from tests.peers import HttpRecorder
 
 CONFIG = """
 [gateway]
