@@ -34,10 +34,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy.engine import Connection  # noqa: E402
+from sqlalchemy.engine import Connection
 
-from gateway.storage import stats  # noqa: E402
-from gateway.storage.db import create_engine, migrate  # noqa: E402
+from gateway.storage import stats
+from gateway.storage.db import create_engine, migrate
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 T0 = 1_760_000_000.0
@@ -106,7 +106,7 @@ async def backend(name: str, url: str, rows: int, days: int, runs: int) -> dict[
                 order = ("index", "no_index") if i % 2 == 0 else ("no_index", "index")
                 for variant in order:
                     times[variant].append(await conn.run_sync(
-                        lambda c, v=variant: timed(c, since=since, until=until,
+                        lambda c, v=variant, s=since, u=until: timed(c, since=s, until=u,
                                                    use_index=v == "index")))
             med = {k: statistics.median(v) for k, v in times.items()}
             out[label] = {"rows_in_window": round(rows * (until - since) / (days * DAY)),
