@@ -5,10 +5,8 @@ receipt and actions, or a filtered, cursor-paged list."""
 
 from __future__ import annotations
 
-import argparse
-import base64
 import hashlib
-import json
+import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query
@@ -16,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError
 
+from gateway.api import paging
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
 from gateway.api.problems import PROBLEM_CONTENT, Problem, ProblemBody, invalid
@@ -247,10 +246,11 @@ async def list_messages(
     else:
         vmns = key.vmns
     cc = ctx.config().gateway.country_code
+    now = time.time()
     rows = await ctx.store.list_messages(
         vmn=vmn, vmns=vmns, msisdn=canonical_or_raw(msisdn, cc) if msisdn else None,
-        direction=direction, route=route, status=status, since=_when(since, "since"),
-        until=_when(until, "until"), before=_cursor(cursor), limit=limit + 1)
+        direction=direction, route=route, status=status, since=paging.instant("since", since, now),
+        until=paging.instant("until", until, now), before=_cursor(cursor), limit=limit + 1)
     rows.reverse()  # newest first
     more = len(rows) > limit
     rows = rows[:limit]
@@ -258,34 +258,18 @@ async def list_messages(
     return MessagePage(items=[message_out(r) for r in rows], next_cursor=next_cursor)
 
 
-def _when(value: str | None, name: str) -> float | None:
-    from gateway.cli import parse_since
-
-    if value is None:
-        return None
-    try:
-        return parse_since(value)
-    except (argparse.ArgumentTypeError, ValueError, OverflowError):
-        raise invalid([{"loc": f"query.{name}", "msg": "expected an ISO-8601 date-time or "
-                                                       f"an age like 15m, 2h, 7d (got "
-                                                       f"{value[:40]!r})"}]) from None
-
-
 def _make_cursor(row: dict[str, Any]) -> str:
-    raw = json.dumps([row["created_at"], row["id"]]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return paging.encode("messages", [row["created_at"], row["id"]])
 
 
 def _cursor(value: str | None) -> tuple[float, str] | None:
-    if value is None:
+    key = paging.decode("messages", value)
+    if key is None:
         return None
-    try:
-        at, msg_id = json.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
-        if isinstance(at, int | float) and isinstance(msg_id, str):
-            return float(at), msg_id
-    except (ValueError, TypeError):
-        pass
-    raise invalid([{"loc": "query.cursor", "msg": "not a next_cursor of this API"}])
+    if (isinstance(key, list) and len(key) == 2 and isinstance(key[0], int | float)
+            and not isinstance(key[0], bool) and isinstance(key[1], str)):
+        return float(key[0]), key[1]
+    raise paging.bad_cursor()
 
 
 def message_out(row: dict[str, Any]) -> MessageOut:
