@@ -1,6 +1,6 @@
 """Every error of the HTTP API as `application/problem+json` (RFC 9457): `type`, `title`,
 `status`, `detail`, and for invalid input `errors: [{"loc", "msg"}]` with the key paths
-and wording of `vmn-gateway check` (gateway/config.py)."""
+and wording of `vmn-gateway check` (gateway/config/errors.py)."""
 
 from __future__ import annotations
 
