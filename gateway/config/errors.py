@@ -58,6 +58,8 @@ _SECRET_KEYS = frozenset({"password", "secret", "database", "callback_secret"})
 
 
 def format_loc(loc: Sequence[int | str]) -> str:
+    """A pydantic error location as a key path of the file: ``number[2].keyword[0].reply``,
+    ``callback_profiles."my crm".url``, ``callback_profiles (key)``."""
     path = ""
     for part in loc:
         if isinstance(part, int):
