@@ -75,8 +75,13 @@ BUSY_SPAN = 0.02
 BUSY_HOLD = 0.05
 QUIET_MAX_WAIT = 0.25
 # A drain (fan-out, job dispatch) with this much waiting no longer yields to the acks:
-# under sustained load the backlog stays bounded instead of growing while acks go first.
-DRAIN_BACKLOG = 10_000
+# under a flood that does not end the backlog stays bounded (its age: this many MOs at the
+# actions' own rate) instead of growing while acks go first. Below it a burst is acked at
+# the intake's own rate and its actions follow (they are durable: nothing waits in
+# memory beyond the fan-out's and outbox's high-water marks). At 10,000 a 40k burst
+# was acked at 0.26-0.37 of the no-action rate (the drains took the GIL back after the
+# first 10k); above the burst, 0.96 (docs/PERFORMANCE.md, "Acks first").
+DRAIN_BACKLOG = 100_000
 _ALWAYS_FAN_OUT = frozenset({Route.OPTOUT, Route.OPTIN, Route.HELP})
 # Transactions `_isolate` may spend on one failed batch: one refused row among 1,000
 # PDUs takes about 20. Beyond it (many rows refused, or all of them for a cause that is
