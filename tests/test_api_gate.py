@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
+from fastapi.staticfiles import StaticFiles
 from peers import free_port
+from starlette.exceptions import HTTPException
 from test_durability import _intake, _mo
 from test_pg_robust import _Bind
 
-from gateway.api.app import build_app
+from gateway.api.app import ConsoleFiles, build_app
 from gateway.api.context import ApiContext
 from gateway.api.server import ApiServer
 from gateway.config import parse_config
@@ -82,7 +86,7 @@ async def test_nothing_is_parsed_during_a_burst_and_the_oldest_goes_every_max_wa
     """While the intake is busy an API connection's bytes are held unparsed (any path:
     /openapi.json is not behind the /v1/ gate, and was answered at once before); the
     oldest held connection goes after `hold_max`, all of them when the burst ends."""
-    engine, store, intake = await _intake(db_url, max_commits=1)
+    engine, store, _ = await _intake(db_url, max_commits=1)
     busy = [False]
     cfg = parse_config(CONFIG, file="gate.toml", env={})
     ctx = ApiContext(config=lambda: cfg, store=store, intake_busy=lambda: busy[0])
@@ -123,3 +127,25 @@ async def test_nothing_is_parsed_during_a_burst_and_the_oldest_goes_every_max_wa
     finally:
         await store.close()
         await engine.dispose()
+
+
+@pytest.mark.parametrize(("method", "status"), [("GET", 404), ("HEAD", 404), ("POST", 405)])
+async def test_an_unknown_api_path_is_answered_without_a_file_lookup(
+        method: str, status: int, tmp_path: Path) -> None:
+    """/v1/... that no route took went to the console's StaticFiles, which looked for a
+    file (and a 404.html) in a worker thread: two thread hops per unknown-path request."""
+    (tmp_path / "index.html").write_text("<html></html>")
+    files = ConsoleFiles(directory=str(tmp_path), html=True)
+
+    def lookup(path: str) -> Any:
+        raise AssertionError(f"looked for a file: {path}")
+
+    files.lookup_path = lookup  # type: ignore[method-assign]
+    for path in ("v1/nothing", "v1", "v1/messages/x/y"):
+        with pytest.raises(HTTPException) as err:
+            await files.get_response(path, {"type": "http", "method": method})
+        assert err.value.status_code == status
+    files.lookup_path = StaticFiles.lookup_path.__get__(files)  # type: ignore[method-assign]
+    response = await files.get_response("index.html", {"type": "http", "method": "GET",
+                                                        "headers": []})
+    assert response.status_code == 200  # the console's own files still served
