@@ -8,6 +8,9 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import Scope
 
 from gateway.api import binds, messages, numbers, optins, polls, problems, queues, stats
 from gateway.api.auth import Authenticator
@@ -48,8 +51,22 @@ def build_app(ctx: ApiContext, *, max_body: int | None = None,
     _with_examples(app, ctx)
     static = resources.files("gateway") / "console" / "static"
     if static.is_dir() and (static / "index.html").is_file():
-        app.mount("/", StaticFiles(directory=str(static), html=True), name="console")
+        app.mount("/", ConsoleFiles(directory=str(static), html=True), name="console")
     return app
+
+
+class ConsoleFiles(StaticFiles):
+    """The console's files, at /. An API path (under /v1/) that no route took is never a
+    file: it is answered 404 (405 for a method other than GET and HEAD, as StaticFiles
+    answers) without StaticFiles' file-system lookups, each a hop to a worker thread that
+    cost the MO loop about 4% at 200 unknown-path requests a second."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        if path == "v1" or path.startswith("v1/"):
+            if scope["method"] not in ("GET", "HEAD"):
+                raise HTTPException(status_code=405, headers={"Allow": "GET, HEAD"})
+            raise HTTPException(status_code=404)
+        return await super().get_response(path, scope)
 
 
 def _with_examples(app: FastAPI, ctx: ApiContext) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 
 import structlog
 import uvicorn
 from fastapi import FastAPI
 
+from gateway.api.gate import HeldReads, gated_protocol
 from gateway.config import split_host_port
 
 log = structlog.get_logger("gateway.api")
@@ -28,10 +29,17 @@ class _Server(uvicorn.Server):
 
 
 class ApiServer:
-    def __init__(self, app: FastAPI, listen: str, *, graceful: int = 5) -> None:
+    def __init__(self, app: FastAPI, listen: str, *, graceful: int = 5,
+                 busy: Callable[[], bool] | None = None, hold_max: float = 1.0) -> None:
         self.host, self.port = split_host_port(listen)
-        # httptools (C) parses HTTP/1.1, not h11 (pure Python): less loop time per request.
-        config = uvicorn.Config(app, http="httptools", log_config=None, access_log=False,
+        if busy is None:  # the intake's burst signal, as the app's gate sees it
+            ctx = getattr(app.state, "ctx", None)
+            busy = getattr(ctx, "intake_busy", None) or (lambda: False)
+        self.held_reads = HeldReads(busy, max_wait=hold_max)
+        # httptools (C) parses HTTP/1.1, not h11 (pure Python): less loop time per
+        # request; and nothing is parsed while the intake is under a burst (HeldReads).
+        config = uvicorn.Config(app, http=gated_protocol(self.held_reads), log_config=None,
+                                access_log=False,
                                 lifespan="off",
                                 timeout_graceful_shutdown=graceful, server_header=False,
                                 proxy_headers=False)
