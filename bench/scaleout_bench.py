@@ -427,6 +427,20 @@ def metrics(r: RunResult) -> dict[str, float | None]:
                                   if gw and wall and mos else None)
     pg = cores.get("pg_run_db")
     m["pg_run_db_cpu_us_per_mo"] = round(pg * wall / mos * 1e6, 1) if pg and wall and mos else None
+    rx = cores.get("receiver")
+    m["receiver_cpu_us_per_mo"] = round(rx * wall / mos * 1e6, 1) if rx and wall and mos else None
+    # Everything the figure needs (instances, every postgres process, the receiver, the
+    # generator) per MO, and the rate two cores could give at that cost if nothing else
+    # ran: the ceiling of any number of instances on this machine.
+    ours = [cores.get(g) for g in ("postgres", "receiver", "loadgen")]
+    if gw and wall and mos and None not in ours:
+        bench_cores = sum(gw) + sum(v or 0.0 for v in ours)
+        per_mo = bench_cores * wall / mos * 1e6
+        m["bench_cores"] = round(bench_cores, 3)
+        m["all_cpu_us_per_mo"] = round(per_mo, 1)
+        m["machine_ceiling_per_s"] = round((os.cpu_count() or 1) * 1e6 / per_mo)
+    else:
+        m["bench_cores"] = m["all_cpu_us_per_mo"] = m["machine_ceiling_per_s"] = None
     rss = [v for v in r.rss_kib.values() if v]
     m["rss_mib_max"] = round(max(rss) / 1024, 1) if rss else None
     return m
@@ -452,8 +466,12 @@ COLUMNS = (
     ("loadgen", "cores_loadgen", "{:.2f}"),
     ("other", "cores_other", "{:.2f}"),
     ("machine", "cores_machine", "{:.2f}"),
+    ("bench cores", "bench_cores", "{:.2f}"),
     ("gw us/MO", "gateway_cpu_us_per_mo", "{:.0f}"),
     ("pg us/MO", "pg_run_db_cpu_us_per_mo", "{:.0f}"),
+    ("rx us/MO", "receiver_cpu_us_per_mo", "{:.0f}"),
+    ("all us/MO", "all_cpu_us_per_mo", "{:.0f}"),
+    ("ceiling/s", "machine_ceiling_per_s", "{:,.0f}"),
     ("load 1m", "loadavg_1m", "{:.1f}"),
 )
 
@@ -475,6 +493,9 @@ def print_report(summary: dict[str, dict[str, Any]], ratio: dict[str, float | No
                         for i, (c, w) in enumerate(zip(line, widths, strict=True))))
     for key, v in ratio.items():
         print(f"pair / one {key}: {'-' if v is None else f'{v:.3f}'}")
+    print("(bench cores: the instances + every postgres process + the receiver + the "
+          "generator; all us/MO: their CPU per burst MO; ceiling/s: the MO/s the machine's "
+          f"{os.cpu_count()} cores would give at that cost with nothing else running)")
 
 
 async def amain(args: argparse.Namespace) -> int:
