@@ -56,6 +56,7 @@ from actions_bench import (
     Phase,
     TimedLoadServer,
     _machine_busy_s,
+    _threads_cpu_s,
     deliveries,
     push,
     wait_delivered,
@@ -132,14 +133,18 @@ class Meter:
     Per pid, so that a process that starts between the marks counts from zero and one
     that ends between them counts what it had at the first mark (a lower bound)."""
 
-    def __init__(self, groups: dict[str, Callable[[], Iterable[int]]]) -> None:
+    def __init__(self, groups: dict[str, Callable[[], Iterable[int]]],
+                 thread_pids: dict[str, int]) -> None:
         self.groups = groups
-        self.marks: dict[str, tuple[float, float, dict[str, dict[int, float]]]] = {}
+        self.thread_pids = thread_pids  # group -> the pid whose threads are reported
+        self.marks: dict[str, tuple[float, float, dict[str, dict[Any, float]]]] = {}
 
     def mark(self, name: str) -> None:
-        per: dict[str, dict[int, float]] = {}
+        per: dict[str, dict[Any, float]] = {}
         for group, pids in self.groups.items():
             per[group] = {p: v for p in set(pids()) if (v := cpu_seconds(p)) is not None}
+        for group, pid in self.thread_pids.items():
+            per[f"{group}_threads"] = dict(_threads_cpu_s(pid))
         self.marks[name] = (time.monotonic(), _machine_busy_s(), per)
 
     def cores(self, start: str, end: str) -> dict[str, float] | None:
@@ -159,6 +164,10 @@ class Meter:
         out["machine"] = round((m1 - m0) / wall, 3)
         listed = sum(v for g, v in out.items() if g not in ("machine", "pg_run_db"))
         out["other"] = round(out["machine"] - listed, 3)
+        for group in self.thread_pids:  # the busiest thread of each (1.00: it is the limit)
+            before, after = a[f"{group}_threads"], b[f"{group}_threads"]
+            used = max((v - before.get(t, 0.0) for t, v in after.items()), default=0.0)
+            out[f"{group}_top_thread"] = round(used / wall, 3)
         out["wall_s"] = round(wall, 3)
         return out
 
@@ -334,7 +343,7 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
             "receiver": lambda: [rx_pid],
             "loadgen": lambda: [os.getpid()],
         }
-        meter = Meter(groups)
+        meter = Meter(groups, {f"gateway_{n}": procs[n].pid for n in names})
         meter.mark("start")
         bursts: list[Phase] = await asyncio.gather(*(
             push(servers[n], "burst", per, args.window, None, args.stall_timeout)
@@ -421,6 +430,8 @@ def metrics(r: RunResult) -> dict[str, float | None]:
     for g in ("gateway_a", "gateway_b", "postgres", "pg_run_db", "receiver", "loadgen",
               "other", "machine"):
         m[f"cores_{g}"] = cores.get(g)
+    tops = [v for g in ("gateway_a", "gateway_b") if (v := cores.get(f"{g}_top_thread"))]
+    m["cores_top_thread"] = max(tops) if tops else None  # the busiest gateway thread
     wall, mos = cores.get("wall_s"), r.burst.get("mos")
     gw = [v for g in ("gateway_a", "gateway_b") if (v := cores.get(g)) is not None]
     m["gateway_cpu_us_per_mo"] = (round(sum(gw) * wall / mos * 1e6, 1)
@@ -460,6 +471,7 @@ COLUMNS = (
     ("MO->webhook/s", "delivered_per_s", "{:,.0f}"),
     ("gw A cores", "cores_gateway_a", "{:.2f}"),
     ("gw B cores", "cores_gateway_b", "{:.2f}"),
+    ("top thread", "cores_top_thread", "{:.2f}"),
     ("postgres", "cores_postgres", "{:.2f}"),
     ("(run's db)", "cores_pg_run_db", "{:.2f}"),
     ("receiver", "cores_receiver", "{:.2f}"),
