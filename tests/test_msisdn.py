@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from gateway.commands import MAX_TEXT, Command, InvalidSend, parse, validate_send
 from gateway.config import Config, ConfigError, parse_config
-from gateway.msisdn import InvalidNumber, canonical, canonical_or_raw
+from gateway.msisdn import CACHED, InvalidNumber, canonical, canonical_or_raw
 
 SAME = [
     ("+15559876543", "1", None, "15559876543"),
@@ -71,6 +71,31 @@ def test_any_text_is_canonical_or_refused(raw: str) -> None:
     assert out.isascii() and out.isdigit() and 3 <= len(out) <= 17
     assert canonical(out, ton=1) == out  # idempotent
     assert canonical("+" + out) == out
+
+
+def test_the_spellings_cached_stay_bounded() -> None:
+    """Issue 12: every MO from a new sender added an entry to two caches of 65,536 each,
+    ~40 MB of the daemon's memory once that many people had written. The intake's call
+    caches a sender once, and at most CACHED of them."""
+    canonical.cache_clear()
+    canonical_or_raw.cache_clear()
+
+    def cached() -> int:
+        return canonical.cache_info().currsize + canonical_or_raw.cache_info().currsize
+
+    for i in range(100):  # as the intake calls it: one entry per sender
+        assert canonical_or_raw(f"1555{i:07d}", "1", ton=1) == f"1555{i:07d}"
+    assert cached() == 100
+    for i in range(100, 2 * CACHED):
+        canonical_or_raw(f"1555{i:07d}", "1", ton=1)
+    assert cached() <= CACHED <= 4096
+    for i in range(2 * CACHED):
+        canonical(f"1666{i:07d}", "1")
+    assert canonical.cache_info().currsize <= CACHED
+    # a repeat sender is still a cache hit
+    hits = canonical_or_raw.cache_info().hits
+    assert canonical_or_raw(f"1555{2 * CACHED - 1:07d}", "1", ton=1) == f"1555{2 * CACHED - 1:07d}"
+    assert canonical_or_raw.cache_info().hits == hits + 1
 
 
 def test_local_only_numbers_have_no_e164_form() -> None:
