@@ -48,10 +48,12 @@ sys.path.insert(0, str(REPO_DIR))
 
 import aiomqtt  # noqa: E402
 from benchlib import machine, percentile  # noqa: E402
+from paho.mqtt import __version__ as paho_version  # noqa: E402
 
 from gateway.actions.base import Job, Outcome  # noqa: E402
-from gateway.actions.mqtt import MqttAction, MqttLink, topic  # noqa: E402
+from gateway.actions.mqtt import MqttAction  # noqa: E402
 from gateway.config import MqttConfig  # noqa: E402
+from gateway.mqtt import MqttLink, topic  # noqa: E402
 
 END = b"__END__"
 SUMMARY_KEYS = (
@@ -325,7 +327,7 @@ async def amain(args: argparse.Namespace) -> int:
     print_table(groups, args.count)
     if args.json_out:
         out = {
-            "machine": machine(aiomqtt=aiomqtt.__version__),
+            "machine": machine(aiomqtt=aiomqtt.__version__, paho=paho_version),
             "args": {k: v for k, v in vars(args).items() if k != "subscriber"},
             "summary": [
                 {

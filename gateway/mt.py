@@ -39,6 +39,7 @@ from functools import partial
 
 import structlog
 
+from gateway import backoff
 from gateway.addressing import Addressing, SourceAddress, destination_address, source_address
 from gateway.config import SmscConfig
 from gateway.model import MtStatus
@@ -391,7 +392,7 @@ class MtSender:
             await self._fail(a, f"gave up after {mt.attempts + 1} attempts: {error}")
             log.error("mt.gave_up", id=mt.id, error=error)
             return
-        delay = min(MAX_RETRY_DELAY, 2.0 ** mt.attempts) * random.uniform(0.5, 1.0)
+        delay = backoff.delay(mt.attempts, 1.0, MAX_RETRY_DELAY)
         await self._write("retry", lambda: self.store.mt_retry(
             mt.id, error=error, delay=delay, token=mt.token))
         log.warning("mt.retry_scheduled", id=mt.id, error=error, delay=round(delay, 2))

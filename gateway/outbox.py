@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import structlog
 
+from gateway import backoff
 from gateway.actions.base import Action, Job, Outcome, Result
 from gateway.storage import jobs as jobq
 from gateway.storage.repo import Store
@@ -220,7 +221,8 @@ class Outbox:
                             outcome=res.outcome.value, status=res.status, detail=res.detail,
                             latency_ms=round(res.latency_ms, 1), final=status)
                 if status is None:
-                    delay = self.backoff.base * (2.0 ** job.attempts)
+                    delay = backoff.delay(job.attempts, self.backoff.base, self.backoff.cap,
+                                          jitter=0)
                     soonest = delay if soonest is None else min(soonest, delay)
             if soonest is not None:
                 asyncio.get_running_loop().call_later(min(soonest, self.backoff.cap) + 0.01,

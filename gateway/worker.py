@@ -35,6 +35,7 @@ from typing import ClassVar, Generic, TypeVar, cast
 
 import structlog
 
+from gateway import backoff
 from gateway.actions.base import Action, Job, LazyJson, Outcome, Result
 from gateway.actions.webhook import WebhookAction
 from gateway.config import Config, ConfigError, load_config
@@ -274,7 +275,7 @@ class WorkerProcess:
     async def run(self) -> None:
         """Keep this worker running until `stop()`, restarting it if it dies."""
         loop = asyncio.get_running_loop()
-        delay = 1.0
+        restarts = 0
         while not self._stopping:
             ours, theirs = socket.socketpair()
             try:
@@ -296,9 +297,10 @@ class WorkerProcess:
             self._on_lost()
             if self._stopping:
                 return
+            delay = backoff.delay(restarts, 1.0, 30.0, jitter=0)
+            restarts += 1
             log.error("worker.died", returncode=rc, restart_in=delay, index=self.index)
             await asyncio.sleep(delay)
-            delay = min(30.0, delay * 2)
 
     def reload(self) -> None:
         """Pass a (validated) reload on: the worker re-reads the file."""

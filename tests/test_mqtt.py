@@ -1,7 +1,7 @@
-"""gateway.actions.mqtt against a real Mosquitto: the shared one on 127.0.0.1:1883
-(MQTT_HOST / MQTT_PORT override) and, for outages, a private `mosquitto` started and
-stopped on a free port. Every test uses its own topic prefix and clears the retained
-messages it left."""
+"""gateway.mqtt (the link) and gateway.actions.mqtt against a real Mosquitto: the shared
+one on 127.0.0.1:1883 (MQTT_HOST / MQTT_PORT override) and, for outages, a private
+`mosquitto` started and stopped on a free port. Every test uses its own topic prefix and
+clears the retained messages it left."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway.actions.base import Job, Outcome, Result
-from gateway.actions.mqtt import MqttAction, MqttLink, backoff_delay, topic
+from gateway.actions.mqtt import MqttAction
 from gateway.config import MqttConfig
+from gateway.mqtt import MqttLink, topic
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = os.environ.get("MQTT_HOST", "127.0.0.1")
@@ -192,14 +193,6 @@ def test_topic_joins_levels() -> None:
             topic(*bad)
 
 
-def test_backoff_is_capped_exponential_with_jitter() -> None:
-    low = [backoff_delay(a, 1.0, 30.0, rand=lambda: 0.0) for a in range(8)]
-    high = [backoff_delay(a, 1.0, 30.0, rand=lambda: 1.0) for a in range(8)]
-    assert high == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
-    assert low == [1.0, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0, 15.0]
-    assert all(1.0 <= backoff_delay(a, 1.0, 30.0) <= 30.0 for a in range(100))
-
-
 async def test_bad_target_or_payload_fails_without_a_broker() -> None:
     link = MqttLink(cfg("x", port=free_port()), gateway_name="gw", on_command=None)
     action = MqttAction(link, publish_timeout=5.0)
@@ -244,7 +237,7 @@ async def test_cancelling_the_link_task_still_says_offline(prefix: str) -> None:
 LINK_PROCESS = """
 import asyncio, sys
 from gateway.config import MqttConfig
-from gateway.actions.mqtt import MqttLink
+from gateway.mqtt import MqttLink
 
 async def main() -> None:
     cfg = MqttConfig(url=sys.argv[1], topic_prefix=sys.argv[2])
@@ -315,15 +308,7 @@ async def test_action_publishes_the_job_payload_as_json(prefix: str) -> None:
     assert json.loads(message.payload) == event
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["paho-direct", "aiomqtt-publish"])
-async def test_a_thousand_concurrent_runs_all_ok_and_all_received(
-        prefix: str, fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Both publish paths: straight to paho (the normal one) and through aiomqtt's
-    public `publish` (the fallback should aiomqtt's internals change)."""
-    import gateway.actions.mqtt as mqtt_mod
-
-    assert mqtt_mod._fast_publish_ok(aiomqtt.Client(HOST, PORT))  # the pinned aiomqtt
-    monkeypatch.setattr(mqtt_mod, "_fast_publish_ok", lambda _client: fast)
+async def test_a_thousand_concurrent_runs_all_ok_and_all_received(prefix: str) -> None:
     n = 1000
     target = topic(prefix, "mt", "status")
     async with (

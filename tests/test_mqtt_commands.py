@@ -21,8 +21,8 @@ from conftest import PG_URL, Gateway, gateway_config, run_sql, wait_for
 from peers import MQTT_HOST, MQTT_PORT, MqttWatcher
 from simctl import Simulator
 
-from gateway.actions.mqtt import MqttLink
 from gateway.config import MqttConfig
+from gateway.mqtt import MqttLink
 
 VMN = "5551000100"
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Protocol, cast
 
 import structlog
 
+from gateway import backoff
 from gateway.config import SmscConfig
 from gateway.smpp.codec import FrameError, PduDecodeError, SmppError, encode
 from gateway.smpp.connection import AnsweredLog, Connection, encode_empty_resp
@@ -339,8 +339,7 @@ class SmppSession:
 
     def _backoff(self, attempt: int) -> float:
         lo, hi = self.cfg.reconnect_min, self.cfg.reconnect_max
-        cap = min(hi, lo * (2 ** min(attempt, 30)))
-        return min(hi, cap / 2 + random.uniform(0, cap / 2)) if attempt else lo
+        return backoff.delay(attempt, lo, hi, jitter_from=1)  # the first one exact
 
     async def _connect_and_serve(self) -> bool:
         """One connection's life. True when it had been bound (reset the backoff)."""

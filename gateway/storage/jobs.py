@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.engine import Connection
 
+from gateway import backoff
 from gateway.actions.base import Job, LazyJson, Outcome, Result
 from gateway.model import new_id
 from gateway.storage.db import placeholders
@@ -179,8 +180,7 @@ class Backoff:
 
     def delay(self, attempts: int) -> float:
         """Exponential with jitter: base * 2^(attempts-1), within [50%, 100%], capped."""
-        d = min(self.cap, self.base * (2.0 ** max(0, attempts - 1)))
-        return d * random.uniform(0.5, 1.0)
+        return backoff.delay(attempts - 1, self.base, self.cap)
 
 
 def finish(conn: Connection, results: Sequence[tuple[Job, Result]], backoff: Backoff,
