@@ -45,40 +45,30 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
-import math
 import os
-import re
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchlib import CLK_TCK, cpu_seconds, machine, percentile
-from loadgen import LoadServer, PushError, _Run  # bench/ is on sys.path as a script
-from mo_bench import (
-    BASELINE_CMD,
-    GATEWAY_CMD,
-    TargetError,
-    _command,
-    _stop,
-    _wait_bound,
-    process_tree,
-    tree_hwm_kib,
-)
+# bench/ is on sys.path when run as a script
+from benchlib.broker import find_mosquitto, start_broker, stop_broker
+from benchlib.cli import add_host, add_load, add_output, add_runs, add_timeouts, bench_parser
+from benchlib.load import TimedLoadServer, deliveries, push, wait_delivered
+from benchlib.measure import CpuMeter, process_tree, tree_hwm_kib
+from benchlib.procs import REPO_DIR, TargetError, command, stop, wait_bound
+from benchlib.receivers import Helper, mqtt_subscriber, webhook_receiver
+from benchlib.results import write_results
+from loadgen import PushError
+from mo_bench import BASELINE_CMD, GATEWAY_CMD
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
 TARGETS = ("baseline", "gateway-plain", "gateway-webhook", "gateway-mqtt", "gateway-actions")
 # Which receivers a gateway target has: (webhook, mqtt).
 SIDES = {
@@ -87,8 +77,6 @@ SIDES = {
     "gateway-actions": (True, True),
 }
 VMN = "5551000100"
-TEXT_SEQ = re.compile(r"HELLO (\d+) ")
-PIPE_LIMIT = 64 * 1024 * 1024  # a dump is one JSON line of ~1-2 MB
 
 # Placeholders replaced textually: {tmpdir} {host} {port} (the load generator),
 # {hook_port} (webhook receiver), {prefix} (the run's MQTT topic prefix).
@@ -134,140 +122,11 @@ def _actions_config(webhook: bool, mqtt: bool) -> str:
     return text
 
 
-def _seq_of(event: Any) -> int | None:
-    """The loadgen sequence number carried in an mo event's text, None if none."""
-    if not isinstance(event, dict):
-        return None
-    m = TEXT_SEQ.match(str(event.get("text") or ""))
-    return int(m.group(1)) if m else None
-
-
-# ======================================================================================
-# Receiver processes (``--role webhook`` / ``--role mqtt``)
-# ======================================================================================
-class _Records:
-    """What a receiver got: (receive time, seq, event id); thread-safe enough under the
-    GIL (appends from one thread, copies from the control thread)."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[float, int, str]] = []
-        self.seqs: set[int] = set()
-        self.bad = 0
-        self.last = 0.0
-
-    def add(self, t: float, body: bytes | bytearray) -> None:
-        try:
-            event = json.loads(body)
-        except ValueError:
-            self.bad += 1
-            return
-        seq = _seq_of(event)
-        if seq is None:
-            self.bad += 1
-            return
-        self.items.append((t, seq, str(event.get("id"))))
-        self.seqs.add(seq)
-        self.last = t
-
-    def stats(self) -> dict[str, Any]:
-        return {"n": len(self.items), "unique": len(self.seqs), "bad": self.bad, "last": self.last}
-
-
-def _control(records: _Records, on_quit: Callable[[], None]) -> None:
-    """Answer the orchestrator's commands, one JSON line each, until quit or EOF."""
-    out = sys.stdout
-    for line in sys.stdin:
-        cmd = line.strip()
-        if cmd == "stats":
-            reply: dict[str, Any] = records.stats()
-        elif cmd == "dump":
-            reply = {**records.stats(), "records": list(records.items)}
-        elif cmd == "quit":
-            break
-        else:
-            reply = {"error": f"unknown command {cmd!r}"}
-        out.write(json.dumps(reply, separators=(",", ":")) + "\n")
-        out.flush()
-    on_quit()
-
-
-def _ready(**info: Any) -> None:
-    sys.stdout.write(json.dumps({"ready": True, **info}) + "\n")
-    sys.stdout.flush()
-
-
-async def _webhook_receiver(port: int) -> int:
-    from aiohttp import web
-
-    records = _Records()
-
-    async def hook(request: web.Request) -> web.Response:
-        t = time.time()
-        records.add(t, await request.read())
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=1024)
-    await site.start()
-    server = site._server
-    assert server is not None
-    sockets = getattr(server, "sockets", None) or []
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    threading.Thread(
-        target=_control,
-        args=(records, lambda: loop.call_soon_threadsafe(stop.set)),
-        daemon=True,
-    ).start()
-    _ready(port=int(sockets[0].getsockname()[1]), pid=os.getpid())
-    await stop.wait()
-    await runner.cleanup()
-    return 0
-
-
-def _mqtt_subscriber(host: str, port: int, topic_filter: str, client_id: str) -> int:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    records = _Records()
-    subscribed = threading.Event()
-
-    def on_connect(client: mqtt.Client, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-        if not rc.is_failure:
-            client.subscribe(topic_filter, qos=1)
-
-    def on_subscribe(_c: mqtt.Client, _u: Any, _mid: int, codes: Any, _p: Any) -> None:
-        if codes and not codes[0].is_failure:
-            subscribed.set()
-
-    def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        records.add(time.time(), msg.payload)
-
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
-    client.on_connect = on_connect
-    client.on_subscribe = on_subscribe
-    client.on_message = on_message
-    client.connect(host, port, keepalive=60)
-    client.loop_start()
-    if not subscribed.wait(10.0):
-        print("mqtt subscriber: no SUBACK within 10 s", file=sys.stderr)
-        client.loop_stop()
-        return 1
-    _ready(pid=os.getpid())
-    _control(records, lambda: None)
-    client.disconnect()
-    client.loop_stop()
-    return 0
-
-
 def role_main(args: argparse.Namespace) -> int:
     if args.role == "webhook":
-        return asyncio.run(_webhook_receiver(args.hook_port))
+        return asyncio.run(webhook_receiver(args.hook_port))
     if args.role == "mqtt":
-        return _mqtt_subscriber(args.mqtt_host, args.mqtt_port, args.topic, args.client_id)
+        return mqtt_subscriber(args.mqtt_host, args.mqtt_port, args.topic, args.client_id)
     print(f"unknown role {args.role!r}", file=sys.stderr)
     return 2
 
@@ -275,289 +134,6 @@ def role_main(args: argparse.Namespace) -> int:
 # ======================================================================================
 # Orchestrator side
 # ======================================================================================
-class TimedLoadServer(LoadServer):
-    """A LoadServer that keeps each push's per-PDU send times as wall-clock seconds."""
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__(host, port)
-        self.last_first_seq = 0
-        self.last_sent_wall: list[float] = []
-        self.last_ack_wall = 0.0
-
-    def _report(self, run: _Run, error: str | None) -> dict[str, Any]:  # type: ignore[override]
-        report = LoadServer._report(run, error)
-        offset = time.time_ns() - time.perf_counter_ns()  # perf_counter -> wall clock
-        self.last_first_seq = run.first_seq
-        self.last_sent_wall = [(t + offset) / 1e9 if t else 0.0 for t in run.sent_ns]
-        last_ack = max(run.ack_ns, default=0)
-        self.last_ack_wall = (last_ack + offset) / 1e9 if last_ack else 0.0
-        return report
-
-
-@dataclass
-class Phase:
-    """What one push sent: its seq range and per-PDU wall-clock send times."""
-
-    name: str
-    first_seq: int
-    sent_wall: list[float]
-    last_ack_wall: float
-    report: dict[str, Any]
-
-
-async def push(
-    srv: TimedLoadServer,
-    name: str,
-    count: int,
-    window: int,
-    rate: float | None,
-    stall_timeout: float,
-) -> Phase:
-    report = await srv.push(count, window, rate, 0, stall_timeout)
-    phase = Phase(name, srv.last_first_seq, srv.last_sent_wall, srv.last_ack_wall, report)
-    if not report["complete"]:
-        raise TargetError(f"{name} phase incomplete: {report['error']}")
-    return phase
-
-
-class Helper:
-    """A receiver process driven over stdin/stdout, one JSON line per command."""
-
-    def __init__(self, name: str, proc: asyncio.subprocess.Process) -> None:
-        self.name = name
-        self.proc = proc
-        self._lock = asyncio.Lock()
-
-    @classmethod
-    async def start(
-        cls, name: str, argv: list[str], log: Path, timeout: float = 15.0
-    ) -> tuple[Helper, dict[str, Any]]:
-        with log.open("ab") as err:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=REPO_DIR,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=err,
-                limit=PIPE_LIMIT,
-            )
-        helper = cls(name, proc)
-        try:
-            info = await asyncio.wait_for(helper._read(), timeout)
-        except (TimeoutError, TargetError) as exc:
-            await helper.stop()
-            raise TargetError(f"{name} did not start ({exc!r}); log {log}") from None
-        return helper, info
-
-    async def _read(self) -> dict[str, Any]:
-        assert self.proc.stdout is not None
-        line = await self.proc.stdout.readline()
-        if not line:
-            raise TargetError(f"{self.name} exited (code {self.proc.returncode})")
-        reply: dict[str, Any] = json.loads(line)
-        return reply
-
-    async def request(self, cmd: str, timeout: float = 30.0) -> dict[str, Any]:
-        async with self._lock:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(cmd.encode() + b"\n")
-            await self.proc.stdin.drain()
-            return await asyncio.wait_for(self._read(), timeout)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    async def stop(self) -> None:
-        if self.proc.returncode is not None:
-            return
-        with contextlib.suppress(Exception):
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(b"quit\n")
-            await self.proc.stdin.drain()
-            self.proc.stdin.close()
-        try:
-            await asyncio.wait_for(self.proc.wait(), 5.0)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-            await self.proc.wait()
-
-
-# --- CPU accounting from /proc -------------------------------------------------------
-
-
-_BROKER: subprocess.Popen[bytes] | None = None  # the bench's own broker, if started
-
-
-def start_broker(tmpdir: Path) -> int:
-    """A Mosquitto of the bench's own on a free port, with no limit on the messages it
-    queues for a subscriber: the packaged default (max_queued_messages 1000) drops
-    QoS 1 messages for a subscriber that falls 1,000 behind, which a Python subscriber
-    does under a 30k burst. Returns its port."""
-    global _BROKER
-    import socket as _socket
-
-    with _socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    conf = tmpdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    "max_queued_messages 0\nmax_inflight_messages 0\n", encoding="utf-8")
-    _BROKER = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), _socket.create_connection(("127.0.0.1", port), 0.5):
-            return port
-        time.sleep(0.05)
-    raise RuntimeError("the bench's mosquitto did not start")
-
-
-def stop_broker() -> None:
-    if _BROKER is not None:
-        _BROKER.terminate()
-        _BROKER.wait(10)
-
-
-def find_mosquitto() -> int | None:
-    """The broker's pid (read-only use: its CPU time), if it runs on this machine."""
-    if _BROKER is not None:
-        return _BROKER.pid
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError), open(f"/proc/{entry}/comm") as f:
-                if f.read().strip() == "mosquitto":
-                    return int(entry)
-    return None
-
-
-def _machine_busy_s() -> float:
-    """Non-idle CPU seconds of the whole machine (all cores), from /proc/stat."""
-    with open("/proc/stat", encoding="ascii") as f:
-        ticks = [int(x) for x in f.readline().split()[1:]]
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
-    return (sum(ticks[:8]) - idle) / CLK_TCK  # guest time is already in user
-
-
-def _threads_cpu_s(pid: int) -> dict[str, float]:
-    """CPU seconds per thread of pid, keyed "<tid>:<name>"."""
-    out: dict[str, float] = {}
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii", errors="replace") as f:
-                    stat = f.read()
-                name = stat[stat.index("(") + 1 : stat.rindex(")")]
-                fields = stat.rpartition(")")[2].split()
-                out[f"{tid}:{name}"] = (int(fields[11]) + int(fields[12])) / CLK_TCK
-    return out
-
-
-class CpuMeter:
-    """Snapshots of the CPU seconds of named process groups (plus the whole machine and
-    each thread of the target process) at named instants."""
-
-    def __init__(
-        self, groups: dict[str, Callable[[], Iterable[int]]], thread_pid: int | None = None
-    ) -> None:
-        self.groups = groups
-        self.thread_pid = thread_pid
-        self.marks: dict[str, tuple[float, dict[str, float], dict[str, float]]] = {}
-
-    def mark(self, name: str) -> None:
-        values: dict[str, float] = {}
-        for group, pids in self.groups.items():
-            values[group] = sum(v for p in pids() if (v := cpu_seconds(p)) is not None)
-        values["machine"] = _machine_busy_s()
-        threads = _threads_cpu_s(self.thread_pid) if self.thread_pid else {}
-        self.marks[name] = (time.monotonic(), values, threads)
-
-    def cores(self, start: str, end: str) -> dict[str, Any] | None:
-        """CPU seconds per wall second of each group between two marks ("machine": all
-        processes, out of os.cpu_count(); "target_threads": the busiest threads)."""
-        if start not in self.marks or end not in self.marks:
-            return None
-        t0, a, ta = self.marks[start]
-        t1, b, tb = self.marks[end]
-        wall = t1 - t0
-        if wall <= 0:
-            return None
-        out: dict[str, Any] = {g: round((b[g] - a[g]) / wall, 3) for g in b}
-        out["other"] = round(out["machine"] - sum(out[g] for g in self.groups), 3)
-        threads = {t: round((v - ta.get(t, 0.0)) / wall, 3) for t, v in tb.items()}
-        out["target_threads"] = dict(sorted(threads.items(), key=lambda kv: -kv[1])[:4])
-        out["wall_s"] = round(wall, 3)
-        return out
-
-
-# --- delivery analysis -----------------------------------------------------------------
-def deliveries(records: list[list[Any]], phase: Phase) -> dict[str, Any]:
-    """Match a receiver's records to one push: counts, drain rate and latencies (first
-    delivery of each MO)."""
-    first_seq, count = phase.first_seq, len(phase.sent_wall)
-    first: dict[int, float] = {}
-    in_range = 0
-    ids: set[str] = set()
-    for t, seq, event_id in records:
-        i = seq - first_seq
-        if 0 <= i < count:
-            in_range += 1
-            ids.add(event_id)
-            if seq not in first or t < first[seq]:
-                first[seq] = t
-    received = len(first)
-    sent = [s for s in phase.sent_wall if s]
-    t0 = min(sent) if sent else 0.0
-    lat = sorted((t - phase.sent_wall[seq - first_seq]) * 1e3 for seq, t in first.items())
-    last = max(first.values(), default=0.0)
-    span = last - t0 if received else 0.0
-    return {
-        "expected": count,
-        "received": received,
-        "duplicates": in_range - received,
-        "unique_ids": len(ids),
-        "complete": received == count,
-        "delivered_by_last_ack": sum(1 for t in first.values() if t <= phase.last_ack_wall),
-        "first_sent_wall": round(t0, 6),
-        "last_delivery_wall": round(last, 6),
-        "drain_s": round(span, 3),
-        "drain_per_s": round(received / span, 1) if span > 0 else 0.0,
-        "p50_ms": round(percentile(lat, 50, math.nan), 3),
-        "p99_ms": round(percentile(lat, 99, math.nan), 3),
-        "max_ms": round(lat[-1], 3) if lat else math.nan,
-    }
-
-
-async def wait_delivered(
-    helpers: list[Helper], expected: int, timeout: float, stall: float
-) -> dict[str, dict[str, Any]]:
-    """Poll the receivers until each has `expected` distinct MOs (cumulative over the
-    run), `timeout` passes, or nothing new arrives for `stall` seconds."""
-    deadline = time.monotonic() + timeout
-    state: dict[str, dict[str, Any]] = {h.name: {"unique": 0} for h in helpers}
-    progress = time.monotonic()
-    while True:
-        pending = [h for h in helpers if state[h.name]["unique"] < expected]
-        if not pending:
-            break
-        for h in pending:
-            st = await h.request("stats")
-            if st["unique"] != state[h.name]["unique"]:
-                progress = time.monotonic()
-            state[h.name] = st
-        now = time.monotonic()
-        if all(state[h.name]["unique"] >= expected for h in helpers):
-            break
-        if now >= deadline or now - progress >= stall:
-            break
-        await asyncio.sleep(0.05)
-    for h in helpers:
-        state[h.name]["waited_for"] = expected
-        state[h.name]["complete"] = state[h.name]["unique"] >= expected
-    return state
-
-
 # --- one run ---------------------------------------------------------------------------
 @dataclass
 class RunResult:
@@ -657,11 +233,11 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
                 }
                 result.waits["prefix"] = prefix
             if target == "baseline":
-                cmd = _command(args.baseline_cmd, **values)
+                cmd = command(args.baseline_cmd, **values)
             else:
                 template = _actions_config(want_hook, want_mqtt) if actions else PLAIN_CONFIG
                 Path(values["config"]).write_text(_config(template, values), encoding="utf-8")
-                cmd = _command(args.alt_cmds[alt] if alt else args.gateway_cmd, **values)
+                cmd = command(args.alt_cmds[alt] if alt else args.gateway_cmd, **values)
             result.cmd = shlex.join(cmd)
             with log.open("ab") as out:
                 try:
@@ -675,7 +251,7 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
                     )
                 except OSError as exc:
                     raise TargetError(f"cannot start {shlex.join(cmd)}: {exc}") from exc
-            result.bind_s = round(await _wait_bound(srv, proc, args.bind_timeout, log), 3)
+            result.bind_s = round(await wait_bound(srv, proc, args.bind_timeout, log), 3)
             target_pid = proc.pid
             groups: dict[str, Callable[[], Iterable[int]]] = {
                 "target": lambda: process_tree(target_pid),
@@ -755,7 +331,7 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
         if proc is not None:
             if result.rss_kib is None and proc.returncode is None:
                 result.rss_kib = tree_hwm_kib(proc.pid)
-            result.exit_code = await _stop(proc, args.stop_timeout)
+            result.exit_code = await stop(proc, args.stop_timeout)
         for h in helpers:
             await h.stop()
         if result.ok and not args.keep_tmp:
@@ -1046,15 +622,13 @@ async def _amain_runs(args: argparse.Namespace, targets: list[str],
     print_report(summary, ratios, args)
     if args.json_out:
         params = {k: v for k, v in vars(args).items() if k not in ("role", "json_out")}
-        doc = {
-            "params": params,
-            "machine": machine(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "summary": summary,
-            "ratios": ratios,
-            "runs": {t: [r.as_dict() for r in rs] for t, rs in all_runs.items()},
-        }
-        Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_results(
+            args.json_out,
+            params,
+            summary=summary,
+            ratios=ratios,
+            runs={t: [r.as_dict() for r in rs] for t, rs in all_runs.items()},
+        )
         print(f"\nresults written to {args.json_out}")
     if failed:
         print("actions_bench: some runs FAILED (see above)", file=sys.stderr)
@@ -1062,25 +636,19 @@ async def _amain_runs(args: argparse.Namespace, targets: list[str],
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__)
     p.add_argument("--targets", default=",".join(TARGETS), help="comma list of: %(default)s")
     p.add_argument("--action-workers", type=int, choices=[0, 1], default=0,
                    help="[gateway] action_workers for the gateway targets")
-    p.add_argument("--runs", "-k", type=int, default=3, help="runs per target (median)")
-    p.add_argument("--count", type=int, default=30_000, help="burst MOs (unlimited rate)")
-    p.add_argument("--window", type=int, default=1000, help="max outstanding deliver_sm")
-    p.add_argument("--warmup", type=int, default=1000, help="unmeasured MOs first")
-    p.add_argument("--lat-count", type=int, default=5000, help="paced-phase MOs")
-    p.add_argument("--lat-rate", type=float, default=1000.0, help="paced-phase MO/s")
+    add_runs(p)
+    add_load(p, count=30_000)
     p.add_argument(
         "--settle",
         type=float,
         default=0.5,
         help="pause between the drained burst and the paced phase, s",
     )
-    p.add_argument("--host", default="127.0.0.1", help="where the load generator listens")
+    add_host(p)
     p.add_argument("--mqtt-host", default="127.0.0.1")
     p.add_argument("--mqtt-port", type=int, default=0,
                    help="an existing broker's port; 0 (default): start one of the bench's own")
@@ -1097,26 +665,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=BASELINE_CMD,
         help="baseline command template (default: %(default)r)",
     )
-    p.add_argument("--bind-timeout", type=float, default=30.0, help="seconds")
-    p.add_argument(
-        "--stall-timeout",
-        type=float,
-        default=30.0,
-        help="give up a push / a drain after this long without progress",
-    )
-    p.add_argument(
-        "--drain-timeout",
-        type=float,
-        default=180.0,
-        help="max seconds to wait for the receivers after a push",
-    )
-    p.add_argument("--stop-timeout", type=float, default=10.0, help="SIGTERM grace before SIGKILL")
-    p.add_argument("--json-out", default=None, help="write full results as JSON here")
-    p.add_argument(
-        "--keep-tmp",
-        action="store_true",
-        help="keep every run's temp dir (failed runs always keep theirs)",
-    )
+    add_timeouts(p, drain=True)
+    add_output(p)
     # helper-process roles (internal)
     p.add_argument("--role", choices=("webhook", "mqtt"), help=argparse.SUPPRESS)
     p.add_argument("--hook-port", type=int, default=0, help=argparse.SUPPRESS)

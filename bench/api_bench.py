@@ -16,28 +16,23 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import cpu_seconds, machine
+# bench/ is on sys.path when run as a script
+from benchlib import cpu_seconds
+from benchlib.cli import add_output, add_runs, bench_parser
+from benchlib.procs import REPO_DIR, free_port, stop, wait_bound
+from benchlib.results import write_results
 from loadgen import LoadServer
-from mo_bench import GATEWAY_CONFIG_TEMPLATE, _stop, _wait_bound
+from mo_bench import GATEWAY_CONFIG_TEMPLATE
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
 VMN = "5551000100"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def gateway_env() -> dict[str, str]:
@@ -97,7 +92,7 @@ async def run_once(mode: str, index: int, args: argparse.Namespace) -> dict[str,
                     sys.executable, "-m", "gateway", "run", "-c", str(cfg), cwd=REPO_DIR,
                     env=gateway_env(), stdin=subprocess.DEVNULL, stdout=f, stderr=f,
                     start_new_session=True)
-            await _wait_bound(srv, proc, 30.0, log)
+            await wait_bound(srv, proc, 30.0, log)
             warm = await srv.push(args.warmup, args.window, None, 0, 30.0)
             if not warm["complete"]:
                 raise RuntimeError(f"warm-up incomplete: {warm['error']}")
@@ -146,7 +141,7 @@ async def run_once(mode: str, index: int, args: argparse.Namespace) -> dict[str,
         if load is not None:
             load.kill()
         if proc is not None:
-            await _stop(proc, 10.0)
+            await stop(proc, 10.0)
         if out.get("ok") and not args.keep_tmp:
             shutil.rmtree(tmpdir, ignore_errors=True)
         else:
@@ -181,19 +176,15 @@ async def amain(args: argparse.Namespace) -> int:
     print(f"median acked MO/s: quiet {med['quiet']:,.0f}, with the API at "
           f"{args.api_rate:g} req/s {med['api']:,.0f}; ratio {ratio:.3f} (target >= 0.95)")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps({
-            "params": vars(args), "machine": machine(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "median_acked_per_s": med, "median_gateway_cpu_ms_per_mo": cpu,
-            "ratio_api_over_quiet": round(ratio, 4),
-            "runs": runs}, indent=2) + "\n")
+        write_results(args.json_out, vars(args), median_acked_per_s=med,
+                      median_gateway_cpu_ms_per_mo=cpu,
+                      ratio_api_over_quiet=round(ratio, 4), runs=runs)
     return 0 if all(r["ok"] for r in runs) else 1
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", type=int, default=3, help="pairs of runs (median)")
+    p = bench_parser(__doc__)
+    add_runs(p, help="pairs of runs (median)", short=False)
     p.add_argument("--count", type=int, default=30_000, help="deliver_sm in the burst")
     p.add_argument("--window", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=2000)
@@ -203,11 +194,10 @@ def main() -> int:
     p.add_argument("--mix", choices=["read", "send", "404"], default="read",
                    help="the requests (bench/api_load.py): reads only, or with sends")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--json-out")
     p.add_argument("--postgres", metavar="URL",
                    help="a PostgreSQL URL (e.g. postgresql+asyncpg://postgres@127.0.0.1/test):"
                         " each run gets a new database beside it instead of SQLite")
-    p.add_argument("--keep-tmp", action="store_true", help="keep every run's directory")
+    add_output(p)
     return asyncio.run(amain(p.parse_args()))
 
 

@@ -15,7 +15,6 @@ writes it to a file too), and the JSON of every run with ``--json-out``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import vs_kannel
+from benchlib.cli import bench_parser
 from kannel import KannelError, ensure_kannel
 
 
@@ -61,9 +61,7 @@ def markdown(doc: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = bench_parser(__doc__)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--windows", nargs="+", type=int, default=[10, 50, 200])
     ap.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])

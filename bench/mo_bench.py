@@ -30,25 +30,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import json
-import os
 import shlex
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchlib import machine
-from loadgen import LoadServer, PushError  # bench/ is on sys.path when run as a script
+# bench/ is on sys.path when run as a script
+from benchlib.cli import add_host, add_load, add_output, add_runs, add_timeouts, bench_parser
+from benchlib.measure import tree_hwm_kib
+from benchlib.procs import REPO_DIR, TargetError, command, run_setup, stop, wait_bound
+from benchlib.results import write_results
+from loadgen import LoadServer, PushError
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
 
 # ======================================================================================
 # GATEWAY CONFIG TEMPLATE -- adapt here (or pass --gateway-config-template FILE).
@@ -82,10 +80,6 @@ GATEWAY_CMD = ".venv/bin/vmn-gateway run -c {config}"
 TARGETS = ("baseline", "gateway")
 
 
-class TargetError(RuntimeError):
-    """A run could not be measured (never bound, exited, stalled...)."""
-
-
 @dataclass
 class RunResult:
     target: str
@@ -116,131 +110,7 @@ class RunResult:
         }
 
 
-# --- /proc helpers -----------------------------------------------------------------
-def _children(pid: int) -> list[int]:
-    """Direct children of pid, from /proc/*/stat (no psutil)."""
-    kids: list[int] = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat.rpartition(")")[2].split()
-        if len(fields) > 1 and fields[1] == str(pid):
-            kids.append(int(entry))
-    return kids
-
-
-def process_tree(pid: int) -> list[int]:
-    tree = [pid]
-    i = 0
-    while i < len(tree):
-        tree.extend(_children(tree[i]))
-        i += 1
-    return tree
-
-
-def vm_hwm_kib(pid: int) -> int | None:
-    """Peak RSS (VmHWM, KiB) of one process, None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def tree_hwm_kib(pid: int) -> int | None:
-    """Sum of the VmHWM of pid and its descendants (== pid's own for one process)."""
-    values = [v for p in process_tree(pid) if (v := vm_hwm_kib(p)) is not None]
-    return sum(values) if values else None
-
-
 # --- one run -----------------------------------------------------------------------
-def _log_tail(path: Path, lines: int = 20) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no log)"
-    tail = text.splitlines()[-lines:]
-    return "\n".join(f"    | {line}" for line in tail) if tail else "    | (empty log)"
-
-
-async def _stop(proc: asyncio.subprocess.Process, timeout: float) -> int | None:
-    """SIGTERM the target's process group (we made it with start_new_session), then
-    SIGKILL it if it does not exit in time."""
-    if proc.returncode is not None:
-        return proc.returncode
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            return await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            continue
-    return proc.returncode
-
-
-async def _wait_bound(
-    srv: LoadServer, proc: asyncio.subprocess.Process, timeout: float, log: Path
-) -> float:
-    t0 = time.monotonic()
-    bound = asyncio.ensure_future(srv.wait_bound())
-    exited = asyncio.ensure_future(proc.wait())
-    try:
-        await asyncio.wait({bound, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for fut in (bound, exited):
-            if not fut.done():
-                fut.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await fut
-    if bound.done() and not bound.cancelled() and bound.exception() is None:
-        return time.monotonic() - t0
-    if exited.done() and not exited.cancelled():
-        raise TargetError(
-            f"target exited with code {proc.returncode} before binding; log {log}:\n"
-            + _log_tail(log)
-        )
-    raise TargetError(
-        f"target did not bind to 127.0.0.1:{srv.port} within {timeout:.0f} s; log {log}:\n"
-        + _log_tail(log)
-    )
-
-
-def _command(template: str, **values: str) -> list[str]:
-    try:
-        return shlex.split(template.format(**values))
-    except (KeyError, IndexError, ValueError) as exc:
-        raise TargetError(f"bad command template {template!r}: {exc!r}") from exc
-
-
-async def _run_setup(cmd: list[str], log: Path, timeout: float) -> None:
-    with log.open("ab") as out:
-        proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            cwd=REPO_DIR,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
-        try:
-            rc = await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            await _stop(proc, 5.0)
-            raise TargetError(f"setup command timed out: {shlex.join(cmd)}") from None
-    if rc != 0:
-        raise TargetError(
-            f"setup command failed ({rc}): {shlex.join(cmd)}; log {log}:\n" + _log_tail(log)
-        )
-
-
 async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResult:
     result = RunResult(target, index)
     tmpdir = Path(tempfile.mkdtemp(prefix=f"mo_bench_{target}_{index}_"))
@@ -267,12 +137,12 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
                     config = config.replace("{" + key + "}", values[key])
                 Path(values["config"]).write_text(config, encoding="utf-8")
                 if args.gateway_setup_cmd:
-                    await _run_setup(
-                        _command(args.gateway_setup_cmd, **values), log, args.bind_timeout
+                    await run_setup(
+                        command(args.gateway_setup_cmd, **values), log, args.bind_timeout
                     )
-                cmd = _command(args.gateway_cmd, **values)
+                cmd = command(args.gateway_cmd, **values)
             else:
-                cmd = _command(args.baseline_cmd, **values)
+                cmd = command(args.baseline_cmd, **values)
             result.extra["cmd"] = shlex.join(cmd)
             with log.open("ab") as out:
                 try:
@@ -286,7 +156,7 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
                     )
                 except OSError as exc:
                     raise TargetError(f"cannot start {shlex.join(cmd)}: {exc}") from exc
-            result.bind_s = round(await _wait_bound(srv, proc, args.bind_timeout, log), 3)
+            result.bind_s = round(await wait_bound(srv, proc, args.bind_timeout, log), 3)
 
             lat = await srv.push(
                 args.lat_count, args.window, args.lat_rate, args.warmup, args.stall_timeout
@@ -314,7 +184,7 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
         if proc is not None:
             if result.rss_kib is None and proc.returncode is None:
                 result.rss_kib = tree_hwm_kib(proc.pid)
-            result.exit_code = await _stop(proc, args.stop_timeout)
+            result.exit_code = await stop(proc, args.stop_timeout)
         if result.ok and not args.keep_tmp:
             shutil.rmtree(tmpdir, ignore_errors=True)
             result.log = None
@@ -439,8 +309,9 @@ async def amain(args: argparse.Namespace) -> int:
         ratio = {k: round(gw[k] / base[k], 4) if base[k] else float("nan") for k in METRICS}
     print_table(summary, ratio, args)
     if args.json_out:
-        doc = {
-            "params": {
+        write_results(
+            args.json_out,
+            {
                 k: getattr(args, k)
                 for k in (
                     "targets",
@@ -455,13 +326,10 @@ async def amain(args: argparse.Namespace) -> int:
                     "baseline_cmd",
                 )
             },
-            "machine": machine(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "summary": summary,
-            "ratio_gateway_over_baseline": ratio,
-            "runs": {t: [r.as_dict() for r in rs] for t, rs in all_runs.items()},
-        }
-        Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+            summary=summary,
+            ratio_gateway_over_baseline=ratio,
+            runs={t: [r.as_dict() for r in rs] for t, rs in all_runs.items()},
+        )
         print(f"results written to {args.json_out}")
     if failed:
         print("mo_bench: some runs FAILED (see above)", file=sys.stderr)
@@ -469,23 +337,22 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__)
     p.add_argument(
         "--targets",
         default="baseline,gateway",
         help="comma list of: baseline, gateway (default: both)",
     )
-    p.add_argument("--runs", "-k", type=int, default=3, help="runs per target (median)")
-    p.add_argument("--count", type=int, default=50_000, help="throughput deliver_sm")
-    p.add_argument("--window", type=int, default=1000, help="max outstanding deliver_sm")
-    p.add_argument(
-        "--warmup", type=int, default=1000, help="unmeasured deliver_sm before the latency phase"
+    add_runs(p)
+    add_load(
+        p,
+        count=50_000,
+        count_help="throughput deliver_sm",
+        warmup_help="unmeasured deliver_sm before the latency phase",
+        lat_count_help="latency-phase deliver_sm",
+        lat_rate_help="latency-phase MO/s",
     )
-    p.add_argument("--lat-count", type=int, default=5000, help="latency-phase deliver_sm")
-    p.add_argument("--lat-rate", type=float, default=1000.0, help="latency-phase MO/s")
-    p.add_argument("--host", default="127.0.0.1", help="where the load generator listens")
+    add_host(p)
     p.add_argument(
         "--gateway-cmd", default=GATEWAY_CMD, help="gateway command template (default: %(default)r)"
     )
@@ -504,20 +371,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=BASELINE_CMD,
         help="baseline command template (default: %(default)r)",
     )
-    p.add_argument("--bind-timeout", type=float, default=30.0, help="seconds")
-    p.add_argument(
-        "--stall-timeout",
-        type=float,
-        default=30.0,
-        help="abort a phase after this long without a response",
-    )
-    p.add_argument("--stop-timeout", type=float, default=10.0, help="SIGTERM grace before SIGKILL")
-    p.add_argument("--json-out", default=None, help="write full results as JSON here")
-    p.add_argument(
-        "--keep-tmp",
-        action="store_true",
-        help="keep every run's temp dir (failed runs always keep theirs)",
-    )
+    add_timeouts(p, stall_help="abort a phase after this long without a response")
+    add_output(p)
     p.add_argument(
         "--fail-fast", action="store_true", help="stop a target's runs at its first failure"
     )

@@ -10,7 +10,7 @@ the raw body (the gateway's JSON event, Kannel's plain-text POST body) or in the
 decoded query string (Kannel's ``get-url`` with ``text=%a``). A request without one
 counts as ``bad``.
 
-It speaks the receiver protocol of bench/actions_bench.py (``Helper``): one JSON line
+It speaks the receiver protocol of bench/benchlib/receivers.py (``Helper``): one JSON line
 ``{"ready": true, "port": P, "pid": N}`` on start, then per stdin line ``stats`` /
 ``dump`` / ``quit``, one JSON line back each.
 
@@ -21,62 +21,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import sys
 import threading
 import time
 import urllib.parse
-from typing import Any
 
 from aiohttp import web
+
+# bench/ is on sys.path when run as a script
+from benchlib.receivers import Records, control, ready
 
 SEQ = re.compile(rb"HELLO (\d+) ")
 
 
-class Records:
-    """What the sink got: (receive time, seq, ""); appended from the event loop,
-    copied from the control thread (safe enough under the GIL)."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[float, int, str]] = []
-        self.seqs: set[int] = set()
-        self.bad = 0
-        self.last = 0.0
-
-    def add(self, t: float, raw: bytes) -> None:
-        m = SEQ.search(raw)
-        if m is None:
-            self.bad += 1
-            return
-        seq = int(m.group(1))
-        self.items.append((t, seq, ""))
-        self.seqs.add(seq)
-        self.last = t
-
-    def stats(self) -> dict[str, Any]:
-        return {"n": len(self.items), "unique": len(self.seqs), "bad": self.bad, "last": self.last}
-
-
-def control(records: Records, on_quit: Any) -> None:
-    for line in sys.stdin:
-        cmd = line.strip()
-        if cmd == "stats":
-            reply: dict[str, Any] = records.stats()
-        elif cmd == "dump":
-            reply = {**records.stats(), "records": list(records.items)}
-        elif cmd == "quit":
-            break
-        else:
-            reply = {"error": f"unknown command {cmd!r}"}
-        sys.stdout.write(json.dumps(reply, separators=(",", ":")) + "\n")
-        sys.stdout.flush()
-    on_quit()
+def seq_in(raw: bytes | bytearray) -> tuple[int, str] | None:
+    """The seq in a request's raw body + decoded query (no event id: "")."""
+    m = SEQ.search(raw)
+    return None if m is None else (int(m.group(1)), "")
 
 
 async def serve(host: str, port: int) -> int:
-    records = Records()
+    records = Records(seq_in)
 
     async def any_request(request: web.Request) -> web.Response:
         t = time.time()
@@ -97,8 +64,7 @@ async def serve(host: str, port: int) -> int:
     threading.Thread(
         target=control, args=(records, lambda: loop.call_soon_threadsafe(stop.set)), daemon=True
     ).start()
-    sys.stdout.write(json.dumps({"ready": True, "port": bound, "pid": os.getpid()}) + "\n")
-    sys.stdout.flush()
+    ready(port=bound, pid=os.getpid())
     await stop.wait()
     await runner.cleanup()
     return 0

@@ -30,26 +30,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import shlex
 import shutil
 import statistics
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from actions_bench import Helper, Phase, TimedLoadServer, deliveries, push, wait_delivered
-from benchlib import machine
+# bench/ is on sys.path when run as a script
+from benchlib.cli import add_host, add_load, add_output, add_runs, add_timeouts, bench_parser
+from benchlib.load import Phase, TimedLoadServer, deliveries, push, wait_delivered
+from benchlib.measure import tree_hwm_kib
+from benchlib.procs import REPO_DIR, TargetError, stop, wait_bound
+from benchlib.receivers import Helper
+from benchlib.results import write_results
 from kannel import KannelError, KannelRun, ensure_kannel
 from loadgen import PushError
-from mo_bench import TargetError, _stop, _wait_bound, tree_hwm_kib
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
 VMN = "5551000100"
 # "webhook+mqtt": the gateway also publishes every MO to MQTT (the broker of
 # --mqtt-host/--mqtt-port); Kannel has no MQTT, so its reference is its webhook cell.
@@ -246,7 +247,7 @@ async def run_once(cell: Cell, index: int, args: argparse.Namespace) -> RunResul
                         start_new_session=True,
                     )
             assert proc is not None
-            await _wait_bound(srv, proc, args.bind_timeout, log)
+            await wait_bound(srv, proc, args.bind_timeout, log)
             received = 0
 
             async def drain(label: str, phase: Phase | None) -> None:
@@ -299,7 +300,7 @@ async def run_once(cell: Cell, index: int, args: argparse.Namespace) -> RunResul
         if kannel is not None:
             await kannel.stop()
         elif proc is not None:
-            await _stop(proc, args.stop_timeout)
+            await stop(proc, args.stop_timeout)
         if sink is not None:
             await sink.stop()
         if pg_db is not None:
@@ -450,16 +451,14 @@ async def amain(args: argparse.Namespace) -> int:
         params = {
             k: (str(v) if k == "kannel" else v) for k, v in vars(args).items() if k != "json_out"
         }
-        doc = {
-            "params": params,
-            "machine": machine(),
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "cells": [c.key for c in cells],
-            "summary": summary,
-            "ratio_over_kannel": rat,
-            "runs": {k: [r.__dict__ for r in rs] for k, rs in runs.items()},
-        }
-        Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_results(
+            args.json_out,
+            params,
+            cells=[c.key for c in cells],
+            summary=summary,
+            ratio_over_kannel=rat,
+            runs={k: [r.__dict__ for r in rs] for k, rs in runs.items()},
+        )
         print(f"results written to {args.json_out}")
     if failed:
         print("vs_kannel: some runs FAILED (see above)", file=sys.stderr)
@@ -467,9 +466,7 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = bench_parser(__doc__)
     p.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     p.add_argument("--windows", nargs="+", type=int, default=[50])
     p.add_argument("--backends", nargs="+", choices=("sqlite", "postgres"), default=["sqlite"])
@@ -507,12 +504,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="fail instead of apt-get installing Kannel when it is missing",
     )
-    p.add_argument("--runs", "-k", type=int, default=3, help="runs per cell (median)")
-    p.add_argument("--count", type=int, default=10_000, help="burst MOs (unlimited rate)")
-    p.add_argument("--warmup", type=int, default=500, help="unmeasured MOs first")
-    p.add_argument("--lat-count", type=int, default=2000, help="paced MOs (0: no paced phase)")
-    p.add_argument("--lat-rate", type=float, default=1000.0, help="paced MO/s")
-    p.add_argument("--host", default="127.0.0.1", help="where the load generator listens")
+    add_runs(p, help="runs per cell (median)")
+    add_load(
+        p,
+        count=10_000,
+        window=None,
+        warmup=500,
+        lat_count=2000,
+        lat_count_help="paced MOs (0: no paced phase)",
+        lat_rate_help="paced MO/s",
+    )
+    add_host(p)
     p.add_argument("--mqtt-host", default="127.0.0.1", help="broker (webhook+mqtt mode)")
     p.add_argument("--mqtt-port", type=int, default=1883)
     p.add_argument("--action-workers", type=int, default=0,
@@ -522,12 +524,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=".venv/bin/vmn-gateway",
         help="the gateway executable (+ args before `run -c CONFIG`)",
     )
-    p.add_argument("--bind-timeout", type=float, default=30.0)
-    p.add_argument("--stall-timeout", type=float, default=30.0)
-    p.add_argument("--drain-timeout", type=float, default=180.0)
-    p.add_argument("--stop-timeout", type=float, default=10.0)
-    p.add_argument("--json-out", default=None)
-    p.add_argument("--keep-tmp", action="store_true")
+    add_timeouts(p, drain=True)
+    add_output(p)
     args = p.parse_args(argv)
     if min(args.runs, args.count, *args.windows) < 1 or args.warmup < 0 or args.lat_count < 0:
         p.error("--runs, --count and --windows must be positive")

@@ -10,12 +10,14 @@ blocking HTTP client (urllib: no client library in the way of what goes on the w
 
 `api_gateway(numbers=..., extra=..., api_extra=..., **smsc)` takes what
 `conftest.gateway_config` takes; `extra` is appended to the file (other sections),
-`api_extra` goes into the `[api]` table."""
+`api_extra` goes into the `[api]` table. `launch(make_gateway, sim, db, ...)` is the
+same for a test that needs its own simulator or database; `g.mo(...)` injects an MO
+through the simulator and checks it was acknowledged; `hooks` is a webhook receiver
+(peers.HttpRecorder). Test modules load this file with `pytest_plugins = ["apihelp"]`."""
 
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -24,13 +26,10 @@ from typing import Any
 
 import pytest
 from conftest import Gateway, gateway_config, wait_for
+from peers import HttpRecorder, free_port
 from simctl import Simulator
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+__all__ = ["ApiGateway", "Response", "api_section", "cli", "free_port", "launch", "request"]
 
 
 @dataclass
@@ -105,6 +104,11 @@ class ApiGateway:
         return request(self.base, method, path, key=key, json_body=json, body=body,
                        headers=headers)
 
+    def mo(self, source: str, destination: str, text: str) -> None:
+        """One MO through the simulator; the daemon must acknowledge it (ESME_ROK)."""
+        res = self.sim.mo(source=source, destination=destination, text=text)
+        assert res["statuses"] == [0], res
+
     def wait_ready(self, timeout: float = 30.0) -> None:
         def up() -> bool:
             try:
@@ -133,20 +137,34 @@ def api_section(port: int, extra: str = "") -> str:
     return f'\n[api]\nlisten = "127.0.0.1:{port}"\n{extra}\n'
 
 
+def launch(make_gateway: Callable[..., Gateway], sim: Simulator, db: str, *,
+           numbers: str = "", extra: str = "", api_extra: str = "", bound: bool = True,
+           **kw: Any) -> ApiGateway:
+    """Start a daemon bound to `sim` with the API on a free port; wait until the API
+    answers and (unless `bound` is False) the bind is up. `kw` goes to gateway_config."""
+    port = free_port()
+    config = gateway_config(db=db, sim=sim, numbers=numbers, **kw)
+    gw = make_gateway(config + api_section(port, api_extra) + extra)
+    g = ApiGateway(gw, sim, port, db)
+    g.wait_ready()
+    if bound:
+        sim.wait_bound(timeout=20)
+    return g
+
+
 @pytest.fixture
 def api_gateway(sim: Simulator, db_url: str,
                 make_gateway: Callable[..., Gateway]) -> Iterator[Callable[..., ApiGateway]]:
     """A factory: start a daemon with the API on a free port, wait until the bind and
-    the API are up."""
-    def start(*, numbers: str = "", extra: str = "", api_extra: str = "",
-              bound: bool = True, **kw: Any) -> ApiGateway:
-        port = free_port()
-        config = gateway_config(db=db_url, sim=sim, numbers=numbers, **kw)
-        gw = make_gateway(config + api_section(port, api_extra) + extra)
-        g = ApiGateway(gw, sim, port, db_url)
-        g.wait_ready()
-        if bound:
-            sim.wait_bound(timeout=20)
-        return g
+    the API are up (`launch` with the test's simulator and database)."""
+    def start(**kw: Any) -> ApiGateway:
+        return launch(make_gateway, sim, db_url, **kw)
 
     yield start
+
+
+@pytest.fixture
+def hooks() -> Iterator[HttpRecorder]:
+    """A webhook receiver on a free port (peers.HttpRecorder)."""
+    with HttpRecorder() as h:
+        yield h

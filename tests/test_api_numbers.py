@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from apihelp import ApiGateway, api_section, free_port, request
+from apihelp import ApiGateway, launch, request
 from conftest import REPO, Gateway, _fresh_pg, gateway_config, wait_for
 from simctl import Simulator
 
@@ -54,12 +54,8 @@ def pg_url() -> Iterator[str]:
 def test_a_keyword_put_routes_on_a_second_instance_within_2s(
         pg_url: str, make_gateway: Callable[..., Gateway]) -> None:
     with Simulator.start() as sim_a, Simulator.start() as sim_b:
-        port = free_port()
-        a = make_gateway(gateway_config(db=pg_url, sim=sim_a, name="alpha")
-                         + api_section(port))
-        g = ApiGateway(a, sim_a, port, pg_url)
-        g.wait_ready()
-        sim_a.wait_bound(timeout=20)
+        g = launch(make_gateway, sim_a, pg_url, name="alpha")
+        a = g.gw
         b = make_gateway(gateway_config(db=pg_url, sim=sim_b, name="beta"))
         sim_b.wait_bound(timeout=20)
         wait_for(lambda: b.log_events("daemon.ready"), what="beta ready")

@@ -11,11 +11,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pytest
-from apihelp import ApiGateway, api_gateway  # noqa: F401 - the fixture
 from conftest import wait_for
 from peers import HttpRecorder, MqttWatcher, free_port
 from simctl import Simulator
@@ -25,6 +24,11 @@ B = "5551000200"
 C = "5551000300"  # replies go out from its sender ID
 WHO = "15550001111"
 OTHER = "15550002222"
+
+if TYPE_CHECKING:  # a plugin (below): imported by pytest, so that its asserts are rewritten
+    from apihelp import ApiGateway
+
+pytest_plugins = ["apihelp"]  # the api_gateway and hooks fixtures
 
 
 def numbers() -> str:
@@ -77,12 +81,6 @@ callback_profile = "crm"
 
 
 @pytest.fixture
-def hooks() -> Iterator[HttpRecorder]:
-    with HttpRecorder() as h:
-        yield h
-
-
-@pytest.fixture
 def watcher() -> Iterator[MqttWatcher]:
     with MqttWatcher() as w:
         yield w
@@ -94,13 +92,9 @@ def admin() -> int:
 
 
 @pytest.fixture
-def g(api_gateway: Callable[..., ApiGateway], hooks: HttpRecorder,  # noqa: F811
+def g(api_gateway: Callable[..., ApiGateway], hooks: HttpRecorder,
       watcher: MqttWatcher, admin: int) -> ApiGateway:
     return api_gateway(numbers=numbers(), extra_gateway=extra_gateway(hooks, watcher, admin))
-
-
-def mo(sim: Simulator, source: str, destination: str, text: str) -> None:
-    assert sim.mo(source=source, destination=destination, text=text)["statuses"] == [0]
 
 
 def mt_status(g: ApiGateway, mt_id: str) -> str | None:
@@ -210,11 +204,11 @@ def test_optin_errors_and_scopes(g: ApiGateway) -> None:
 
 def test_polls_and_leads(g: ApiGateway, sim: Simulator) -> None:
     reader = g.key("reader", scope="read")
-    mo(sim, WHO, A, "VOTE red")
-    mo(sim, OTHER, A, "VOTE blue")
-    mo(sim, OTHER, A, "BROCHURE please")
-    mo(sim, WHO, B, "hello B")
-    mo(sim, OTHER, B, "hello again")
+    g.mo(WHO, A, "VOTE red")
+    g.mo(OTHER, A, "VOTE blue")
+    g.mo(OTHER, A, "BROCHURE please")
+    g.mo(WHO, B, "hello B")
+    g.mo(OTHER, B, "hello again")
 
     def leads() -> list[dict[str, Any]]:
         return g.call("GET", "/v1/leads", key=reader).json()["items"]  # type: ignore[no-any-return]
@@ -247,7 +241,7 @@ def test_polls_and_leads(g: ApiGateway, sim: Simulator) -> None:
 
 def test_bind_stop_and_start(g: ApiGateway, sim: Simulator, admin: int) -> None:
     manage = g.key("ops", scope="read,manage")
-    mo(sim, WHO, A, "hello")
+    g.mo(WHO, A, "hello")
     wait_for(lambda: g.call("GET", "/v1/binds", key=manage).json()["items"][0]["counters"]
              ["mo"] == 1, what="the MO counted")
     bind = g.call("GET", "/v1/binds", key=manage).json()["items"][0]
@@ -284,9 +278,9 @@ def test_bind_stop_and_start(g: ApiGateway, sim: Simulator, admin: int) -> None:
 def test_stats(g: ApiGateway, sim: Simulator) -> None:
     reader = g.key("reader", scope="read")
     for i in range(3):
-        mo(sim, WHO, A, f"hello {i}")
-    mo(sim, WHO, B, "to B")
-    mo(sim, WHO, C, "to C")
+        g.mo(WHO, A, f"hello {i}")
+    g.mo(WHO, B, "to B")
+    g.mo(WHO, C, "to C")
     wait_for(lambda: len([r for r in g.gw.logs() if r["direction"] == "mt"]) == 4,
              what="the replies queued")
 

@@ -37,7 +37,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 if TYPE_CHECKING:  # a plugin (below): imported by pytest, so that its asserts are rewritten
     from apihelp import ApiGateway
 
-pytest_plugins = ["apihelp"]  # the api_gateway fixture
+pytest_plugins = ["apihelp"]  # the api_gateway and hooks fixtures
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -177,18 +177,8 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def hooks() -> Iterator[HttpRecorder]:
-    with HttpRecorder() as h:
-        yield h
-
-
-@pytest.fixture
 def shots(tmp_path: Path) -> Path:
     return tmp_path / "shots"
-
-
-def mo(g: ApiGateway, source: str, destination: str, text: str) -> None:
-    assert g.sim.mo(source=source, destination=destination, text=text)["statuses"] == [0]
 
 
 def api_items(g: ApiGateway, key: str, path: str) -> list[dict[str, Any]]:
@@ -207,9 +197,9 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser,
 
     # Traffic through the simulator before the operator looks.
     for text in ("hello there", "VOTE red", "CALLME please"):
-        mo(g, ALICE, A, text)
-    mo(g, BOB, A, "VOTE red")
-    mo(g, CAROL, A, "VOTE blue")
+        g.mo(ALICE, A, text)
+    g.mo(BOB, A, "VOTE red")
+    g.mo(CAROL, A, "VOTE blue")
     wait_for(lambda: len(g.sim.submits()) >= 5, what="the five replies")
     replies = len(g.sim.submits())
     [vote_reply] = [s for s in g.sim.submits()
@@ -232,7 +222,7 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser,
     expect(page.locator(".binds")).to_contain_text("sim")
     expect(page.locator(".binds .badge")).to_have_text("bound")
     # Refreshed live: one more MO shows up without a reload.
-    mo(g, BOB, A, "hello again")
+    g.mo(BOB, A, "hello again")
     expect(totals.locator("td").nth(1)).to_have_text("6", timeout=30000)
     # The last day: 1440 steps of a minute, the same totals.
     page.get_by_role("link", name="last day").click()
@@ -253,7 +243,7 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser,
     # with their age; it answers again: the queue drains (the gateway above retries every
     # second and does not dead-letter them meanwhile).
     hooks.status = 503
-    mo(g, DAVE, A, "VOTE green")
+    g.mo(DAVE, A, "VOTE green")
     expect(webhook.nth(1)).to_have_text(re.compile(r"^[1-9]\d*$"), timeout=30000)
     expect(webhook.nth(2)).to_have_text(re.compile(r"^\d+ s$"))
     hooks.status = 200
@@ -304,7 +294,7 @@ def test_operator_day(api_gateway: Callable[..., ApiGateway], browser: Browser,
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Number {B}")
     expect(page.get_by_role("link", name="PROMO")).to_be_visible()
 
-    mo(g, BOB, B, "promo please")
+    g.mo(BOB, B, "promo please")
     wait_for(lambda: any(s["text"] == f"Promo code for {BOB}" for s in g.sim.submits()),
              what="the PROMO reply")
     c.nav("Messages")

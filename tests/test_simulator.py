@@ -9,11 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-
-try:
-    from tests.simctl import SIM_DIR, Simulator, SimulatorError
-except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from simctl import SIM_DIR, Simulator, SimulatorError  # type: ignore[no-redef]
+from simctl import SIM_DIR, Simulator, SimulatorError
 
 pytestmark = pytest.mark.skipif(
     not (SIM_DIR / "node_modules" / "smpp").is_dir(),
