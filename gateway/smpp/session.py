@@ -17,12 +17,11 @@ import os
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 import structlog
 
-from gateway.config import SmscConfig
 from gateway.smpp.codec import FrameError, SmppError
 from gateway.smpp.connection import (
     Answer,
@@ -52,6 +51,29 @@ log = structlog.get_logger("gateway.smpp")
 
 THROTTLE_STATUSES = frozenset({CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL})
 MAX_THROTTLE_PAUSE = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """What one session needs to know about its SMSC (the daemon builds it from the
+    `[[smsc]]` entry; the MT knobs of that entry are the MT sender's)."""
+
+    name: str
+    host: str
+    port: int
+    system_id: str
+    password: str = field(default="", repr=False)
+    system_type: str = ""
+    enquire_link_interval: float = 30.0
+    window: int = 10
+    throughput: float = 0.0
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    bind_timeout: float = 10.0
+    # Ours for submit_sm / enquire_link, and assumed to be the SMSC's for deliver_sm.
+    response_timeout: float = 10.0
+    throttle_backoff: float = 1.0
+    default_alphabet: str = "gsm"  # what data_coding 0 means (gsm, ascii, latin1)
 
 
 class MoHandler(Protocol):
@@ -238,7 +260,7 @@ class SmppSession:
     `hold()` (the operator's stop, `POST /v1/binds/{name}/stop`) unbinds cleanly and
     keeps the bind down until `release()`; `stop()` is the daemon's shutdown."""
 
-    def __init__(self, cfg: SmscConfig, handler: MoHandler) -> None:
+    def __init__(self, cfg: SessionSettings, handler: MoHandler) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.handler = handler
@@ -351,7 +373,7 @@ class SmppSession:
                 lambda seq: BindTransceiver(
                     sequence_number=seq,
                     system_id=cfg.system_id,
-                    password=cfg.password.get_secret_value() if cfg.password else "",
+                    password=cfg.password,
                     system_type=cfg.system_type,
                 ),
                 cfg.bind_timeout,
