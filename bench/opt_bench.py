@@ -165,7 +165,7 @@ async def one_run(store: Store, smsc: SmscConfig, recipients: list[tuple[str, st
                   exempt: bool) -> dict[str, float]:
     await queue(store, recipients, exempt)
     session = _session(smsc)
-    sender = MtSender(store, [session], poll_interval=0.05)
+    sender = MtSender(store, [session], smscs=[smsc], poll_interval=0.05)
     done = asyncio.Event()
     count = 0
     submitted = store.mt_submitted
@@ -194,9 +194,10 @@ async def one_run(store: Store, smsc: SmscConfig, recipients: list[tuple[str, st
 
 
 def _session(smsc: SmscConfig) -> Any:
+    from gateway.binds import session_settings
     from gateway.smpp.session import SmppSession
 
-    return SmppSession(smsc, _NoMo())
+    return SmppSession(session_settings(smsc), _NoMo())
 
 
 async def lookup_cost(url: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:

@@ -13,12 +13,25 @@ from dataclasses import dataclass
 
 import structlog
 
-from gateway.smpp.session import BindCounters, SmppSession
+from gateway.config import SmscConfig
+from gateway.smpp.session import BindCounters, SessionSettings, SmppSession
 
 log = structlog.get_logger("gateway.binds")
 
 DRAIN_TIMEOUT = 2.0
 UNBIND_TIMEOUT = 5.0
+
+
+def session_settings(smsc: SmscConfig) -> SessionSettings:
+    """The session's part of one `[[smsc]]` entry, as the plain settings it takes."""
+    return SessionSettings(
+        name=smsc.name, host=smsc.host, port=smsc.port, system_id=smsc.system_id,
+        password=smsc.password_value(), system_type=smsc.system_type,
+        enquire_link_interval=smsc.enquire_link_interval, window=smsc.window,
+        throughput=smsc.throughput, reconnect_min=smsc.reconnect_min,
+        reconnect_max=smsc.reconnect_max, bind_timeout=smsc.bind_timeout,
+        response_timeout=smsc.response_timeout, throttle_backoff=smsc.throttle_backoff,
+        default_alphabet=smsc.default_alphabet.value)
 
 
 class NoSuchBind(KeyError):

@@ -22,7 +22,7 @@ from gateway import commands, eventloop, reload, sdnotify
 from gateway.actions.base import Action
 from gateway.actions.webhook import WebhookAction
 from gateway.addressing import addressing
-from gateway.binds import BindControl
+from gateway.binds import BindControl, session_settings
 from gateway.config import Config, ConfigError, load_config, split_host_port
 from gateway.dynnumbers import LiveNumbers, Merged
 from gateway.email_replies import ReplyRefused
@@ -235,8 +235,8 @@ class Daemon:
             max_commits=1 if store.is_sqlite else gw.pg_intake_commits)
         intake.set_router(self.context.router, events=cfg.mqtt is not None)
         await intake.load_state()
-        sessions = [SmppSession(s, intake) for s in cfg.smsc]
-        mt = MtSender(store, sessions, poll_interval=gw.mt_poll_interval,
+        sessions = [SmppSession(session_settings(s), intake) for s in cfg.smsc]
+        mt = MtSender(store, sessions, smscs=cfg.smsc, poll_interval=gw.mt_poll_interval,
                       addressing=addressing(lambda: self.cfg))
 
         actions: dict[str, Action] = {

@@ -99,13 +99,15 @@ class MtSender:
     processes (the `send` command, another instance) are found every `poll_interval`."""
 
     def __init__(self, store: Store, sessions: Sequence[SmppSession], *,
-                 poll_interval: float = 0.5, max_attempts: int = 10,
+                 smscs: Sequence[SmscConfig], poll_interval: float = 0.5, max_attempts: int = 10,
                  concurrency: int = 32, lease: float | None = None,
                  addressing: Addressing | None = None) -> None:
         self.store = store
         # Without a configuration: automatic by the kind of sender, country code 1.
         self.addressing: Addressing = addressing or source_address
         self.sessions = list(sessions)
+        # Each session's `[[smsc]]` entry: its MT knobs (addressing, receipts, ids).
+        self.smscs = {s.name: s for s in smscs}
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
         # Renewed before every submit_sm: longer than a throttle pause (at most 30 s)
@@ -274,7 +276,7 @@ class MtSender:
             async with asyncio.timeout(self._deadline) as scope:
                 a.scope = scope
                 for part in encoding.parts:
-                    make = partial(self._make, a, cfg=session.cfg,
+                    make = partial(self._make, a, cfg=self.smscs[session.name],
                                    data_coding=encoding.data_coding,
                                    short_message=part.short_message, esm_class=part.esm_class)
                     resp = await session.submit(make, before=partial(self._before, a))
@@ -298,7 +300,7 @@ class MtSender:
                 await self._give_back(a, "shutting down", delay=0.0)
             elif self._stopping:
                 await self._unconfirmed(a, UNCONFIRMED)
-            elif a.unanswered and not session.cfg.resend_unanswered:
+            elif a.unanswered and not self.smscs[session.name].resend_unanswered:
                 why = str(exc) or f"timed out after {session.cfg.response_timeout:g} s"
                 await self._unconfirmed(a, UNANSWERED.format(why=why), MtStatus.UNKNOWN)
             else:
@@ -320,7 +322,7 @@ class MtSender:
                         smsc_message_ids=a.ids, error=note)
         await self._write("submitted", lambda: self.store.mt_submitted(
             mt.id, smsc=session.name, data_coding=encoding.data_coding, segment_ids=a.ids,
-            token=mt.token, unconfirmed=note, id_form=session.cfg.message_id))
+            token=mt.token, unconfirmed=note, id_form=self.smscs[session.name].message_id))
         log.info("mt.submitted", id=mt.id, to=mt.recipient, smsc=session.name,
                  parts=len(a.ids), smsc_message_ids=a.ids)
 
@@ -369,7 +371,7 @@ class MtSender:
         assert encoding is not None  # maybe_sent: it was encoded
         ids: list[str | None] = [*a.ids, *[None] * (len(encoding.parts) - len(a.ids))]
         smsc = a.smsc or mt.smsc or ""
-        form = next((s.cfg.message_id for s in self.sessions if s.name == smsc), "auto")
+        form = s.message_id if (s := self.smscs.get(smsc)) else "auto"
         await self._write("submitted", lambda: self.store.mt_submitted(
             mt.id, smsc=smsc, data_coding=encoding.data_coding, segment_ids=ids,
             token=mt.token, unconfirmed=note, status=status, id_form=form))

@@ -52,7 +52,6 @@ from gateway.msisdn import canonical_or_raw
 from gateway.reassembly import Group, Reassembler
 from gateway.redelivery import Fate, Suspects
 from gateway.routing.router import Decision, Route, Router
-from gateway.smpp.connection import encode_empty_resp
 from gateway.smpp.pdu import CommandStatus, DataSm, DeliverSm
 from gateway.smpp.session import Link
 from gateway.smpp.text import decode_text, join_parts
@@ -294,8 +293,8 @@ class Intake:
             return
         if self.reject_unrouted and self.route(pdu.destination_addr, "", now).reject:
             # Refused, not stored: answered now (no durability to wait for).
-            link.write(encode_empty_resp(pdu.command_id, pdu.sequence_number,
-                                         CommandStatus.ESME_RINVDSTADR))
+            link.write(link.conn.ack(pdu.command_id, pdu.sequence_number,
+                                     CommandStatus.ESME_RINVDSTADR))
             log.info("intake.unrouted_rejected", smsc=smsc, destination=pdu.destination_addr)
             return
         key: str | None = None
@@ -601,20 +600,22 @@ class Intake:
             reassembler.forget_part(ckey, seq)
 
     def _ack(self, batch: Batch, status: int) -> None:
-        by_link: dict[Link, tuple[list[bytes], list[str]]] = {}
+        # per link: its answers (made by its connection, `conn.ack`), the keys answered
+        # ESME_ROK, and the connection's `ack`; one write per link
+        by_link: dict[Link, tuple[list[bytes], list[str], Callable[[int, int, int], bytes]]] = {}
         failed = CommandStatus.ESME_RX_T_APPN
         ok = CommandStatus.ESME_ROK
         for link, cid, seq, origin, _at, key in batch.acks:
             out = by_link.get(link)
             if out is None:
-                out = by_link[link] = ([], [])
+                out = by_link[link] = ([], [], link.conn.ack)
             st = status if origin is None or origin.ok else failed
-            out[0].append(encode_empty_resp(cid, seq, st))
+            out[0].append(out[2](cid, seq, st))
             if key is not None and st == ok:
                 out[1].append(key)
         if status == ok and by_link and self.dedup_window > 0:
             self._late(batch, min(link.response_timeout for link in by_link))
-        for link, (chunks, keys) in by_link.items():
+        for link, (chunks, keys, _) in by_link.items():
             link.write_responses(b"".join(chunks), keys)
 
     def _late(self, batch: Batch, shortest: float) -> None:

@@ -22,7 +22,7 @@ from gateway.mo import Receipt
 from gateway.model import MtStatus
 from gateway.msisdn import canonical_or_raw
 from gateway.smpp.codec import LocalProtocolError, encode
-from gateway.smpp.connection import Connection
+from gateway.smpp.connection import Connection, Message
 from gateway.smpp.dialect import mo_data_coding, receipt_keys, receipt_spellings, resp_key
 from gateway.smpp.pdu import (
     BindTransceiver,
@@ -157,8 +157,8 @@ def test_mo_decoding_by_default_alphabet(alphabet: str, octets: bytes, dc: int,
     for i in range(len(frame)):  # one byte at a time
         conn.receive_data(frame[i:i + 1])
     event = conn.next_event()
-    assert event is not None
-    pdu, raw = event
+    assert isinstance(event, Message)
+    pdu, raw = event.pdu, event.raw
     assert isinstance(pdu, DeliverSm) and raw == frame
     assert pdu.data_coding == dc == mo_data_coding(data_coding, alphabet)
     assert decode_text(pdu.short_message, pdu.data_coding) == text

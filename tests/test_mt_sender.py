@@ -22,6 +22,7 @@ from conftest import Gateway, run_sql, wait_for
 from sqlalchemy import select
 
 import gateway.mt as mt_module
+from gateway.binds import session_settings
 from gateway.config import SmscConfig
 from gateway.mt import MtSender
 from gateway.smpp.codec import Decoder, encode
@@ -223,9 +224,11 @@ async def test_stop_during_throttling_blocks_the_mt_and_a_lost_lease_sends_nothi
         return THROTTLED if throttling else 0
 
     with HostileSmsc(answer) as smsc, structlog.testing.capture_logs() as logs:
-        session = SmppSession(smsc_config(smsc.port, throttle_backoff=0.4), _NoMo())
+        cfg = smsc_config(smsc.port, throttle_backoff=0.4)
+        session = SmppSession(session_settings(cfg), _NoMo())
         # Each pause sees several claims (each counts an attempt): no limit here.
-        sender = MtSender(store, [session], poll_interval=0.05, max_attempts=10_000)
+        sender = MtSender(store, [session], smscs=[cfg], poll_interval=0.05,
+                          max_attempts=10_000)
         queued = await store.queue_mt(sender=VMN, recipient=to, text="queued before STOP")
         async with running(session, sender):
             # Throttled twice, and claimed again while its first sender was pausing.
@@ -282,8 +285,9 @@ async def test_an_mt_the_codec_refuses_fails_once_with_an_event(
     and the SMSC never sees it."""
     monkeypatch.setattr(mt_module, "LEASE", 0.2)
     with HostileSmsc(lambda _pdu: 0) as smsc:
-        session = SmppSession(smsc_config(smsc.port), _NoMo())
-        sender = MtSender(store, [session], poll_interval=0.05, max_attempts=3)
+        cfg = smsc_config(smsc.port)
+        session = SmppSession(session_settings(cfg), _NoMo())
+        sender = MtSender(store, [session], smscs=[cfg], poll_interval=0.05, max_attempts=3)
         bad = await store.queue_mt(sender=VMN, recipient="\uff11\uff15\uff15\uff15\uff19"
                                    "\uff18\uff17\uff10\uff13\uff10\uff12", text="hello")
         good = await store.queue_mt(sender=VMN, recipient="15559870302", text="fine")
@@ -306,8 +310,9 @@ async def test_an_mt_whose_senders_keep_dying_fails_at_max_attempts(
     send path) is claimed again when its lease runs out; after max_attempts claims it
     is `failed` with its event instead of being claimed forever."""
     with HostileSmsc(lambda _pdu: 0) as smsc:
-        session = SmppSession(smsc_config(smsc.port), _NoMo())
-        sender = MtSender(store, [session], poll_interval=0.05, max_attempts=3)
+        cfg = smsc_config(smsc.port)
+        session = SmppSession(session_settings(cfg), _NoMo())
+        sender = MtSender(store, [session], smscs=[cfg], poll_interval=0.05, max_attempts=3)
         doomed = await store.queue_mt(sender=VMN, recipient="15559870303", text="doomed")
         # What three dead senders leave behind: claimed three times, lease run out.
         await asyncio.to_thread(run_sql, db_url, (

@@ -233,8 +233,11 @@ class _Bind:
     response_timeout = 10.0
 
     def __init__(self) -> None:
+        from gateway.smpp.connection import Connection
+
         self.name = "sim"
         self.statuses: dict[int, int] = {}
+        self.conn: Connection[None] = Connection()  # makes the answers (`conn.ack`)
 
     def write(self, data: bytes) -> None:
         while data:

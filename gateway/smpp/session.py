@@ -16,15 +16,22 @@ import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 import structlog
 
 from gateway import backoff
-from gateway.config import SmscConfig
-from gateway.smpp.codec import FrameError, PduDecodeError, SmppError, encode
-from gateway.smpp.connection import AnsweredLog, Connection, encode_empty_resp
+from gateway.smpp.codec import FrameError, SmppError
+from gateway.smpp.connection import (
+    Answer,
+    AnsweredLog,
+    Connection,
+    Event,
+    Message,
+    PeerUnbind,
+    Replied,
+)
 from gateway.smpp.pdu import (
     BindTransceiver,
     CommandId,
@@ -32,13 +39,10 @@ from gateway.smpp.pdu import (
     DataSm,
     DeliverSm,
     EnquireLink,
-    EnquireLinkResp,
-    GenericNack,
     Pdu,
     SubmitSm,
     SubmitSmResp,
     Unbind,
-    UnbindResp,
     status_name,
 )
 from gateway.smpp.state import BindState
@@ -47,6 +51,29 @@ log = structlog.get_logger("gateway.smpp")
 
 THROTTLE_STATUSES = frozenset({CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL})
 MAX_THROTTLE_PAUSE = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """What one session needs to know about its SMSC (the daemon builds it from the
+    `[[smsc]]` entry; the MT knobs of that entry are the MT sender's)."""
+
+    name: str
+    host: str
+    port: int
+    system_id: str
+    password: str = field(default="", repr=False)
+    system_type: str = ""
+    enquire_link_interval: float = 30.0
+    window: int = 10
+    throughput: float = 0.0
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    bind_timeout: float = 10.0
+    # Ours for submit_sm / enquire_link, and assumed to be the SMSC's for deliver_sm.
+    response_timeout: float = 10.0
+    throttle_backoff: float = 1.0
+    default_alphabet: str = "gsm"  # what data_coding 0 means (gsm, ascii, latin1)
 
 
 class MoHandler(Protocol):
@@ -73,18 +100,20 @@ class LinkClosed(SubmitError):
 
 
 class Link(asyncio.Protocol):
-    """One TCP connection to the SMSC, owned by a session."""
+    """One TCP connection to the SMSC, owned by a session: it moves bytes between the
+    socket and its `Connection` (which owns the protocol), and turns the connection's
+    events into handler calls, written answers and resolved futures."""
 
     def __init__(self, session: SmppSession) -> None:
         self.session = session
-        self.conn = Connection(session.cfg.default_alphabet)
+        settings = session.cfg
+        self.conn: Connection[asyncio.Future[Pdu]] = Connection(settings.default_alphabet)
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters: dict[int, asyncio.Future[Pdu]] = {}
         self.name = session.name
         # How long the SMSC waits for our answer to its deliver_sm before it counts it
         # lost (and redelivers): assumed to be our own response_timeout.
-        self.response_timeout = session.cfg.response_timeout
+        self.response_timeout = settings.response_timeout
         self.answered = AnsweredLog(self.response_timeout)
         self._took_mo = False
         self._unbind_sent: float | None = None
@@ -95,13 +124,12 @@ class Link(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.conn.connection_lost()
+        waiters = self.conn.connection_lost()
         if self._took_mo:
             self.session.handler.on_link_lost(self, self.answered.in_flight(time.monotonic()))
-        for fut in self._waiters.values():
+        for fut in waiters:
             if not fut.done():
                 fut.set_exception(LinkClosed("connection lost"))
-        self._waiters.clear()
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -111,39 +139,28 @@ class Link(asyncio.Protocol):
         while True:
             try:
                 event = conn.next_event()
-            except PduDecodeError as exc:
-                log.warning(
-                    "smpp.bad_pdu", smsc=self.name, error=str(exc),
-                    status=status_name(exc.command_status), sequence=exc.sequence_number,
-                )
-                self.write(encode_empty_nack(exc.sequence_number or 0, exc.command_status))
-                continue
             except FrameError as exc:
                 log.error("smpp.framing_error", smsc=self.name, error=str(exc))
                 self.abort()
                 return
             if event is None:
                 return
-            self._dispatch(*event)
+            if type(event) is Message:  # the hot path, first
+                self._took_mo = True
+                self.session.count_inbound(event.pdu)
+                self.session.handler.on_mo(self, event.pdu, event.raw)
+            else:
+                self._dispatch(event)
 
-    # -- dispatch ---------------------------------------------------------------------
-    def _dispatch(self, pdu: Pdu, raw: bytes) -> None:
-        cid = pdu.command_id
-        if cid == CommandId.DELIVER_SM or cid == CommandId.DATA_SM:
-            if not self.conn.may_exchange_messages():
-                self.write(
-                    encode_empty_resp(cid, pdu.sequence_number, CommandStatus.ESME_RINVBNDSTS)
-                )
-                return
-            self._took_mo = True
-            self.session.count_inbound(pdu)  # type: ignore[arg-type]
-            self.session.handler.on_mo(self, pdu, raw)  # type: ignore[arg-type]
-        elif cid & 0x80000000 or cid == CommandId.GENERIC_NACK:
+    def _dispatch(self, event: Event[asyncio.Future[Pdu]]) -> None:
+        if isinstance(event, Answer):
+            pdu = event.pdu
+            cid = pdu.command_id
             if cid == CommandId.UNBIND_RESP and self._unbind_sent is not None:
                 # The SMSC read every answer written before our unbind (one stream, in
                 # order): none of them is suspect, even if the socket closes at once.
                 self.answered.settled(self._unbind_sent)
-            fut = self._waiters.pop(pdu.sequence_number, None)
+            fut = event.waiter
             if fut is not None and not fut.done():
                 fut.set_result(pdu)
             elif cid == CommandId.GENERIC_NACK:
@@ -151,21 +168,20 @@ class Link(asyncio.Protocol):
                     "smpp.generic_nack", smsc=self.name,
                     status=status_name(pdu.command_status), sequence=pdu.sequence_number,
                 )
-        elif cid == CommandId.ENQUIRE_LINK:
-            self.send(EnquireLinkResp(sequence_number=pdu.sequence_number))
-        elif cid == CommandId.UNBIND:
+        elif isinstance(event, Replied):
+            if event.error is not None:
+                exc = event.error
+                log.warning(
+                    "smpp.bad_pdu", smsc=self.name, error=str(exc),
+                    status=status_name(exc.command_status), sequence=exc.sequence_number,
+                )
+            self.write(event.data)
+        elif isinstance(event, PeerUnbind):
             log.info("smpp.unbind_received", smsc=self.name)
-            self.send(UnbindResp(sequence_number=pdu.sequence_number))
+            self.write(event.data)
             self.session.on_peer_unbind()
             if self.transport is not None:
                 self.transport.close()
-        else:
-            self.send(
-                GenericNack(
-                    sequence_number=pdu.sequence_number,
-                    command_status=CommandStatus.ESME_RINVCMDID,
-                )
-            )
 
     # -- output -----------------------------------------------------------------------
     @property
@@ -177,41 +193,32 @@ class Link(asyncio.Protocol):
             self.transport.write(data)
 
     def write_responses(self, data: bytes, keys: list[str]) -> None:
-        """Already-encoded deliver_sm_resp/data_sm_resp bytes, in one write; `keys` are
-        the dedup keys of the MOs answered ESME_ROK. Dropped when this connection is
-        gone: the SMSC redelivers unanswered MOs (reported with the loss)."""
+        """Answers made by `conn.ack`, joined into one write; `keys` are the dedup keys
+        of the MOs answered ESME_ROK. Dropped when this connection is gone: the SMSC
+        redelivers unanswered MOs (reported with the loss)."""
         if self.closed.done():
             return
         self.write(data)
         if keys:
             self.answered.answered(time.monotonic(), keys)
 
-    def send(self, pdu: Pdu) -> None:
-        self.write(self.conn.send(pdu))
-
     async def request(self, make: Callable[[int], Pdu], timeout: float) -> Pdu:
-        """Send the request `make(seq)` and wait for its response (or generic_nack)."""
+        """Send the request `make(seq)` and wait for its response (or generic_nack).
+        Its future waits in the connection's pending table (a late answer finds it
+        done, and is dropped)."""
         if not self.is_open:
             raise LinkClosed("not connected")
-        seq = self.conn.next_sequence()
-        pdu = make(seq)
+        conn = self.conn
+        pdu = make(conn.next_sequence())
         if pdu.command_id == CommandId.UNBIND:
             self._unbind_sent = time.monotonic()
         fut: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
-        self._waiters[seq] = fut
-        try:
-            self.send(pdu)
-            return await asyncio.wait_for(fut, timeout)
-        finally:
-            self._waiters.pop(seq, None)
+        self.write(conn.send(pdu, fut))
+        return await asyncio.wait_for(fut, timeout)
 
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
-
-
-def encode_empty_nack(sequence_number: int, status: int) -> bytes:
-    return encode(GenericNack(sequence_number=sequence_number, command_status=status))
 
 
 class TokenBucket:
@@ -253,7 +260,7 @@ class SmppSession:
     `hold()` (the operator's stop, `POST /v1/binds/{name}/stop`) unbinds cleanly and
     keeps the bind down until `release()`; `stop()` is the daemon's shutdown."""
 
-    def __init__(self, cfg: SmscConfig, handler: MoHandler) -> None:
+    def __init__(self, cfg: SessionSettings, handler: MoHandler) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.handler = handler
@@ -365,7 +372,7 @@ class SmppSession:
                 lambda seq: BindTransceiver(
                     sequence_number=seq,
                     system_id=cfg.system_id,
-                    password=cfg.password.get_secret_value() if cfg.password else "",
+                    password=cfg.password,
                     system_type=cfg.system_type,
                 ),
                 cfg.bind_timeout,

@@ -1,21 +1,36 @@
-"""Bind states of an ESME connection and every allowed transition, in one table.
+"""The ESME's bind states and what each allows, in one table (h11 `_state.py` style).
 
-Rules (SMPP 3.4 §2.2-2.3, ESME side, transceiver only):
-- a new TCP connection is OPEN; we send bind_transceiver (BINDING);
-- a bind_transceiver_resp with ESME_ROK makes it BOUND_TRX, any other status CLOSED
-  (the peer refused us; the session reconnects later);
-- in BOUND_TRX both sides may send submit_sm / deliver_sm / data_sm / enquire_link;
+`TABLE[(state, direction, command)]` is the state after that PDU; a key that is not in
+the table is not allowed. Rules (SMPP 3.4 §2.2-2.3, ESME side, transceiver only):
+
+- a new TCP connection is OPEN; we send bind_transceiver (BINDING), and nothing else
+  goes out until it is answered;
+- the answer to a request is looked up under the response that request expects when
+  it accepts (ESME_ROK with that command id), and under GENERIC_NACK when it refuses
+  (any other status, another command id, or a generic_nack in its place). A refused
+  bind closes (the peer refused us; the session reconnects later); a refused request
+  in any other state leaves the state where it is (the session closes the socket after
+  any answer to its unbind). An answer to nothing we sent, or one the table has no
+  row for, changes nothing (an answer is never refused);
+- in BOUND_TRX we may send submit_sm / data_sm / enquire_link and the peer deliver_sm /
+  data_sm / enquire_link; a deliver_sm / data_sm received in any other state is refused
+  (its response with ESME_RINVBNDSTS);
+- enquire_link goes out only while bound, never once unbind is sent (the peer is
+  closing: a keep-alive then is noise it may answer with a nack, issue 16 point 6);
+  one received is answered in every state, and so is unbind, which closes;
 - either side may unbind: we send unbind (UNBINDING) and wait for unbind_resp, or the
   peer sends unbind and we answer unbind_resp; both end CLOSED;
-- enquire_link is allowed while binding or bound, never once unbind is sent (the
-  peer is closing: a keep-alive then is noise it may answer with a nack, issue 16
-  point 6); generic_nack in every open state;
-- a lost socket moves any state to CLOSED.
+- any other request received (submit_sm, a bind, ...) is answered generic_nack
+  ESME_RINVCMDID; generic_nack and every response we send are not in the table (the
+  connection writes them itself, as answers);
+- a lost socket moves any state to CLOSED (`Connection.connection_lost`).
 """
 
 from __future__ import annotations
 
 from enum import Enum
+
+from gateway.smpp.pdu import CommandId
 
 
 class BindState(Enum):
@@ -26,34 +41,39 @@ class BindState(Enum):
     CLOSED = "closed"
 
 
-class Transition(Enum):
-    SEND_BIND = "send_bind"
-    BIND_OK = "bind_ok"
-    BIND_FAILED = "bind_failed"
-    SEND_UNBIND = "send_unbind"
-    RECV_UNBIND = "recv_unbind"
-    UNBIND_DONE = "unbind_done"
-    CONNECTION_LOST = "connection_lost"
+class Direction(Enum):
+    SEND = "send"  # a request we send
+    RECV = "recv"  # a request the peer sends, or the answer to one of ours
 
 
-TRANSITIONS: dict[tuple[BindState, Transition], BindState] = {
-    (BindState.OPEN, Transition.SEND_BIND): BindState.BINDING,
-    (BindState.BINDING, Transition.BIND_OK): BindState.BOUND_TRX,
-    (BindState.BINDING, Transition.BIND_FAILED): BindState.CLOSED,
-    (BindState.BOUND_TRX, Transition.SEND_UNBIND): BindState.UNBINDING,
-    (BindState.BOUND_TRX, Transition.RECV_UNBIND): BindState.CLOSED,
-    (BindState.UNBINDING, Transition.RECV_UNBIND): BindState.CLOSED,
-    (BindState.UNBINDING, Transition.UNBIND_DONE): BindState.CLOSED,
-    (BindState.BINDING, Transition.RECV_UNBIND): BindState.CLOSED,
+_S = BindState
+_C = CommandId
+SEND, RECV = Direction.SEND, Direction.RECV
+
+TABLE: dict[tuple[BindState, Direction, CommandId], BindState] = {
+    # we bind
+    (_S.OPEN, SEND, _C.BIND_TRANSCEIVER): _S.BINDING,
+    (_S.BINDING, RECV, _C.BIND_TRANSCEIVER_RESP): _S.BOUND_TRX,
+    (_S.BINDING, RECV, _C.GENERIC_NACK): _S.CLOSED,
+    # bound: messages and keep-alives both ways (the peer's enquire_link: below)
+    **{(_S.BOUND_TRX, SEND, c): _S.BOUND_TRX
+       for c in (_C.SUBMIT_SM, _C.DATA_SM, _C.ENQUIRE_LINK)},
+    **{(_S.BOUND_TRX, RECV, c): _S.BOUND_TRX
+       for c in (_C.DELIVER_SM, _C.DATA_SM, _C.SUBMIT_SM_RESP, _C.DATA_SM_RESP,
+                 _C.ENQUIRE_LINK_RESP, _C.GENERIC_NACK)},
+    # we unbind: answers to what went out before the unbind still come
+    (_S.BOUND_TRX, SEND, _C.UNBIND): _S.UNBINDING,
+    (_S.UNBINDING, RECV, _C.UNBIND_RESP): _S.CLOSED,
+    **{(_S.UNBINDING, RECV, c): _S.UNBINDING
+       for c in (_C.SUBMIT_SM_RESP, _C.DATA_SM_RESP, _C.ENQUIRE_LINK_RESP,
+                 _C.GENERIC_NACK)},
+    # the peer's link management, answered in every state
+    **{(s, RECV, _C.ENQUIRE_LINK): s for s in BindState},
+    **{(s, RECV, _C.UNBIND): _S.CLOSED for s in BindState},
 }
 
-# Which states may send / receive a given kind of traffic.
-CAN_EXCHANGE_MESSAGES = frozenset({BindState.BOUND_TRX})
-CAN_ENQUIRE = frozenset({BindState.BINDING, BindState.BOUND_TRX})
 
-
-def next_state(state: BindState, transition: Transition) -> BindState | None:
-    """The state after `transition`, or None when the table forbids it."""
-    if transition is Transition.CONNECTION_LOST:
-        return BindState.CLOSED
-    return TRANSITIONS.get((state, transition))
+def moves(state: BindState, direction: Direction) -> dict[int, BindState]:
+    """TABLE's rows for one state and direction, by command id: what the connection
+    looks up per PDU (an int key hashes faster than a tuple of enums)."""
+    return {c: new for (s, d, c), new in TABLE.items() if s is state and d is direction}
