@@ -7,6 +7,7 @@ import re
 import time
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Direction(StrEnum):
@@ -31,6 +32,101 @@ class MtStatus(StrEnum):
     UNKNOWN = "unknown"
     # never sent: a reply or forward to an alphanumeric sender ID (the error says so)
     SKIPPED = "skipped"
+
+
+# -- rows ---------------------------------------------------------------------------------
+# The intake's rows are NamedTuples: named fields for the code, plain tuples for the
+# driver (storage/repo.py passes them to executemany as they are, in field order, which
+# is the column order of its INSERT statements).
+
+
+class MessageRow(NamedTuple):
+    """One `messages` row as the intake inserts it (an MO)."""
+
+    id: str
+    direction: str
+    smsc: str
+    vmn: str
+    msisdn: str
+    sender: str
+    recipient: str
+    text: str
+    data_coding: int
+    segments: int
+    status: str
+    created_at: float
+    updated_at: float
+    raw_pdu: bytes | None
+    dedup_key: str | None
+    keyword: str | None
+    route: str
+    fanout: int  # 1: fan-out has work to do for it (see gateway/fanout.py)
+
+
+class PartRow(NamedTuple):
+    """One `mo_parts` row: a segment of a long MO, before its group closes."""
+
+    smsc: str
+    concat_key: str
+    seq: int
+    total: int
+    data_coding: int
+    body: bytes
+    raw_pdu: bytes
+    received_at: float
+    dedup_key: str | None
+
+
+class ReceiptRow(NamedTuple):
+    """One `receipts` row: a delivery receipt as received."""
+
+    smsc: str
+    smsc_message_id: str
+    state: str
+    error: str | None
+    raw_pdu: bytes
+    received_at: float
+
+
+class Mo(NamedTuple):
+    """A stored MO as fan-out and its `mo` event read it: from the intake's
+    `MessageRow`, or from the `messages` table (the scan for flagged MOs)."""
+
+    id: str
+    smsc: str
+    vmn: str
+    sender: str
+    recipient: str
+    text: str
+    data_coding: int
+    segments: int
+    status: str
+    created_at: float
+    keyword: str | None
+    route: str
+
+    @classmethod
+    def of(cls, m: MessageRow) -> Mo:
+        return cls(m.id, m.smsc, m.vmn, m.sender, m.recipient, m.text, m.data_coding,
+                   m.segments, m.status, m.created_at, m.keyword, m.route)
+
+
+class JobRow(NamedTuple):
+    """One `jobs` row as fan-out and the storage insert it (storage/jobs.py)."""
+
+    id: int
+    kind: str
+    target: str
+    event_id: str
+    message_id: str | None
+    after: int | None
+    payload: str
+    status: str
+    attempts: int
+    max_attempts: int
+    next_attempt_at: float
+    created_at: float
+    updated_at: float
 
 
 _last_ms = 0

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.mo import Receipt
-from gateway.model import MtStatus, iso
+from gateway.model import MessageRow, MtStatus, PartRow, ReceiptRow, iso
 from gateway.storage import mts
 from gateway.storage.db import (
     DEFAULT_WAL_LIMIT,
@@ -43,17 +43,11 @@ from gateway.storage.schema import (
 )
 from gateway.storage.values import fit, length, limits, storable_row
 
-# Column order of the intake tuples (see pipeline.Intake.on_mo).
-MessageRow = tuple[Any, ...]
-PartRow = tuple[Any, ...]
-ReceiptRow = tuple[Any, ...]
-
-_MSG_COLS = ("id", "direction", "smsc", "vmn", "msisdn", "sender", "recipient", "text",
-             "data_coding", "segments", "status", "created_at", "updated_at", "raw_pdu",
-             "dedup_key", "keyword", "route", "fanout")
-_PART_COLS = ("smsc", "concat_key", "seq", "total", "data_coding", "body", "raw_pdu",
-              "received_at", "dedup_key")
-_RECEIPT_COLS = ("smsc", "smsc_message_id", "state", "error", "raw_pdu", "received_at")
+# The intake's rows (gateway/model.py) are NamedTuples whose fields are the columns of
+# the INSERTs, in order: executemany takes them as they are.
+_MSG_COLS = MessageRow._fields
+_PART_COLS = PartRow._fields
+_RECEIPT_COLS = ReceiptRow._fields
 _MSG_LIMITS = limits(messages, _MSG_COLS)
 _PART_LIMITS = limits(mo_parts, _PART_COLS)
 _RECEIPT_LIMITS = limits(receipts, _RECEIPT_COLS)
@@ -251,10 +245,10 @@ class Store:
                 msgs[i] = fixed
         if len(receipt_list) != len(receipt_rows):
             return  # not parallel: the rows are fitted at insert time only
-        for row, r in zip(receipt_rows, receipt_list, strict=True):
-            fixed = storable_row(row, _RECEIPT_LIMITS)
-            if fixed is not None:
-                r.smsc_message_id, r.state, r.error = fixed[1], fixed[2], fixed[3]
+        for receipt_row, r in zip(receipt_rows, receipt_list, strict=True):
+            ok = storable_row(receipt_row, _RECEIPT_LIMITS)
+            if ok is not None:
+                r.smsc_message_id, r.state, r.error = ok.smsc_message_id, ok.state, ok.error
 
     def _write_intake(
         self,
