@@ -96,7 +96,7 @@ class Emitter:
         return out
 
 
-_JOB_COLS = JobRow._fields  # executemany takes the rows as they are
+_JOB_COLS = JobRow._fields  # the column order of `insert_jobs`
 _ATTEMPT_COLS = ("job_id", "attempt", "at", "outcome", "status", "latency_ms", "detail")
 
 
@@ -129,7 +129,7 @@ def insert_jobs(conn: Connection, rows: Sequence[JobRow]) -> None:
         conn.exec_driver_sql(
             f"INSERT INTO jobs ({', '.join(_JOB_COLS)}) "
             f"VALUES ({placeholders(conn, len(_JOB_COLS))})",
-            list(rows))
+            list(map(tuple, rows)))  # exact tuples: see storage/repo.py
 
 
 def last_webhook(conn: Connection, message_ids: Sequence[str], target: str) -> int | None:
