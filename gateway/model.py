@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NamedTuple
@@ -127,6 +128,22 @@ class JobRow(NamedTuple):
     next_attempt_at: float
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMt:
+    """An MT claimed for sending (storage/mts.py `claim`), as the MT sender reads it."""
+
+    id: str
+    sender: str
+    recipient: str
+    text: str
+    smsc: str | None
+    attempts: int
+    exempt: bool
+    token: str = ""  # the lease: every write of the sender that claimed it checks it
+    coding: str | None = None  # "gsm" / "ucs2" as asked (HTTP API); None: automatic
+    validity: int | None = None  # minutes the SMSC may keep trying; None: its default
 
 
 _last_ms = 0

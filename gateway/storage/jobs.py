@@ -119,7 +119,7 @@ def ready_job(row: JobRow, lease_until: float) -> tuple[JobRow, Job]:
     raw = row.payload.encode()
     job = Job(id=row.id, kind=row.kind, target=row.target, event_id=row.event_id,
               payload=LazyJson(raw), attempts=0, raw=raw)
-    return row._replace(next_attempt_at=lease_until), job
+    return JobRow(*row[:10], lease_until, *row[11:]), job  # next_attempt_at (_replace: 3x)
 
 
 def insert_jobs(conn: Connection, rows: Sequence[JobRow]) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.mo import Receipt
-from gateway.model import MessageRow, MtStatus, PartRow, ReceiptRow, iso
+from gateway.model import MessageRow, MtStatus, PartRow, QueuedMt, ReceiptRow, iso
 from gateway.storage import mts
 from gateway.storage.db import (
     DEFAULT_WAL_LIMIT,
@@ -340,7 +340,7 @@ class Store:
             self.on_jobs()  # their mt_status events
         return claimed
 
-    async def mt_guard(self, items: Sequence[mts.QueuedMt],
+    async def mt_guard(self, items: Sequence[QueuedMt],
                        lease: float) -> list[mts.Verdict]:
         """Before submit_sm (see `mts.guard`). Not durable: a lost renewal only
         shortens a lease, a lost `blocked` is decided again at the next claim."""
@@ -349,7 +349,7 @@ class Store:
             self.on_jobs()
         return verdicts
 
-    async def mt_check(self, items: Sequence[mts.QueuedMt]) -> list[mts.Verdict]:
+    async def mt_check(self, items: Sequence[QueuedMt]) -> list[mts.Verdict]:
         """`mts.check`: on PostgreSQL on a reader connection (no commit to flush); on
         SQLite on the writer thread, one hop (through aiosqlite every statement is one)."""
         if self.is_sqlite:
