@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.model import Mo, iso
+from gateway.model import MessageRow, iso
 
 
-def mo_event(mo: Mo) -> dict[str, Any]:
+def mo_event(mo: MessageRow) -> dict[str, Any]:
     """From a stored MO."""
     return {
         "type": "mo",

@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection
 from gateway.actions.base import Job
 from gateway.config import ActionConfig, Config, NumberConfig, OptoutScope, render_template
 from gateway.events import mo_event, poll_event
-from gateway.model import JobRow, MessageRow, Mo
+from gateway.model import JobRow, MessageRow
 from gateway.routing.router import Decision, Route, Router
 from gateway.storage import mts, optins
 from gateway.storage.db import upsert
@@ -102,12 +102,15 @@ class Routed(NamedTuple):
     """An MO to expand, with the intake's routing `decision` made by `router` (None: an
     MO found in the database, routed here)."""
 
-    mo: Mo
+    mo: MessageRow
     decision: Decision | None = None
     router: Router | None = None
 
 
-_MO_COLS = tuple(messages.c[name] for name in Mo._fields)
+# The scan reads the intake's row but the raw PDU and the dedup key (fan-out reads
+# neither: None in the rows it builds).
+_UNREAD = ("raw_pdu", "dedup_key")
+_SCAN_COLS = tuple(messages.c[f] for f in MessageRow._fields if f not in _UNREAD)
 
 
 def expand(conn: Connection, ctx: Context, now: float,
@@ -115,11 +118,13 @@ def expand(conn: Connection, ctx: Context, now: float,
     """Expand `given` MOs (handed over by the intake right after its commit), or the
     flagged MOs found in the database (after a restart or a failure)."""
     if given is None:
-        q = (select(*_MO_COLS).where(_PENDING)
+        q = (select(*_SCAN_COLS).where(_PENDING)
              .order_by(messages.c.created_at).limit(limit))
         if conn.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True)
-        rows: Sequence[Routed] = [Routed(Mo._make(r)) for r in conn.execute(q)]
+        rows: Sequence[Routed] = [Routed(MessageRow(**r._mapping, raw_pdu=None,
+                                                    dedup_key=None))
+                                  for r in conn.execute(q)]
     else:
         rows = given
     stats = Stats()
@@ -176,7 +181,7 @@ def mo_rows(
 ) -> list[Routed]:
     """The MOs the intake committed that need fan-out (`pipeline.Batch.handoff`: the
     row, the intake's decision and its router), as `expand` takes them."""
-    return [Routed(Mo.of(m), d, router) for m, d, router in committed]
+    return [Routed(m, d, router) for m, d, router in committed]
 
 
 def _plan(ctx: Context, r: Routed) -> tuple[Decision, str | None, dict[str, Any]]:
@@ -195,7 +200,7 @@ def _plan(ctx: Context, r: Routed) -> tuple[Decision, str | None, dict[str, Any]
     return d, webhook, mo_event(mo)
 
 
-def _expand_one(conn: Connection, ctx: Context, mo: Mo, d: Decision,
+def _expand_one(conn: Connection, ctx: Context, mo: MessageRow, d: Decision,
                 webhook: str | None, ev: Mapping[str, Any], now: float,
                 job_rows: list[JobRow], stats: Stats) -> None:
     emitter = ctx.emitter
@@ -260,7 +265,7 @@ def _expand_one(conn: Connection, ctx: Context, mo: Mo, d: Decision,
 
 
 def _set_opt(conn: Connection, ctx: Context, stats: Stats, job_rows: list[JobRow],
-             mo: Mo, number: NumberConfig, state: str, keyword: str | None,
+             mo: MessageRow, number: NumberConfig, state: str, keyword: str | None,
              now: float, scope: OptoutScope) -> None:
     """Record `state` for the MO's sender (see `storage/optins.record_opt`, shared with
     the API's manual change): for this VMN and its sender ID, or for every sender ID."""
@@ -274,7 +279,7 @@ def _set_opt(conn: Connection, ctx: Context, stats: Stats, job_rows: list[JobRow
         stats.opt_changes.append((mo.sender, change.scope, state))
 
 
-def _lead(conn: Connection, mo: Mo, number: NumberConfig,
+def _lead(conn: Connection, mo: MessageRow, number: NumberConfig,
           keyword: str | None, now: float) -> None:
     """One row per (VMN, msisdn, keyword): counted, with the latest text and time."""
     c = leads.c
@@ -288,7 +293,7 @@ def _lead(conn: Connection, mo: Mo, number: NumberConfig,
 
 
 def _vote(conn: Connection, ctx: Context, job_rows: list[JobRow],
-          mo: Mo, d: Decision, number: NumberConfig, action: ActionConfig,
+          mo: MessageRow, d: Decision, number: NumberConfig, action: ActionConfig,
           values: Mapping[str, str], now: float, mt: Callable[..., None]) -> bool:
     """Record the vote; False (after sending `invalid_reply`) if it is no option."""
     poll = action.poll

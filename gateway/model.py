@@ -42,7 +42,8 @@ class MtStatus(StrEnum):
 
 
 class MessageRow(NamedTuple):
-    """One `messages` row as the intake inserts it (an MO)."""
+    """One `messages` row as the intake inserts it (an MO); also what fan-out and the
+    `mo` event read (the fan-out's scan leaves `raw_pdu` and `dedup_key` None)."""
 
     id: str
     direction: str
@@ -87,29 +88,6 @@ class ReceiptRow(NamedTuple):
     error: str | None
     raw_pdu: bytes
     received_at: float
-
-
-class Mo(NamedTuple):
-    """A stored MO as fan-out and its `mo` event read it: from the intake's
-    `MessageRow`, or from the `messages` table (the scan for flagged MOs)."""
-
-    id: str
-    smsc: str
-    vmn: str
-    sender: str
-    recipient: str
-    text: str
-    data_coding: int
-    segments: int
-    status: str
-    created_at: float
-    keyword: str | None
-    route: str
-
-    @classmethod
-    def of(cls, m: MessageRow) -> Mo:
-        return cls(m.id, m.smsc, m.vmn, m.sender, m.recipient, m.text, m.data_coding,
-                   m.segments, m.status, m.created_at, m.keyword, m.route)
 
 
 class JobRow(NamedTuple):

@@ -19,7 +19,7 @@ from gateway.actions.webhook import WebhookAction
 from gateway.config import parse_config
 from gateway.daemon import context_for
 from gateway.fanout import BATCH, Context, Fanout, Routed, Stats, expand
-from gateway.model import Mo
+from gateway.model import MessageRow
 from gateway.outbox import Outbox
 from gateway.storage import jobs as jobq
 from gateway.storage.db import create_engine, migrate
@@ -57,7 +57,7 @@ def _mo(msg_id: str, now: float) -> dict[str, Any]:
 def _routed(row: dict[str, Any]) -> Routed:
     """A committed MO as the intake hands it over (without its routing decision: the
     fan-out routes it)."""
-    return Routed(Mo(**{f: row[f] for f in Mo._fields}))
+    return Routed(MessageRow(**{f: row.get(f) for f in MessageRow._fields}))
 
 
 async def _state(engine: Any) -> tuple[list[Any], list[Any]]:
