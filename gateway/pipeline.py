@@ -83,6 +83,9 @@ _ALWAYS_FAN_OUT = frozenset({Route.OPTOUT, Route.OPTIN, Route.HELP})
 # not theirs) what is left is answered ESME_RX_T_APPN and sorted out on redelivery.
 ISOLATE_MAX_TRIES = 64
 _NO_ROWS = (0, 0, 0, 0, 0, 0, 0)
+# MessageRow(...) on the ack path without the NamedTuple's Python-level __new__ (the
+# same tuple, all 18 fields in order): on_mo took 2.3 us more per MO with it.
+_new_row = tuple.__new__
 # How the intake routed an MO, kept beside its row (`Batch.routed`) and handed to the
 # fan-out with it: (the row as routed, the decision, the router that made it).
 Routing = tuple[MessageRow, Decision, Router | None]
@@ -338,12 +341,12 @@ class Intake:
         # One spelling per person (opt-out state is keyed by it); lru_cached.
         source = canonical_or_raw(pdu.source_addr, self.country_code, ton=pdu.source_addr_ton)
         if part is None:
-            row = MessageRow(
+            row = _new_row(MessageRow, (
                 new_id(), "mo", smsc, d.vmn or pdu.destination_addr, source,
                 source, pdu.destination_addr, text, dc, 1,
                 MoStatus.RECEIVED.value, now, now, raw, key, d.keyword, d.route.value,
                 self._fanout_flag(d),
-            )
+            ))
             batch.messages.append(row)
             batch.routed.append((row, d, router))
         else:
