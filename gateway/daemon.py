@@ -1,6 +1,15 @@
 """Composition root: builds storage, intake, routing, sessions, the MT sender, the
 fan-out and the action outbox; owns the task group, the signals and systemd
-notifications; shuts down in order."""
+notifications; shuts down in order.
+
+`Daemon.run` is four named steps: `_build` (every part, in `Parts`, wired by
+constructor arguments; where two parts need each other, a small named object made
+first carries the edge: `Doorbell` (storage -> outbox), `Backlog` (outbox -> fan-out),
+`Committed` (intake -> fan-out and the MO log), `AfterFanout` (fan-out -> MT sender and
+outbox)), `_start` (listeners, signals), `_serve` (the task group until a stop is
+asked) and `_shutdown` then `_close` (in order, within `shutdown_timeout`). The running
+configuration is the daemon's (`cfg`, `context`, swapped in one step on reload): the
+parts read it through it (the store's event emitter: `Store(emitters=daemon)`)."""
 
 from __future__ import annotations
 
@@ -12,9 +21,11 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import structlog
 
@@ -28,6 +39,7 @@ from gateway.dynnumbers import LiveNumbers, Merged
 from gateway.email_replies import ReplyRefused
 from gateway.fanout import Context, Fanout, Stats, mo_rows
 from gateway.log import describe_error
+from gateway.model import MessageRow
 from gateway.mt import MtSender
 from gateway.outbox import Outbox
 from gateway.pipeline import Batch, Intake
@@ -44,6 +56,14 @@ from gateway.storage.db import (
 )
 from gateway.storage.repo import Store
 from gateway.worker import WorkerPool
+
+if TYPE_CHECKING:  # optional parts, imported when configured
+    from aiohttp import web
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from gateway.actions.mqtt import MqttLink
+    from gateway.api.server import ApiServer
+    from gateway.email_replies import EmailReplyServer
 
 log = structlog.get_logger("gateway.daemon")
 
@@ -96,7 +116,7 @@ def context_for(cfg: Config) -> Context:
                    token_ttl_days=er.token_ttl if er else 30)
 
 
-def write_mo_lines(rows: list[Any], *, debug: bool) -> None:
+def write_mo_lines(rows: list[MessageRow], *, debug: bool) -> None:
     """The `mo.received` lines of one committed batch, as structlog's JSON renderer
     writes them, in one write: under a burst, a structlog call per MO (processors,
     redaction, a flush per line) halved the acknowledged MO/s."""
@@ -104,15 +124,129 @@ def write_mo_lines(rows: list[Any], *, debug: bool) -> None:
     dumps = json.dumps
     out = []
     for m in rows:
-        out.append(dumps({"id": m[0], "smsc": m[2], "vmn": m[3], "from": m[5],
-                          "route": m[16], "keyword": m[15], "event": "mo.received",
+        out.append(dumps({"id": m.id, "smsc": m.smsc, "vmn": m.vmn, "from": m.sender,
+                          "route": m.route, "keyword": m.keyword, "event": "mo.received",
                           "level": "info", "timestamp": ts}))
         if debug:
-            out.append(dumps({"id": m[0], "text": m[7], "event": "mo.text",
+            out.append(dumps({"id": m.id, "text": m.text, "event": "mo.text",
                               "level": "debug", "timestamp": ts}))
     out.append("")
     sys.stdout.write("\n".join(out))
     sys.stdout.flush()
+
+
+class Doorbell:
+    """Rung by the storage after a write queued jobs (MT status events...); wakes the
+    outbox. Made before both, so that neither is built holding the other."""
+
+    __slots__ = ("_listeners",)
+
+    def __init__(self) -> None:
+        self._listeners: list[Callable[[], None]] = []
+
+    def listen(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def __call__(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+
+class Backlog:
+    """The MOs waiting for their fan-out, as the outbox weighs them (`Outbox.upstream`):
+    the outbox is built before the fan-out, which reads the outbox's queue."""
+
+    __slots__ = ("fanout",)
+
+    def __init__(self) -> None:
+        self.fanout: Fanout | None = None
+
+    def waiting(self) -> int:
+        return 0 if self.fanout is None else self.fanout.waiting()
+
+
+class AfterFanout:
+    """Called with each fan-out batch's `Stats`: wakes the MT sender for the MTs queued,
+    hands the jobs claimed already to the outbox, wakes it for the others."""
+
+    __slots__ = ("mt", "outbox")
+
+    def __init__(self, mt: MtSender, outbox: Outbox) -> None:
+        self.mt = mt
+        self.outbox = outbox
+
+    def __call__(self, stats: Stats) -> None:
+        if stats.mts:
+            self.mt.wake()
+        self.outbox.dispatch(stats.ready)
+        if stats.jobs > len(stats.ready):
+            self.outbox.wake()
+
+
+class MoLog:
+    """The receipts counted by stat (for /metrics) and the `mo.received` lines of each
+    committed batch, one per MO (the text only at debug), at the running log level."""
+
+    def __init__(self, config: Callable[[], Config], receipts: dict[str, int]) -> None:
+        self.config = config
+        self.receipts = receipts
+        self.plain = not sys.stdout.isatty()  # log.configure's choice: JSON lines
+
+    def __call__(self, batch: Batch) -> None:
+        receipts = self.receipts
+        for _, r in batch.receipts:
+            # The SMSC writes the stat: an odd one is "other", not a new series.
+            stat = r.state.upper() if r.state.upper() in STATS else "other"
+            receipts[stat] = receipts.get(stat, 0) + 1
+        level = self.config().gateway.log_level.value
+        if not batch.messages or level not in ("debug", "info"):
+            return
+        if self.plain:
+            write_mo_lines(batch.messages, debug=level == "debug")
+            return
+        for m in batch.messages:
+            log.info("mo.received", id=m.id, smsc=m.smsc, vmn=m.vmn, route=m.route,
+                     keyword=m.keyword, **{"from": m.sender})
+            if level == "debug":
+                log.debug("mo.text", id=m.id, text=m.text)
+
+
+class Committed:
+    """The intake's commit hook (after the commit and the acks): the MOs to the fan-out
+    with the intake's routing decisions, then their log lines."""
+
+    __slots__ = ("fanout", "mo_log")
+
+    def __init__(self, fanout: Fanout, mo_log: MoLog) -> None:
+        self.fanout = fanout
+        self.mo_log = mo_log
+
+    def committed(self, batch: Batch) -> None:
+        self.fanout.submit(mo_rows(batch.handoff()))
+        self.mo_log(batch)
+
+
+@dataclass(slots=True)
+class Parts:
+    """What the daemon is made of: built by `Daemon._build`, started, served, shut down.
+    `cfg`: the configuration at start-up (what a reload cannot change)."""
+
+    cfg: Config
+    engine: AsyncEngine
+    store: Store
+    numbers: LiveNumbers
+    intake: Intake
+    sessions: list[SmppSession]
+    mt: MtSender
+    actions: dict[str, Action]
+    mqtt_link: MqttLink | None
+    worker: WorkerPool | None
+    outbox: Outbox
+    fanout: Fanout
+    receipts: dict[str, int]  # delivery receipts by stat, for /metrics
+    replies: EmailReplyServer | None = None
+    admin: web.AppRunner | None = None
+    api: ApiServer | None = None
 
 
 class Daemon:
@@ -125,7 +259,6 @@ class Daemon:
         self._stop = asyncio.Event()
         self._signals = 0
         self.intake: Intake | None = None
-        self.store: Store | None = None
         self._tg: asyncio.TaskGroup | None = None
         self._reloading: asyncio.Task[None] | None = None
         self._worker: WorkerPool | None = None
@@ -205,28 +338,51 @@ class Daemon:
         self.cfg, self.context = merged.config, context
         if self.intake is not None:
             self.intake.set_router(context.router, events=merged.config.mqtt is not None)
-        if self.store is not None:
-            self.store.emitter = context.emitter
+
+    @property
+    def emitter(self) -> jobq.Emitter:
+        """The event emitter of the running configuration (`Emitters`, read by the
+        storage at each write: a reload swaps it with the routing)."""
+        return self.context.emitter
+
+    def running_config(self) -> Config:
+        return self.cfg
 
     async def run(self) -> int:
+        """Build, start, serve until asked to stop, shut down in order."""
         # The writer thread holds the GIL between rows; a shorter switch interval keeps
         # it from delaying the event loop (and the acks) by up to the default 5 ms.
         sys.setswitchinterval(0.0005)
-        cfg = self.cfg
-        gw = cfg.gateway
         try:
-            self._lock = lock_database(gw.database)
+            self._lock = lock_database(self.cfg.gateway.database)
         except AlreadyRunning as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        parts = await self._build()
+        if not await self._start(parts):
+            return 1
+        try:
+            await self._serve(parts)
+        finally:
+            await self._close(parts)
+        log.info("daemon.stopped", **parts.intake.stats, **parts.outbox.stats)
+        return 0
+
+    # -- build: every part, wired by constructor arguments ------------------------------
+    async def _build(self) -> Parts:
+        cfg = self.cfg  # the file's: what a reload cannot change is read from it
+        gw = cfg.gateway
         engine = create_engine(gw.database, durability=gw.durability.value)
         await migrate(engine, country_code=gw.country_code)
-        store = self.store = Store(engine, synchronous=sqlite_synchronous(gw.durability.value),
-                                   wal_limit=gw.sqlite_wal_limit)
+        # Jobs queued by a write (MT status events...) wake the outbox, which needs the
+        # store: the store rings the bell, the outbox listens (connected below).
+        jobs_queued = Doorbell()
+        store = Store(engine, synchronous=sqlite_synchronous(gw.durability.value),
+                                   wal_limit=gw.sqlite_wal_limit, emitters=self,
+                                   on_jobs=jobs_queued)
         numbers = self.numbers = LiveNumbers(store, cfg, self._install)
         if (await numbers.load()).api_vmns:
             await self._install(numbers.merged)
-        store.emitter = self.context.emitter
         intake = self.intake = Intake(
             store, dedup_window=gw.dedup_window, reassembly_timeout=gw.reassembly_timeout,
             response_timeout=max(s.response_timeout for s in cfg.smsc), instance=gw.name,
@@ -237,8 +393,33 @@ class Daemon:
         await intake.load_state()
         sessions = [SmppSession(session_settings(s), intake) for s in cfg.smsc]
         mt = MtSender(store, sessions, smscs=cfg.smsc, poll_interval=gw.mt_poll_interval,
-                      addressing=addressing(lambda: self.cfg))
+                      addressing=addressing(self.running_config))
+        actions, mqtt_link = self._actions(cfg, store, mt)
+        worker = None
+        if gw.action_workers:
+            worker = self._worker = WorkerPool(cfg.source_file, gw.action_workers)
+            actions = worker.remote(actions)  # the queue stays here; the worker runs them
+        backlog = Backlog()
+        outbox = Outbox(store, actions, backoff=jobq.Backoff(gw.retry_base, gw.retry_max),
+                        poll_interval=gw.mt_poll_interval, quiet=intake.quiet,
+                        upstream=backlog.waiting)
+        jobs_queued.listen(outbox.wake)
+        fanout = Fanout(store, self.current_context, AfterFanout(mt, outbox),
+                        quiet=intake.quiet, backlog=outbox.queued)
+        backlog.fanout = fanout
+        receipts: dict[str, int] = {}
+        intake.on_committed.append(
+            Committed(fanout, MoLog(self.running_config, receipts)).committed)
+        return Parts(cfg=cfg, engine=engine, store=store, numbers=numbers, intake=intake,
+                     sessions=sessions, mt=mt, actions=actions, mqtt_link=mqtt_link,
+                     worker=worker, outbox=outbox, fanout=fanout, receipts=receipts)
 
+    def current_context(self) -> Context:
+        return self.context
+
+    def _actions(self, cfg: Config, store: Store,
+                 mt: MtSender) -> tuple[dict[str, Action], MqttLink | None]:
+        """The action of each kind configured, and the MQTT link if there is one."""
         actions: dict[str, Action] = {
             "webhook": WebhookAction(
                 lambda: self.cfg.callback_profiles,
@@ -255,161 +436,132 @@ class Daemon:
         if cfg.mqtt is not None:
             from gateway.actions.mqtt import MqttAction, MqttLink
 
-            mqtt_link = MqttLink(cfg.mqtt, gateway_name=gw.name,
+            mqtt_link = MqttLink(cfg.mqtt, gateway_name=cfg.gateway.name,
                                  on_command=lambda p: self._command(store, mt, p))
             actions["mqtt"] = MqttAction(mqtt_link, qos=cfg.mqtt.qos)
-        worker = None
-        if gw.action_workers:
-            worker = self._worker = WorkerPool(cfg.source_file, gw.action_workers)
-            actions = worker.remote(actions)  # the queue stays here; the worker runs them
-        outbox = Outbox(store, actions, backoff=jobq.Backoff(gw.retry_base, gw.retry_max),
-                        poll_interval=gw.mt_poll_interval, quiet=intake.quiet,
-                        upstream=lambda: fanout.waiting())
-        poke = outbox.wake
+        return actions, mqtt_link
 
-        def expanded(stats: Stats) -> None:
-            if stats.mts:
-                mt.wake()
-            outbox.dispatch(stats.ready)
-            if stats.jobs > len(stats.ready):
-                poke()
-
-        fanout = Fanout(store, lambda: self.context, expanded, quiet=intake.quiet,
-                        backlog=outbox.queued)
-
-        def committed(batch: Batch) -> None:
-            fanout.submit(mo_rows(batch.messages))
-            log_received(batch)
-
-        receipts: dict[str, int] = {}
-        plain = not sys.stdout.isatty()  # log.configure's choice: JSON lines
-
-        def log_received(batch: Batch) -> None:
-            """Last in the commit hook (after the commit, the acks and the hand-off to
-            the fan-out): one `mo.received` line per MO, the text only at debug."""
-            for _, r in batch.receipts:
-                # The SMSC writes the stat: an odd one is "other", not a new series.
-                stat = r.state.upper() if r.state.upper() in STATS else "other"
-                receipts[stat] = receipts.get(stat, 0) + 1
-            level = self.cfg.gateway.log_level.value
-            if not batch.messages or level not in ("debug", "info"):
-                return
-            if plain:
-                write_mo_lines(batch.messages, debug=level == "debug")
-                return
-            for m in batch.messages:
-                log.info("mo.received", id=m[0], smsc=m[2], vmn=m[3], route=m[16],
-                         keyword=m[15], **{"from": m[5]})
-                if level == "debug":
-                    log.debug("mo.text", id=m[0], text=m[7])
-
-        intake.on_committed.append(committed)
-        store.on_jobs = poke
-
-        replies = None
+    # -- start: the listeners, the signals ---------------------------------------------
+    async def _start(self, parts: Parts) -> bool:
+        """Start the email reply listener, take the signals over, open the admin and API
+        listeners. False (the API port is taken: said on stderr) when the daemon
+        cannot run."""
+        cfg = parts.cfg
+        store, mt = parts.store, parts.mt
         if cfg.email_replies is not None:
             from gateway.email_replies import EmailReplyServer
             from gateway.storage.tokens import DbReplyTokens
 
             er = cfg.email_replies
-            replies = EmailReplyServer(listen=er.listen,
-                                       domain=er.domain,
-                                       tokens=DbReplyTokens(store),
-                                       accept_from=er.accept_from,
-                                       max_replies_per_token=er.max_replies_per_token,
-                                       on_reply=lambda t, text, _f: self._reply(store, mt, t,
-                                                                                text))
-            await replies.start()
+            parts.replies = EmailReplyServer(
+                listen=er.listen, domain=er.domain, tokens=DbReplyTokens(store),
+                accept_from=er.accept_from, max_replies_per_token=er.max_replies_per_token,
+                on_reply=lambda t, text, _f: self._reply(store, mt, t, text))
+            await parts.replies.start()
             log.info("email_replies.listening", listen=cfg.email_replies.listen)
 
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.on_sighup)
-        admin = None
-        if gw.admin_listen:
+        if cfg.gateway.admin_listen:
             from gateway.admin import Metrics, build_app, serve
 
-            host, port = split_host_port(gw.admin_listen)
+            host, port = split_host_port(cfg.gateway.admin_listen)
             kinds = ["webhook", *(["email"] if cfg.smtp else []), *(["mqtt"] if cfg.mqtt else [])]
-            metrics = Metrics(intake, sessions, store, kinds=kinds,
-                              mqtt_connected=mqtt_link.connected if mqtt_link else None,
-                              config=self.config_state, receipts=receipts)
+            link = parts.mqtt_link
+            metrics = Metrics(parts.intake, parts.sessions, store, kinds=kinds,
+                              mqtt_connected=link.connected if link else None,
+                              config=self.config_state, receipts=parts.receipts)
             await metrics.start()
-            admin = await serve(build_app(metrics), host, port)
+            parts.admin = await serve(build_app(metrics), host, port)
             log.info("admin.listening", host=host, port=port)
-        api = None
         if cfg.api is not None:
             from gateway.api.app import build_app as build_api
             from gateway.api.context import ApiContext
             from gateway.api.server import ApiServer
 
-            ctx = ApiContext(config=lambda: self.cfg, store=store, wake_mt=mt.wake,
-                             binds=BindControl(sessions, intake.drain), numbers=numbers,
-                             intake_busy=intake.busy)
-            api = ApiServer(build_api(ctx), cfg.api.listen)
+            ctx = ApiContext(config=self.running_config, store=store, wake_mt=mt.wake,
+                             binds=BindControl(parts.sessions, parts.intake.drain),
+                             numbers=parts.numbers, intake_busy=parts.intake.busy)
+            api = parts.api = ApiServer(build_api(ctx), cfg.api.listen)
             try:
                 api.bind()
             except OSError as exc:
                 print(f"error: {cfg.source_file}: api.listen: cannot listen on "
                       f"{cfg.api.listen}: {exc.strerror or exc}", file=sys.stderr)
-                if admin is not None:
-                    await admin.cleanup()
+                if parts.admin is not None:
+                    await parts.admin.cleanup()
                 await store.close()
-                await engine.dispose()
-                return 1
+                await parts.engine.dispose()
+                return False
         # Everything built so far lives as long as the process: keep it out of the
         # collector's full scans (which grow with it and stall the loop for tens of ms),
         # and collect the young generation less often.
         gc.collect()
         gc.freeze()
         gc.set_threshold(20_000, 50, 100)
-        log.info("daemon.started", name=gw.name, loop=eventloop.running(),
-                 smsc=[s.name for s in sessions],
-                 open_groups=len(intake.reassembler), actions=sorted(actions))
-        try:
-            async with asyncio.TaskGroup() as tg:
-                self._tg = tg
-                tasks = [
-                    tg.create_task(intake.run(), name="intake"),
-                    tg.create_task(mt.run(), name="mt"),
-                    tg.create_task(fanout.run(), name="fanout"),
-                    tg.create_task(outbox.run(), name="outbox"),
-                    tg.create_task(self._expire_loop(intake), name="reassembly-timeout"),
-                    tg.create_task(self._ready(sessions), name="sd-notify"),
-                    tg.create_task(self._checkpoint_loop(store), name="wal-checkpoint"),
-                    tg.create_task(numbers.watch(), name="numbers"),
-                ]
-                if mqtt_link is not None:
-                    tasks.append(tg.create_task(mqtt_link.run(), name="mqtt"))
-                if worker is not None:
-                    tasks.append(tg.create_task(worker.run(), name="action-worker"))
-                tasks += [tg.create_task(s.run(), name=f"smpp:{s.name}") for s in sessions]
-                if api is not None:
-                    api.start(tg)
-                await self._stop.wait()
-                end = loop.time() + gw.shutdown_timeout
-                if api is not None:  # first: no new work from the API
-                    await api.stop(max(0.5, (end - loop.time()) * 0.25))
-                await self._shutdown(intake, sessions, mt, outbox, end)
-                if worker is not None:
-                    await worker.stop(max(0.5, end - loop.time()))
-                if replies is not None:
-                    await replies.stop()
-                if mqtt_link is not None:
-                    await mqtt_link.stop(max(0.5, end - loop.time()))
-                for t in tasks:
-                    t.cancel()
-                if self._reloading is not None:
-                    self._reloading.cancel()
-        finally:
-            if admin is not None:
-                await admin.cleanup()
-            await store.close()
-            await engine.dispose()
-            sdnotify.notify("STOPPING=1")
-        log.info("daemon.stopped", **intake.stats, **outbox.stats)
-        return 0
+        log.info("daemon.started", name=cfg.gateway.name, loop=eventloop.running(),
+                 smsc=[s.name for s in parts.sessions],
+                 open_groups=len(parts.intake.reassembler), actions=sorted(parts.actions))
+        return True
+
+    # -- serve: the task group, until asked to stop -----------------------------------
+    async def _serve(self, parts: Parts) -> None:
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            tasks = self._tasks(tg, parts)
+            await self._stop.wait()
+            await self._shutdown(parts)
+            for t in tasks:
+                t.cancel()
+            if self._reloading is not None:
+                self._reloading.cancel()
+
+    def _tasks(self, tg: asyncio.TaskGroup, parts: Parts) -> list[asyncio.Task[Any]]:
+        intake, store = parts.intake, parts.store
+        tasks: list[asyncio.Task[Any]] = [
+            tg.create_task(intake.run(), name="intake"),
+            tg.create_task(parts.mt.run(), name="mt"),
+            tg.create_task(parts.fanout.run(), name="fanout"),
+            tg.create_task(parts.outbox.run(), name="outbox"),
+            tg.create_task(self._expire_loop(intake), name="reassembly-timeout"),
+            tg.create_task(self._ready(parts.sessions), name="sd-notify"),
+            tg.create_task(self._checkpoint_loop(store), name="wal-checkpoint"),
+            tg.create_task(parts.numbers.watch(), name="numbers"),
+        ]
+        if parts.mqtt_link is not None:
+            tasks.append(tg.create_task(parts.mqtt_link.run(), name="mqtt"))
+        if parts.worker is not None:
+            tasks.append(tg.create_task(parts.worker.run(), name="action-worker"))
+        tasks += [tg.create_task(s.run(), name=f"smpp:{s.name}") for s in parts.sessions]
+        if parts.api is not None:
+            parts.api.start(tg)
+        return tasks
+
+    # -- shutdown: in order, within [gateway] shutdown_timeout --------------------------
+    async def _shutdown(self, parts: Parts) -> None:
+        """No new work from the API first; then the MT sender, the intake (drained), the
+        binds, the outbox (`_finish`); then the action workers, the email reply
+        listener and the MQTT link. Every step gets a share of what is left."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + parts.cfg.gateway.shutdown_timeout
+        if parts.api is not None:  # first: no new work from the API
+            await parts.api.stop(max(0.5, (end - loop.time()) * 0.25))
+        await self._finish(parts.intake, parts.sessions, parts.mt, parts.outbox, end)
+        if parts.worker is not None:
+            await parts.worker.stop(max(0.5, end - loop.time()))
+        if parts.replies is not None:
+            await parts.replies.stop()
+        if parts.mqtt_link is not None:
+            await parts.mqtt_link.stop(max(0.5, end - loop.time()))
+
+    async def _close(self, parts: Parts) -> None:
+        if parts.admin is not None:
+            await parts.admin.cleanup()
+        await parts.store.close()
+        await parts.engine.dispose()
+        sdnotify.notify("STOPPING=1")
 
     async def _command(self, store: Store, mt: MtSender, payload: bytes) -> None:
         """Store one MQTT command (queued, or `failed` with the reason). Raises when it
@@ -450,8 +602,8 @@ class Daemon:
         mt.wake()
         store.on_jobs()
 
-    async def _shutdown(self, intake: Intake, sessions: list[SmppSession], mt: MtSender,
-                        outbox: Outbox, end: float) -> None:
+    async def _finish(self, intake: Intake, sessions: list[SmppSession], mt: MtSender,
+                      outbox: Outbox, end: float) -> None:
         """Stop taking work, finish in-flight work up to the deadline `end` (loop time),
         unbind. Every step gets a share of what is left, at least half a second."""
         loop = asyncio.get_running_loop()

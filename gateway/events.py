@@ -5,25 +5,25 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.model import iso
+from gateway.model import MessageRow, iso
 
 
-def mo_event(row: Mapping[str, Any]) -> dict[str, Any]:
-    """From a `messages` row of an MO."""
+def mo_event(mo: MessageRow) -> dict[str, Any]:
+    """From a stored MO."""
     return {
         "type": "mo",
-        "id": row["id"],
-        "vmn": row["vmn"],
-        "from": row["sender"],
-        "to": row["recipient"],
-        "text": row["text"],
-        "keyword": row["keyword"],
-        "route": row["route"],
-        "received_at": iso(row["created_at"]),
-        "smsc": row["smsc"],
-        "segments": row["segments"],
-        "data_coding": row["data_coding"],
-        "status": row["status"],
+        "id": mo.id,
+        "vmn": mo.vmn,
+        "from": mo.sender,
+        "to": mo.recipient,
+        "text": mo.text,
+        "keyword": mo.keyword,
+        "route": mo.route,
+        "received_at": iso(mo.created_at),
+        "smsc": mo.smsc,
+        "segments": mo.segments,
+        "data_coding": mo.data_coding,
+        "status": mo.status,
     }
 
 

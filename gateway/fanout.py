@@ -29,7 +29,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from sqlalchemy import func, select, text
@@ -38,10 +38,11 @@ from sqlalchemy.engine import Connection
 from gateway.actions.base import Job
 from gateway.config import ActionConfig, Config, NumberConfig, OptoutScope, render_template
 from gateway.events import mo_event, poll_event
+from gateway.model import JobRow, MessageRow
 from gateway.routing.router import Decision, Route, Router
 from gateway.storage import mts, optins
 from gateway.storage.db import upsert
-from gateway.storage.jobs import LEASE, Emitter, JobRow, insert_jobs, ready_job
+from gateway.storage.jobs import LEASE, Emitter, insert_jobs, ready_job
 from gateway.storage.repo import Store
 from gateway.storage.schema import (
     email_tokens,
@@ -97,44 +98,60 @@ def webhook_target(action: ActionConfig | None) -> str | None:
     return None
 
 
+class Routed(NamedTuple):
+    """An MO to expand, with the intake's routing `decision` made by `router` (None: an
+    MO found in the database, routed here)."""
+
+    mo: MessageRow
+    decision: Decision | None = None
+    router: Router | None = None
+
+
+# The scan reads the intake's row but the raw PDU and the dedup key (fan-out reads
+# neither: None in the rows it builds).
+_UNREAD = ("raw_pdu", "dedup_key")
+_SCAN_COLS = tuple(messages.c[f] for f in MessageRow._fields if f not in _UNREAD)
+
+
 def expand(conn: Connection, ctx: Context, now: float,
-           given: Sequence[Mapping[str, Any]] | None = None, limit: int = BATCH) -> Stats:
-    """Expand `given` MO rows (handed over by the intake right after its commit), or the
+           given: Sequence[Routed] | None = None, limit: int = BATCH) -> Stats:
+    """Expand `given` MOs (handed over by the intake right after its commit), or the
     flagged MOs found in the database (after a restart or a failure)."""
     if given is None:
-        m = messages.c
-        q = (select(m.id, m.smsc, m.vmn, m.sender, m.recipient, m.text, m.keyword, m.route,
-                    m.created_at, m.segments, m.data_coding, m.status)
-             .where(_PENDING).order_by(m.created_at).limit(limit))
+        q = (select(*_SCAN_COLS).where(_PENDING)
+             .order_by(messages.c.created_at).limit(limit))
         if conn.dialect.name == "postgresql":
             q = q.with_for_update(skip_locked=True)
-        rows: Sequence[Mapping[str, Any]] = [dict(r._mapping) for r in conn.execute(q)]
+        rows: Sequence[Routed] = [Routed(MessageRow(**r._mapping, raw_pdu=None,
+                                                    dedup_key=None))
+                                  for r in conn.execute(q)]
     else:
         rows = given
     stats = Stats()
     if not rows:
         return stats
-    taken = claim(conn, [m["id"] for m in rows])
+    taken = claim(conn, [r.mo.id for r in rows])
     if len(taken) != len(rows):
-        rows = [m for m in rows if m["id"] in taken]  # expanded elsewhere already
+        rows = [r for r in rows if r.mo.id in taken]  # expanded elsewhere already
         if not rows:
             return stats
     # First every MO's own event (so replies' status webhooks can wait for it), then
     # everything else. The MO events are claimed by this instance as they are written
     # and handed straight to the workers (no claim round trip).
-    planned = [_plan(ctx, mo) for mo in rows]
+    planned = [_plan(ctx, r) for r in rows]
     first: list[JobRow] = []
     lease_until = now + LEASE
-    for mo, (_d, webhook, ev) in zip(rows, planned, strict=True):
-        for row in ctx.emitter.event(ev, "mo", mo["vmn"], message_id=mo["id"], now=now,
+    for r, (_d, webhook, ev) in zip(rows, planned, strict=True):
+        mo = r.mo
+        for row in ctx.emitter.event(ev, "mo", mo.vmn, message_id=mo.id, now=now,
                                      webhook=webhook):
             row, job = ready_job(row, lease_until)
             stats.ready.append(job)
             first.append(row)
     insert_jobs(conn, first)
     job_rows: list[JobRow] = []
-    for mo, (d, webhook, ev) in zip(rows, planned, strict=True):
-        _expand_one(conn, ctx, mo, d, webhook, ev, now, job_rows, stats)
+    for r, (d, webhook, ev) in zip(rows, planned, strict=True):
+        _expand_one(conn, ctx, r.mo, d, webhook, ev, now, job_rows, stats)
     insert_jobs(conn, job_rows)
     stats.jobs += len(first)
     stats.mos = len(rows)
@@ -159,32 +176,31 @@ _CLAIM_SQLITE = ("UPDATE messages SET fanout = 0 WHERE id IN (SELECT value FROM 
 _CLAIM_PG = "UPDATE messages SET fanout = 0 WHERE id = ANY($1) AND fanout = 1 RETURNING id"
 
 
-def mo_rows(messages_rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    """The intake's message tuples (storage/repo.py `_MSG_COLS`) that need fan-out, as
-    the mappings `expand` reads."""
-    out = []
-    for r in messages_rows:
-        if r[-1]:
-            out.append({"id": r[0], "smsc": r[2], "vmn": r[3], "sender": r[5],
-                        "recipient": r[6], "text": r[7], "data_coding": r[8],
-                        "segments": r[9], "status": r[10], "created_at": r[11],
-                        "keyword": r[15], "route": r[16]})
-    return out
+def mo_rows(
+    committed: Iterable[tuple[MessageRow, Decision | None, Router | None]],
+) -> list[Routed]:
+    """The MOs the intake committed that need fan-out (`pipeline.Batch.handoff`: the
+    row, the intake's decision and its router), as `expand` takes them."""
+    return [Routed(m, d, router) for m, d, router in committed]
 
 
-def _plan(ctx: Context, mo: Mapping[str, Any]) -> tuple[Decision, str | None, dict[str, Any]]:
+def _plan(ctx: Context, r: Routed) -> tuple[Decision, str | None, dict[str, Any]]:
     """(routing decision, webhook target of the MO event, the MO event)."""
-    received = datetime.fromtimestamp(mo["created_at"], UTC)
-    # Routing is a pure function of the text, the destination and the time of receipt:
-    # the same decision as at intake (unless the configuration was reloaded since).
-    d = ctx.router.route(mo["recipient"], mo["text"], received)
+    mo = r.mo
+    d = r.decision
+    if d is None or r.router is not ctx.router:
+        # Routing is a pure function of the text, the destination and the time of
+        # receipt: the intake's decision, unless the configuration was reloaded since
+        # (then the running one decides, as for an MO found in the database).
+        d = ctx.router.route(mo.recipient, mo.text,
+                             datetime.fromtimestamp(mo.created_at, UTC))
     # STOP/START/HELP: the MO event goes to MQTT only; `[optout] callback_profile`
     # hears the `opt` event of the change (see _set_opt).
     webhook = webhook_target(d.action) if d.route in (Route.KEYWORD, Route.DEFAULT) else None
     return d, webhook, mo_event(mo)
 
 
-def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decision,
+def _expand_one(conn: Connection, ctx: Context, mo: MessageRow, d: Decision,
                 webhook: str | None, ev: Mapping[str, Any], now: float,
                 job_rows: list[JobRow], stats: Stats) -> None:
     emitter = ctx.emitter
@@ -192,33 +208,33 @@ def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decisi
     number = d.number
     if number is None:
         return  # unrouted (accepted): the event is all
-    values = {"from": mo["sender"], "vmn": number.vmn, "keyword": d.keyword or "",
-              "text": mo["text"], "args": d.args}
+    values = {"from": mo.sender, "vmn": number.vmn, "keyword": d.keyword or "",
+              "text": mo.text, "args": d.args}
 
     def mt(to: str, body: str, *, exempt: bool = False) -> None:
         if not body:
             return
         mts.insert_mt(conn, emitter, sender=number.sender_id, recipient=to, text=body,
-                      now=now, smsc=mo["smsc"], in_reply_to=mo["id"], notify=webhook,
+                      now=now, smsc=mo.smsc, in_reply_to=mo.id, notify=webhook,
                       exempt=exempt)
         stats.mts += 1
 
     optout = ctx.cfg.optout_for(number)
     if d.route is Route.EXPIRED:
         if action is not None and action.expiry_reply:
-            mt(mo["sender"], render_template(action.expiry_reply, values))
+            mt(mo.sender, render_template(action.expiry_reply, values))
         return
     if d.route is Route.OPTOUT:
         scope = OptoutScope.ALL if d.keyword == STOP_ALL else optout.scope
         _set_opt(conn, ctx, stats, job_rows, mo, number, "out", d.keyword, now, scope)
-        mt(mo["sender"], render_template(optout.stop_reply, values), exempt=True)
+        mt(mo.sender, render_template(optout.stop_reply, values), exempt=True)
         return
     if d.route is Route.OPTIN:
         _set_opt(conn, ctx, stats, job_rows, mo, number, "in", d.keyword, now, optout.scope)
-        mt(mo["sender"], render_template(optout.start_reply, values), exempt=True)
+        mt(mo.sender, render_template(optout.start_reply, values), exempt=True)
         return
     if d.route is Route.HELP:
-        mt(mo["sender"], render_template(optout.help_reply, values), exempt=True)
+        mt(mo.sender, render_template(optout.help_reply, values), exempt=True)
         return
     assert action is not None
     if action.opt_out or action.opt_in:
@@ -231,7 +247,7 @@ def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decisi
     if action.lead:
         _lead(conn, mo, number, d.keyword, now)
     if action.reply and valid:
-        mt(mo["sender"], render_template(action.reply, values),
+        mt(mo.sender, render_template(action.reply, values),
            exempt=bool(action.opt_out))
     for to in action.forward_sms:
         mt(to.lstrip("+"), render_template(FORWARD_TEMPLATE, values))
@@ -240,36 +256,36 @@ def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decisi
         if ctx.email_domain:
             token = secrets.token_hex(8)
             conn.execute(email_tokens.insert().values(
-                token=token, vmn=number.vmn, msisdn=mo["sender"], message_id=mo["id"],
+                token=token, vmn=number.vmn, msisdn=mo.sender, message_id=mo.id,
                 expires_at=now + ctx.token_ttl_days * 86400, recipient=address))
         job_rows.append(emitter.job("email", address, {
-            "id": mo["id"], "vmn": number.vmn, "from": mo["sender"], "text": mo["text"],
+            "id": mo.id, "vmn": number.vmn, "from": mo.sender, "text": mo.text,
             "received_at": ev["received_at"], "keyword": d.keyword, "reply_token": token,
-        }, message_id=mo["id"], now=now))
+        }, message_id=mo.id, now=now))
 
 
 def _set_opt(conn: Connection, ctx: Context, stats: Stats, job_rows: list[JobRow],
-             mo: Mapping[str, Any], number: NumberConfig, state: str, keyword: str | None,
+             mo: MessageRow, number: NumberConfig, state: str, keyword: str | None,
              now: float, scope: OptoutScope) -> None:
     """Record `state` for the MO's sender (see `storage/optins.record_opt`, shared with
     the API's manual change): for this VMN and its sender ID, or for every sender ID."""
     change = optins.record_opt(
-        conn, ctx.emitter, msisdn=mo["sender"], state=state, vmn=number.vmn,
+        conn, ctx.emitter, msisdn=mo.sender, state=state, vmn=number.vmn,
         sender_id=number.sender_id, every=scope is OptoutScope.ALL, keyword=keyword,
-        received_on=number.vmn, message_id=mo["id"], source="keyword", now=now,
+        received_on=number.vmn, message_id=mo.id, source="keyword", now=now,
         profile=ctx.cfg.optout_for(number).callback_profile)
     if change.changed:
         job_rows += change.jobs
-        stats.opt_changes.append((mo["sender"], change.scope, state))
+        stats.opt_changes.append((mo.sender, change.scope, state))
 
 
-def _lead(conn: Connection, mo: Mapping[str, Any], number: NumberConfig,
+def _lead(conn: Connection, mo: MessageRow, number: NumberConfig,
           keyword: str | None, now: float) -> None:
     """One row per (VMN, msisdn, keyword): counted, with the latest text and time."""
     c = leads.c
     ins = upsert(conn, leads).values(
-        vmn=number.vmn, msisdn=mo["sender"], keyword=keyword or "", text=mo["text"],
-        message_id=mo["id"], at=now, count=1, last_at=now)
+        vmn=number.vmn, msisdn=mo.sender, keyword=keyword or "", text=mo.text,
+        message_id=mo.id, at=now, count=1, last_at=now)
     conn.execute(ins.on_conflict_do_update(
         index_elements=[c.vmn, c.msisdn, c.keyword],
         set_={"count": c.count + 1, "last_at": ins.excluded.last_at,
@@ -277,20 +293,20 @@ def _lead(conn: Connection, mo: Mapping[str, Any], number: NumberConfig,
 
 
 def _vote(conn: Connection, ctx: Context, job_rows: list[JobRow],
-          mo: Mapping[str, Any], d: Decision, number: NumberConfig, action: ActionConfig,
+          mo: MessageRow, d: Decision, number: NumberConfig, action: ActionConfig,
           values: Mapping[str, str], now: float, mt: Callable[..., None]) -> bool:
     """Record the vote; False (after sending `invalid_reply`) if it is no option."""
     poll = action.poll
     assert poll is not None
-    option = poll.option_for(d.args if d.route is Route.KEYWORD else mo["text"])
+    option = poll.option_for(d.args if d.route is Route.KEYWORD else mo.text)
     if option is None:
         if poll.invalid_reply:
-            mt(mo["sender"], render_template(poll.invalid_reply, values))
+            mt(mo.sender, render_template(poll.invalid_reply, values))
         return False
     v = poll_votes.c
     # One vote per msisdn per poll: a later vote replaces the earlier one.
-    ins = upsert(conn, poll_votes).values(poll=poll.name, msisdn=mo["sender"], option=option,
-                                          vmn=number.vmn, message_id=mo["id"], at=now)
+    ins = upsert(conn, poll_votes).values(poll=poll.name, msisdn=mo.sender, option=option,
+                                          vmn=number.vmn, message_id=mo.id, at=now)
     conn.execute(ins.on_conflict_do_update(index_elements=[v.poll, v.msisdn], set_={
         "option": ins.excluded.option, "vmn": ins.excluded.vmn,
         "message_id": ins.excluded.message_id, "at": ins.excluded.at}))
@@ -299,8 +315,8 @@ def _vote(conn: Connection, ctx: Context, job_rows: list[JobRow],
                                .group_by(v.option)):
         tally[opt] = int(n)
     job_rows += ctx.emitter.event(
-        poll_event(poll=poll.name, option=option, msisdn=mo["sender"], tally=tally, at=now),
-        "poll", poll.name, message_id=mo["id"], now=now)
+        poll_event(poll=poll.name, option=option, msisdn=mo.sender, tally=tally, at=now),
+        "poll", poll.name, message_id=mo.id, now=now)
     return True
 
 
@@ -327,7 +343,7 @@ class Fanout:
         self.queue_cap = queue_cap
         self.paused = False
         self.pauses = 0  # times fan-out paused on the workers' queues (for tests, logs)
-        self._queue: list[dict[str, Any]] = []
+        self._queue: list[Routed] = []
         self._scan = True  # MOs left flagged from before a restart
         self._left = 0  # MOs left flagged by `submit` since the last scan began
         self._deferred = 0  # about how many are waiting in the database: the drain's backlog
@@ -338,7 +354,7 @@ class Fanout:
         """About how many MOs wait for their fan-out (in memory or flagged in the DB)."""
         return len(self._queue) + self._deferred
 
-    def submit(self, rows: list[dict[str, Any]]) -> None:
+    def submit(self, rows: list[Routed]) -> None:
         if not rows:
             return
         if self._scan or self.paused or len(self._queue) + len(rows) > self.queue_cap:

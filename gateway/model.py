@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 import re
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 
 class Direction(StrEnum):
@@ -31,6 +33,95 @@ class MtStatus(StrEnum):
     UNKNOWN = "unknown"
     # never sent: a reply or forward to an alphanumeric sender ID (the error says so)
     SKIPPED = "skipped"
+
+
+# -- rows ---------------------------------------------------------------------------------
+# The intake's rows are NamedTuples: named fields for the code, plain tuples for the
+# driver (storage/repo.py passes them to executemany as they are, in field order, which
+# is the column order of its INSERT statements).
+
+
+class MessageRow(NamedTuple):
+    """One `messages` row as the intake inserts it (an MO); also what fan-out and the
+    `mo` event read (the fan-out's scan leaves `raw_pdu` and `dedup_key` None)."""
+
+    id: str
+    direction: str
+    smsc: str
+    vmn: str
+    msisdn: str
+    sender: str
+    recipient: str
+    text: str
+    data_coding: int
+    segments: int
+    status: str
+    created_at: float
+    updated_at: float
+    raw_pdu: bytes | None
+    dedup_key: str | None
+    keyword: str | None
+    route: str
+    fanout: int  # 1: fan-out has work to do for it (see gateway/fanout.py)
+
+
+class PartRow(NamedTuple):
+    """One `mo_parts` row: a segment of a long MO, before its group closes."""
+
+    smsc: str
+    concat_key: str
+    seq: int
+    total: int
+    data_coding: int
+    body: bytes
+    raw_pdu: bytes
+    received_at: float
+    dedup_key: str | None
+
+
+class ReceiptRow(NamedTuple):
+    """One `receipts` row: a delivery receipt as received."""
+
+    smsc: str
+    smsc_message_id: str
+    state: str
+    error: str | None
+    raw_pdu: bytes
+    received_at: float
+
+
+class JobRow(NamedTuple):
+    """One `jobs` row as fan-out and the storage insert it (storage/jobs.py)."""
+
+    id: int
+    kind: str
+    target: str
+    event_id: str
+    message_id: str | None
+    after: int | None
+    payload: str
+    status: str
+    attempts: int
+    max_attempts: int
+    next_attempt_at: float
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMt:
+    """An MT claimed for sending (storage/mts.py `claim`), as the MT sender reads it."""
+
+    id: str
+    sender: str
+    recipient: str
+    text: str
+    smsc: str | None
+    attempts: int
+    exempt: bool
+    token: str = ""  # the lease: every write of the sender that claimed it checks it
+    coding: str | None = None  # "gsm" / "ucs2" as asked (HTTP API); None: automatic
+    validity: int | None = None  # minutes the SMSC may keep trying; None: its default
 
 
 _last_ms = 0

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.events import mo_event, poll_event
+from gateway.model import MessageRow
 from gateway.storage.jobs import Emitter, event_json
 
 
@@ -35,10 +36,11 @@ def test_any_payload_is_what_json_dumps_gives(payload: dict[str, Any]) -> None:
        at=st.floats(0, 4e9))
 def test_an_mo_event_is_what_json_dumps_gives(text: str, sender: str, seg: int,
                                               at: float) -> None:
-    ev = mo_event({"id": "m1", "vmn": "5551000100", "sender": sender,
-                   "recipient": "5551000100", "text": text, "keyword": None,
-                   "route": "default", "created_at": at, "smsc": "s", "segments": seg,
-                   "data_coding": 8, "status": "received"})
+    ev = mo_event(MessageRow(id="m1", direction="mo", smsc="s", vmn="5551000100",
+                             msisdn=sender, sender=sender, recipient="5551000100", text=text,
+                             data_coding=8, segments=seg, status="received", created_at=at,
+                             updated_at=at, raw_pdu=None, dedup_key=None, keyword=None,
+                             route="default", fanout=1))
     assert event_json(ev) == _stdlib(ev)
 
 

@@ -18,7 +18,8 @@ from sqlalchemy import insert, select
 from gateway.actions.webhook import WebhookAction
 from gateway.config import parse_config
 from gateway.daemon import context_for
-from gateway.fanout import BATCH, Context, Fanout, Stats, expand
+from gateway.fanout import BATCH, Context, Fanout, Routed, Stats, expand
+from gateway.model import MessageRow
 from gateway.outbox import Outbox
 from gateway.storage import jobs as jobq
 from gateway.storage.db import create_engine, migrate
@@ -53,6 +54,12 @@ def _mo(msg_id: str, now: float) -> dict[str, Any]:
             "attempts": 0, "fanout": 1}
 
 
+def _routed(row: dict[str, Any]) -> Routed:
+    """A committed MO as the intake hands it over (without its routing decision: the
+    fan-out routes it)."""
+    return Routed(MessageRow(**{f: row.get(f) for f in MessageRow._fields}))
+
+
 async def _state(engine: Any) -> tuple[list[Any], list[Any]]:
     async with engine.connect() as conn:
         msgs = (await conn.execute(select(messages.c.id, messages.c.fanout)
@@ -75,7 +82,7 @@ def test_fanout_after_the_commit_writes_the_jobs_and_clears_the_flag(db_url: str
             now = time.time()
             row = _mo("m1", now)
             await store.transaction(lambda c: c.execute(insert(messages).values(**row)))
-            stats = await store.relaxed(expand, context_for(_cfg()), now, [row])
+            stats = await store.relaxed(expand, context_for(_cfg()), now, [_routed(row)])
             return (stats, *await _state(engine))
         finally:
             await store.close()
@@ -99,7 +106,8 @@ def test_an_mo_expanded_already_is_not_expanded_again(db_url: str) -> None:
             await store.transaction(lambda c: c.execute(insert(messages), rows))
             ctx = context_for(_cfg())
             scanned = await store.relaxed(expand, ctx, now, None)  # the scan takes both
-            again = await store.relaxed(expand, ctx, now, rows)  # then the hand-over
+            again = await store.relaxed(expand, ctx, now,  # then the hand-over
+                                        [_routed(r) for r in rows])
             return (scanned, again, *await _state(engine))
         finally:
             await store.close()
@@ -125,7 +133,7 @@ def test_a_failed_fanout_leaves_the_mo_flagged_and_a_restart_expands_it(db_url: 
             good = context_for(_cfg())
             broken = Context(router=good.router, emitter=None)  # type: ignore[arg-type]
             try:
-                await store.relaxed(expand, broken, now, [row])
+                await store.relaxed(expand, broken, now, [_routed(row)])
             except AttributeError:
                 pass
             else:
@@ -185,7 +193,7 @@ def test_a_slow_webhook_bounds_the_queue_in_memory_and_loses_nothing(db_url: str
             for i in range(0, n, 50):  # the intake: commit, then hand over
                 chunk = rows[i:i + 50]
                 await store.transaction(lambda c, ch=chunk: c.execute(insert(messages), ch))
-                fanout.submit([dict(r) for r in chunk])
+                fanout.submit([_routed(r) for r in chunk])
                 await asyncio.sleep(0.01)
             for _ in range(3000):
                 if outbox.stats["ok"] >= n:
@@ -209,3 +217,32 @@ def test_a_slow_webhook_bounds_the_queue_in_memory_and_loses_nothing(db_url: str
     assert sorted(delivered) == [f"m{i:04d}" for i in range(n)]
     assert set(delivered.values()) == {1}, "a webhook delivered twice"
     assert all(flag == 0 for _id, flag in msgs)
+
+
+def test_the_intakes_decision_is_used_unless_the_routing_changed_since(db_url: str) -> None:
+    """The intake routes an MO once and hands the decision to the fan-out with it: the
+    fan-out does not route it again, unless the configuration was reloaded in between
+    (another router): then the running configuration decides, as before."""
+    from gateway.routing.router import Decision, Route
+
+    async def main() -> tuple[list[Any], list[Any]]:
+        engine, store = await _store(db_url)
+        try:
+            now = time.time()
+            rows = [_mo("m1", now), _mo("m2", now)]
+            await store.transaction(lambda c: c.execute(insert(messages), rows))
+            ctx = context_for(_cfg())
+            # a decision the router would not make: no webhook for the MO event
+            carried = Decision(route=Route.UNROUTED, vmn=None)
+            given = [_routed(rows[0])._replace(decision=carried, router=ctx.router),
+                     _routed(rows[1])._replace(decision=carried,
+                                               router=context_for(_cfg()).router)]
+            stats = await store.relaxed(expand, ctx, now, given)
+            return stats.ready, (await _state(engine))[1]
+        finally:
+            await store.close()
+            await engine.dispose()
+
+    ready, job_rows = asyncio.run(main())
+    assert [j.kind for j in ready] == ["webhook"]
+    assert job_rows == [("webhook", "m2")]  # m1: the carried decision; m2: routed again

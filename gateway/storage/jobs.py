@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from gateway import backoff
 from gateway.actions.base import Job, LazyJson, Outcome, Result
-from gateway.model import new_id
+from gateway.model import JobRow, new_id
 from gateway.storage.db import placeholders
 from gateway.storage.schema import job_attempts, jobs
 
@@ -75,10 +75,10 @@ class Emitter:
 
     def job(self, kind: str, target: str, payload: Mapping[str, Any] | str, *,
             message_id: str | None, now: float, after: int | None = None) -> JobRow:
-        """A row for `insert_jobs` (column order: `_JOB_COLS`)."""
+        """A row for `insert_jobs`."""
         body = payload if isinstance(payload, str) else event_json(payload)
-        return (new_job_id(), kind, target, new_id(), message_id, after, body, PENDING, 0,
-                self.attempts_for(kind, target), now, now, now)
+        return JobRow(new_job_id(), kind, target, new_id(), message_id, after, body, PENDING,
+                      0, self.attempts_for(kind, target), now, now, now)
 
     def event(self, payload: Mapping[str, Any], *topic_parts: str, message_id: str | None,
               now: float, webhook: str | None = None,
@@ -97,9 +97,7 @@ class Emitter:
         return out
 
 
-JobRow = tuple[Any, ...]
-_JOB_COLS = ("id", "kind", "target", "event_id", "message_id", "after", "payload", "status",
-             "attempts", "max_attempts", "next_attempt_at", "created_at", "updated_at")
+_JOB_COLS = JobRow._fields  # the column order of `insert_jobs`
 _ATTEMPT_COLS = ("job_id", "attempt", "at", "outcome", "status", "latency_ms", "detail")
 
 
@@ -119,10 +117,10 @@ def new_job_id() -> int:
 def ready_job(row: JobRow, lease_until: float) -> tuple[JobRow, Job]:
     """Mark a new job row as already claimed by this instance (leased until
     `lease_until`) and return it with the Job to run now."""
-    raw = row[6].encode()
-    job = Job(id=row[0], kind=row[1], target=row[2], event_id=row[3],
+    raw = row.payload.encode()
+    job = Job(id=row.id, kind=row.kind, target=row.target, event_id=row.event_id,
               payload=LazyJson(raw), attempts=0, raw=raw)
-    return (*row[:10], lease_until, *row[11:]), job
+    return JobRow(*row[:10], lease_until, *row[11:]), job  # next_attempt_at (_replace: 3x)
 
 
 def insert_jobs(conn: Connection, rows: Sequence[JobRow]) -> None:
@@ -132,7 +130,7 @@ def insert_jobs(conn: Connection, rows: Sequence[JobRow]) -> None:
         conn.exec_driver_sql(
             f"INSERT INTO jobs ({', '.join(_JOB_COLS)}) "
             f"VALUES ({placeholders(conn, len(_JOB_COLS))})",
-            list(rows))
+            list(map(tuple, rows)))  # exact tuples: see storage/repo.py
 
 
 def last_webhook(conn: Connection, message_ids: Sequence[str], target: str) -> int | None:

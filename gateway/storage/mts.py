@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from gateway.addressing import SHORT_CODE_MAX, TON_ALPHANUMERIC, automatic
 from gateway.events import mt_status_event
 from gateway.mo import Receipt
-from gateway.model import MtStatus, new_id
+from gateway.model import MtStatus, QueuedMt, new_id
 from gateway.smpp.codec import SmppError, decode
 from gateway.smpp.dialect import receipt_keys, receipt_spellings, resp_key
 from gateway.storage.db import placeholders
@@ -38,20 +38,6 @@ FINAL_MT = (MtStatus.DELIVERED.value, MtStatus.FAILED.value, MtStatus.BLOCKED.va
 # Recorded on an MT whose submit_sm_resp carried no message id (issue 16 point 4).
 RECEIPTLESS = ("receipt-less: the SMSC answered submit_sm with an empty message_id, "
                "so no delivery receipt can be matched to it")
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedMt:
-    id: str
-    sender: str
-    recipient: str
-    text: str
-    smsc: str | None
-    attempts: int
-    exempt: bool
-    token: str = ""  # the lease: every write of the sender that claimed it checks it
-    coding: str | None = None  # "gsm" / "ucs2" as asked (HTTP API); None: automatic
-    validity: int | None = None  # minutes the SMSC may keep trying; None: its default
 
 
 def announce(conn: Connection, emitter: Emitter, msg_id: str, status: str, now: float,

@@ -15,8 +15,9 @@ from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.engine import Connection
 
 from gateway.events import opt_event
+from gateway.model import JobRow
 from gateway.storage.db import upsert
-from gateway.storage.jobs import Emitter, JobRow, insert_jobs
+from gateway.storage.jobs import Emitter, insert_jobs
 from gateway.storage.schema import opt_history, opt_state
 
 Source = Literal["keyword", "api"]

@@ -9,14 +9,14 @@ import time
 from collections.abc import Callable, MutableSequence, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.mo import Receipt
-from gateway.model import MtStatus, iso
+from gateway.model import MessageRow, MtStatus, PartRow, QueuedMt, ReceiptRow, iso
 from gateway.storage import mts
 from gateway.storage.db import (
     DEFAULT_WAL_LIMIT,
@@ -43,17 +43,13 @@ from gateway.storage.schema import (
 )
 from gateway.storage.values import fit, length, limits, storable_row
 
-# Column order of the intake tuples (see pipeline.Intake.on_mo).
-MessageRow = tuple[Any, ...]
-PartRow = tuple[Any, ...]
-ReceiptRow = tuple[Any, ...]
-
-_MSG_COLS = ("id", "direction", "smsc", "vmn", "msisdn", "sender", "recipient", "text",
-             "data_coding", "segments", "status", "created_at", "updated_at", "raw_pdu",
-             "dedup_key", "keyword", "route", "fanout")
-_PART_COLS = ("smsc", "concat_key", "seq", "total", "data_coding", "body", "raw_pdu",
-              "received_at", "dedup_key")
-_RECEIPT_COLS = ("smsc", "smsc_message_id", "state", "error", "raw_pdu", "received_at")
+# The intake's rows (gateway/model.py) are NamedTuples whose fields are the columns of
+# the INSERTs, in order. The driver is handed them as plain tuples (`tuple(row)`, 0.3 us
+# a row): sqlite3 binds a tuple subclass through its generic sequence path, measured at
+# 690 us against 440 us for the executemany of 50 message rows.
+_MSG_COLS = MessageRow._fields
+_PART_COLS = PartRow._fields
+_RECEIPT_COLS = ReceiptRow._fields
 _MSG_LIMITS = limits(messages, _MSG_COLS)
 _PART_LIMITS = limits(mo_parts, _PART_COLS)
 _RECEIPT_LIMITS = limits(receipts, _RECEIPT_COLS)
@@ -61,6 +57,19 @@ _CONCAT_KEY_LEN = length(mo_parts.c.concat_key)
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+class Emitters(Protocol):
+    """Where the store takes the event emitter from at each write: the daemon's running
+    configuration (swapped on reload), or one fixed emitter."""
+
+    @property
+    def emitter(self) -> Emitter: ...
+
+
+@dataclass(slots=True)
+class FixedEmitter:
+    emitter: Emitter
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +88,15 @@ class Store:
     """All database access of the daemon and the CLI."""
 
     def __init__(self, engine: AsyncEngine, *, synchronous: str = "FULL",
-                 wal_limit: int = DEFAULT_WAL_LIMIT) -> None:
+                 wal_limit: int = DEFAULT_WAL_LIMIT, emitters: Emitters | None = None,
+                 on_jobs: Callable[[], None] | None = None) -> None:
         self.engine = engine
         self.reader = reader(engine)
         self.is_sqlite = engine.dialect.name == "sqlite"
-        self.emitter = Emitter()  # set from [mqtt] by the daemon
+        # The daemon's: its running configuration's emitter ([mqtt], callback profiles).
+        self._emitters: Emitters = FixedEmitter(Emitter()) if emitters is None else emitters
         # Called after a write queued jobs (MT status events): wakes the outbox.
-        self.on_jobs: Callable[[], None] = lambda: None
+        self.on_jobs: Callable[[], None] = _nothing if on_jobs is None else on_jobs
         # SQLite: every write transaction runs on one thread with a blocking connection,
         # one hop per transaction. Through aiosqlite each statement is a round trip to
         # its thread: measured here, a 3-row commit took 2.1 ms at the median and 17 ms
@@ -126,6 +137,15 @@ class Store:
             f"UPDATE mo_parts SET message_id = {p[0]} "
             f"WHERE concat_key = {p[1]} AND message_id IS NULL"
         )
+
+    @property
+    def emitter(self) -> Emitter:
+        return self._emitters.emitter
+
+    @emitter.setter
+    def emitter(self, emitter: Emitter) -> None:
+        """One emitter from now on (tests, the CLI)."""
+        self._emitters = FixedEmitter(emitter)
 
     async def close(self) -> None:
         if self._read_executor is not None:
@@ -251,10 +271,10 @@ class Store:
                 msgs[i] = fixed
         if len(receipt_list) != len(receipt_rows):
             return  # not parallel: the rows are fitted at insert time only
-        for row, r in zip(receipt_rows, receipt_list, strict=True):
-            fixed = storable_row(row, _RECEIPT_LIMITS)
-            if fixed is not None:
-                r.smsc_message_id, r.state, r.error = fixed[1], fixed[2], fixed[3]
+        for receipt_row, r in zip(receipt_rows, receipt_list, strict=True):
+            ok = storable_row(receipt_row, _RECEIPT_LIMITS)
+            if ok is not None:
+                r.smsc_message_id, r.state, r.error = ok.smsc_message_id, ok.state, ok.error
 
     def _write_intake(
         self,
@@ -267,16 +287,17 @@ class Store:
         then: Callable[[Connection], T] | None = None,
     ) -> T | None:
         if parts:
-            conn.exec_driver_sql(self._ins_part, [storable_row(p, _PART_LIMITS) or p
+            conn.exec_driver_sql(self._ins_part, [tuple(storable_row(p, _PART_LIMITS) or p)
                                                   for p in parts])
         if msgs:
-            conn.exec_driver_sql(self._ins_msg, list(msgs))
+            conn.exec_driver_sql(self._ins_msg, list(map(tuple, msgs)))
         if closed_groups:
             conn.exec_driver_sql(self._close_group, [(m, fit(k, _CONCAT_KEY_LEN))
                                                      for m, k in closed_groups])
         if receipt_rows:
-            conn.exec_driver_sql(self._ins_receipt, [storable_row(r, _RECEIPT_LIMITS) or r
-                                                     for r in receipt_rows])
+            conn.exec_driver_sql(self._ins_receipt,
+                                 [tuple(storable_row(r, _RECEIPT_LIMITS) or r)
+                                  for r in receipt_rows])
             mts.apply_receipts(conn, self.emitter, receipt_list, time.time())
         return None if then is None else then(conn)
 
@@ -319,7 +340,7 @@ class Store:
             self.on_jobs()  # their mt_status events
         return claimed
 
-    async def mt_guard(self, items: Sequence[mts.QueuedMt],
+    async def mt_guard(self, items: Sequence[QueuedMt],
                        lease: float) -> list[mts.Verdict]:
         """Before submit_sm (see `mts.guard`). Not durable: a lost renewal only
         shortens a lease, a lost `blocked` is decided again at the next claim."""
@@ -328,7 +349,7 @@ class Store:
             self.on_jobs()
         return verdicts
 
-    async def mt_check(self, items: Sequence[mts.QueuedMt]) -> list[mts.Verdict]:
+    async def mt_check(self, items: Sequence[QueuedMt]) -> list[mts.Verdict]:
         """`mts.check`: on PostgreSQL on a reader connection (no commit to flush); on
         SQLite on the writer thread, one hop (through aiosqlite every statement is one)."""
         if self.is_sqlite:
@@ -436,6 +457,10 @@ class Store:
             q = q.where(c.last_at >= since)
         async with self.reader.connect() as conn:
             return [dict(r._mapping) for r in await conn.execute(q)]
+
+
+def _nothing() -> None:
+    pass
 
 
 def list_messages(

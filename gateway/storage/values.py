@@ -16,7 +16,7 @@ raw PDU (`messages.raw_pdu`, `mo_parts.body`/`raw_pdu`, `receipts.raw_pdu`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Column, String, Table
 
@@ -72,7 +72,10 @@ def _bad(value: str, length: int | None) -> bool:
     return False
 
 
-def storable_row(row: tuple[Any, ...], lim: Limits) -> tuple[Any, ...] | None:
+R = TypeVar("R", bound=tuple[Any, ...])
+
+
+def storable_row(row: R, lim: Limits) -> R | None:
     """None when every text value of `row` can be stored as it is, else the row with
     those values in their safe form."""
     for i, length in lim:
@@ -87,4 +90,4 @@ def storable_row(row: tuple[Any, ...], lim: Limits) -> tuple[Any, ...] | None:
         if isinstance(v, str):
             out[i] = fit(v, length)
     make = getattr(row, "_make", None)  # a NamedTuple stays one
-    return make(out) if make is not None else tuple(out)
+    return make(out) if make is not None else tuple(out)  # type: ignore[return-value]
