@@ -53,6 +53,11 @@ class Authenticator:
         self.ctx = ctx
         self._checked: dict[bytes, _Checked] = {}
         self._buckets: dict[str, _Bucket] = {}
+        # Checks under way, by key digest: the requests that come with a key while it
+        # is being checked wait for that check. Without it the first second of a
+        # client's load (and each new key) ran one scrypt per request at once, each
+        # 16 MiB and tens of ms of CPU, in the middle of whatever the MO path was doing.
+        self._checking: dict[bytes, asyncio.Future[ApiKey]] = {}
 
     async def _read(self, key_id: str) -> StoredKey | None:
         return await self.ctx.store.read(apikeys.lookup, key_id)
@@ -63,6 +68,20 @@ class Authenticator:
         hit = self._checked.get(digest)
         if hit is not None and now - hit.at < self.ctx.key_ttl:
             return hit.stored.key
+        check = self._checking.get(digest)
+        if check is None:
+            check = asyncio.ensure_future(self._check(presented, digest, hit))
+            self._checking[digest] = check
+            check.add_done_callback(lambda done: self._settled(digest, done))
+        # shielded: a request that goes away does not cancel the others' check
+        return await asyncio.shield(check)
+
+    def _settled(self, digest: bytes, done: asyncio.Future[ApiKey]) -> None:
+        self._checking.pop(digest, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: a 401 whose requests all went away is not logged
+
+    async def _check(self, presented: str, digest: bytes, hit: _Checked | None) -> ApiKey:
         key_id = apikeys.key_id_of(presented)
         if key_id is None:
             raise _unauthorized("not an API key of this gateway")
@@ -76,7 +95,7 @@ class Authenticator:
             raise _unauthorized("unknown or revoked API key")
         if len(self._checked) >= _CACHE_MAX:
             self._checked.clear()
-        self._checked[digest] = _Checked(stored, now)
+        self._checked[digest] = _Checked(stored, time.monotonic())
         return stored.key
 
     def take(self, key: ApiKey) -> None:
