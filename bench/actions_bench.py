@@ -87,6 +87,7 @@ database = "sqlite+aiosqlite:///{tmpdir}/bench.db"
 retry_base = 0.2
 mt_poll_interval = 0.5
 action_workers = {action_workers}
+durability = "{durability}"
 
 [[smsc]]
 name = "bench"
@@ -158,10 +159,11 @@ class RunResult:
 
 
 ACTION_WORKERS = "0"  # set by --action-workers
+DURABILITY = "power-loss"  # set by --durability
 
 
 def _config(template: str, values: dict[str, str]) -> str:
-    values = {"action_workers": ACTION_WORKERS, **values}
+    values = {"action_workers": ACTION_WORKERS, "durability": DURABILITY, **values}
     for key, value in values.items():
         template = template.replace("{" + key + "}", value)
     return template
@@ -640,6 +642,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--targets", default=",".join(TARGETS), help="comma list of: %(default)s")
     p.add_argument("--action-workers", type=int, choices=[0, 1], default=0,
                    help="[gateway] action_workers for the gateway targets")
+    p.add_argument("--durability", choices=["power-loss", "crash"], default="power-loss",
+                   help="[gateway] durability for the gateway targets")
     add_runs(p)
     add_load(p, count=30_000)
     p.add_argument(
@@ -680,9 +684,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    global ACTION_WORKERS
+    global ACTION_WORKERS, DURABILITY
     args = parse_args(argv)
     ACTION_WORKERS = str(args.action_workers)
+    DURABILITY = args.durability
     if args.role:
         return role_main(args)
     try:
