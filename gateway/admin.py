@@ -30,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.metrics import Histogram
+from gateway.model import JobKind
 from gateway.pipeline import Intake
 from gateway.reload import RESULTS, ConfigState
 from gateway.smpp.session import SmppSession
@@ -268,7 +269,7 @@ class Metrics(Collector):
         if self.mqtt_connected is not None:
             yield GaugeMetricFamily("vmn_mqtt_outbox_depth",
                                     "MQTT events not yet acknowledged by the broker",
-                                    value=snap.queues.get("mqtt", (0, None))[0])
+                                    value=snap.queues.get(JobKind.MQTT, (0, None))[0])
             yield GaugeMetricFamily("vmn_mqtt_connected", "1 when connected to the broker",
                                     value=1.0 if self.mqtt_connected.is_set() else 0.0)
 

@@ -887,24 +887,9 @@ class ActionConfig(_Model):
 
     def action_names(self) -> tuple[str, ...]:
         """The actions this configuration runs, in a stable order (registry keys)."""
-        names: list[str] = []
-        if self.webhook is not None or self.callback_profile is not None:
-            names.append("webhook")
-        if self.reply is not None:
-            names.append("reply")
-        if self.forward_sms:
-            names.append("forward_sms")
-        if self.forward_email:
-            names.append("forward_email")
-        if self.opt_in:
-            names.append("opt_in")
-        if self.opt_out:
-            names.append("opt_out")
-        if self.poll is not None:
-            names.append("poll")
-        if self.lead:
-            names.append("lead")
-        return tuple(names)
+        from gateway.actions.registry import enabled_names  # the kinds declare their keys
+
+        return enabled_names(self)
 
 
 class KeywordConfig(ActionConfig):
@@ -1544,19 +1529,9 @@ def summary(config: Config, *, now: datetime | None = None) -> str:
 
 
 def _describe_actions(action: ActionConfig, now: datetime) -> str:
-    parts: list[str] = []
-    for name in action.action_names():
-        if name == "webhook" and action.callback_profile is not None:
-            parts.append(f"webhook({action.callback_profile})")
-        elif name == "forward_sms":
-            parts.append(f"forward_sms({len(action.forward_sms)})")
-        elif name == "forward_email":
-            parts.append(f"forward_email({len(action.forward_email)})")
-        elif name == "poll" and action.poll is not None:
-            parts.append(f"poll({action.poll.name})")
-        else:
-            parts.append(name)
-    text = ", ".join(parts) or "no action (event only)"
+    from gateway.actions.registry import describe  # each kind words its own
+
+    text = ", ".join(describe(action)) or "no action (event only)"
     if action.starts is not None and now < action.starts:
         text += f" [starts {action.starts.isoformat()}]"
     if action.expires is not None:

@@ -19,8 +19,9 @@ from typing import IO, Any
 import structlog
 
 from gateway import commands, eventloop, reload, sdnotify
-from gateway.actions.base import Action
-from gateway.actions.webhook import WebhookAction
+from gateway.actions import registry
+from gateway.actions.emitter import Emitter
+from gateway.actions.kind import Runtime
 from gateway.addressing import addressing
 from gateway.binds import BindControl
 from gateway.config import Config, ConfigError, load_config, split_host_port
@@ -80,8 +81,8 @@ class CommandNotStored(Exception):
     """An MQTT command could not be stored (the message says why, without its data)."""
 
 
-def emitter_for(cfg: Config) -> jobq.Emitter:
-    return jobq.Emitter(
+def emitter_for(cfg: Config) -> Emitter:
+    return Emitter(
         mqtt_prefix=cfg.mqtt.topic_prefix if cfg.mqtt else None,
         max_attempts=cfg.gateway.max_attempts,
         profile_attempts={n: p.max_attempts for n, p in cfg.callback_profiles.items()},
@@ -239,25 +240,13 @@ class Daemon:
         mt = MtSender(store, sessions, poll_interval=gw.mt_poll_interval,
                       addressing=addressing(lambda: self.cfg))
 
-        actions: dict[str, Action] = {
-            "webhook": WebhookAction(
-                lambda: self.cfg.callback_profiles,
-                callback_secret=lambda: a.callback_secret_value() if (a := self.cfg.api)
-                else None)}
         mqtt_link = None
-        if cfg.smtp is not None:
-            from gateway.actions.email import EmailAction
-
-            actions["email"] = EmailAction(
-                lambda: self.cfg.smtp,
-                reply_domain=lambda: self.cfg.email_replies.domain
-                if self.cfg.email_replies else None)
         if cfg.mqtt is not None:
-            from gateway.actions.mqtt import MqttAction, MqttLink
+            from gateway.actions.mqtt import MqttLink
 
             mqtt_link = MqttLink(cfg.mqtt, gateway_name=gw.name,
                                  on_command=lambda p: self._command(store, mt, p))
-            actions["mqtt"] = MqttAction(mqtt_link, qos=cfg.mqtt.qos)
+        actions = registry.runners(cfg, Runtime(lambda: self.cfg, mqtt_link))
         worker = None
         if gw.action_workers:
             worker = self._worker = WorkerPool(cfg.source_file, gw.action_workers)
@@ -331,8 +320,7 @@ class Daemon:
             from gateway.admin import Metrics, build_app, serve
 
             host, port = split_host_port(gw.admin_listen)
-            kinds = ["webhook", *(["email"] if cfg.smtp else []), *(["mqtt"] if cfg.mqtt else [])]
-            metrics = Metrics(intake, sessions, store, kinds=kinds,
+            metrics = Metrics(intake, sessions, store, kinds=list(actions),
                               mqtt_connected=mqtt_link.connected if mqtt_link else None,
                               config=self.config_state, receipts=receipts)
             await metrics.start()

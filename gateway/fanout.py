@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,23 +31,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, text
+from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
-from gateway.actions.base import Job
-from gateway.config import ActionConfig, Config, NumberConfig, OptoutScope, render_template
-from gateway.events import mo_event, poll_event
+from gateway.actions.emitter import Emitter
+from gateway.actions.kind import Effects
+from gateway.actions.registry import ROUTES, STEPS
+from gateway.actions.webhook import target
+from gateway.config import Config
+from gateway.events import mo_event
+from gateway.model import Job
 from gateway.routing.router import Decision, Route, Router
-from gateway.storage import mts, optins
-from gateway.storage.db import upsert
-from gateway.storage.jobs import LEASE, Emitter, JobRow, insert_jobs, ready_job
+from gateway.storage.jobs import LEASE, JobRow, insert_jobs, ready_job
 from gateway.storage.repo import Store
-from gateway.storage.schema import (
-    email_tokens,
-    leads,
-    messages,
-    poll_votes,
-)
+from gateway.storage.schema import messages
 
 log = structlog.get_logger("gateway.fanout")
 
@@ -59,8 +55,6 @@ HIGH_WATER = 4096
 LOW_WATER = 1024
 QUEUE_CAP = 8 * BATCH  # MOs handed over by the intake and held in memory, at most
 PAUSE_POLL = 0.02  # seconds between looks at the in-memory queues while paused
-FORWARD_TEMPLATE = "From {from} to {vmn}: {text}"
-STOP_ALL = "STOPALL"  # always opts out of every sender ID, whatever the scope
 _PENDING = text("fanout = 1")  # literal: matches the partial index
 
 
@@ -85,16 +79,6 @@ class Stats:
     jobs: int = 0
     opt_changes: list[tuple[str, str, str]] = field(default_factory=list)
     ready: list[Job] = field(default_factory=list)  # claimed already: run them now
-
-
-def webhook_target(action: ActionConfig | None) -> str | None:
-    if action is None:
-        return None
-    if action.webhook:
-        return action.webhook
-    if action.callback_profile:
-        return f"profile:{action.callback_profile}"
-    return None
 
 
 def expand(conn: Connection, ctx: Context, now: float,
@@ -179,129 +163,34 @@ def _plan(ctx: Context, mo: Mapping[str, Any]) -> tuple[Decision, str | None, di
     # the same decision as at intake (unless the configuration was reloaded since).
     d = ctx.router.route(mo["recipient"], mo["text"], received)
     # STOP/START/HELP: the MO event goes to MQTT only; `[optout] callback_profile`
-    # hears the `opt` event of the change (see _set_opt).
-    webhook = webhook_target(d.action) if d.route in (Route.KEYWORD, Route.DEFAULT) else None
+    # hears the `opt` event of the change (see actions/opt.py).
+    webhook = target(d.action) if d.route in (Route.KEYWORD, Route.DEFAULT) else None
     return d, webhook, mo_event(mo)
 
 
 def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decision,
                 webhook: str | None, ev: Mapping[str, Any], now: float,
                 job_rows: list[JobRow], stats: Stats) -> None:
-    emitter = ctx.emitter
-    action = d.action
+    """The steps of the MO's action kinds (gateway/actions/registry.py): the kind that
+    answers its route alone (STOP/START/HELP, an expired keyword), or every kind its
+    configuration enables, in the registry's order."""
     number = d.number
     if number is None:
         return  # unrouted (accepted): the event is all
     values = {"from": mo["sender"], "vmn": number.vmn, "keyword": d.keyword or "",
               "text": mo["text"], "args": d.args}
-
-    def mt(to: str, body: str, *, exempt: bool = False) -> None:
-        if not body:
-            return
-        mts.insert_mt(conn, emitter, sender=number.sender_id, recipient=to, text=body,
-                      now=now, smsc=mo["smsc"], in_reply_to=mo["id"], notify=webhook,
-                      exempt=exempt)
-        stats.mts += 1
-
-    optout = ctx.cfg.optout_for(number)
-    if d.route is Route.EXPIRED:
-        if action is not None and action.expiry_reply:
-            mt(mo["sender"], render_template(action.expiry_reply, values))
-        return
-    if d.route is Route.OPTOUT:
-        scope = OptoutScope.ALL if d.keyword == STOP_ALL else optout.scope
-        _set_opt(conn, ctx, stats, job_rows, mo, number, "out", d.keyword, now, scope)
-        mt(mo["sender"], render_template(optout.stop_reply, values), exempt=True)
-        return
-    if d.route is Route.OPTIN:
-        _set_opt(conn, ctx, stats, job_rows, mo, number, "in", d.keyword, now, optout.scope)
-        mt(mo["sender"], render_template(optout.start_reply, values), exempt=True)
-        return
-    if d.route is Route.HELP:
-        mt(mo["sender"], render_template(optout.help_reply, values), exempt=True)
-        return
-    assert action is not None
-    if action.opt_out or action.opt_in:
-        _set_opt(conn, ctx, stats, job_rows, mo, number, "out" if action.opt_out else "in",
-                 d.keyword, now, optout.scope)
-    # An invalid vote is answered by the poll's invalid_reply alone: the keyword's reply
-    # ("your vote is in") would contradict it.
-    valid = action.poll is None or _vote(conn, ctx, job_rows, mo, d, number, action, values,
-                                         now, mt)
-    if action.lead:
-        _lead(conn, mo, number, d.keyword, now)
-    if action.reply and valid:
-        mt(mo["sender"], render_template(action.reply, values),
-           exempt=bool(action.opt_out))
-    for to in action.forward_sms:
-        mt(to.lstrip("+"), render_template(FORWARD_TEMPLATE, values))
-    for address in action.forward_email:
-        token = None
-        if ctx.email_domain:
-            token = secrets.token_hex(8)
-            conn.execute(email_tokens.insert().values(
-                token=token, vmn=number.vmn, msisdn=mo["sender"], message_id=mo["id"],
-                expires_at=now + ctx.token_ttl_days * 86400, recipient=address))
-        job_rows.append(emitter.job("email", address, {
-            "id": mo["id"], "vmn": number.vmn, "from": mo["sender"], "text": mo["text"],
-            "received_at": ev["received_at"], "keyword": d.keyword, "reply_token": token,
-        }, message_id=mo["id"], now=now))
-
-
-def _set_opt(conn: Connection, ctx: Context, stats: Stats, job_rows: list[JobRow],
-             mo: Mapping[str, Any], number: NumberConfig, state: str, keyword: str | None,
-             now: float, scope: OptoutScope) -> None:
-    """Record `state` for the MO's sender (see `storage/optins.record_opt`, shared with
-    the API's manual change): for this VMN and its sender ID, or for every sender ID."""
-    change = optins.record_opt(
-        conn, ctx.emitter, msisdn=mo["sender"], state=state, vmn=number.vmn,
-        sender_id=number.sender_id, every=scope is OptoutScope.ALL, keyword=keyword,
-        received_on=number.vmn, message_id=mo["id"], source="keyword", now=now,
-        profile=ctx.cfg.optout_for(number).callback_profile)
-    if change.changed:
-        job_rows += change.jobs
-        stats.opt_changes.append((mo["sender"], change.scope, state))
-
-
-def _lead(conn: Connection, mo: Mapping[str, Any], number: NumberConfig,
-          keyword: str | None, now: float) -> None:
-    """One row per (VMN, msisdn, keyword): counted, with the latest text and time."""
-    c = leads.c
-    ins = upsert(conn, leads).values(
-        vmn=number.vmn, msisdn=mo["sender"], keyword=keyword or "", text=mo["text"],
-        message_id=mo["id"], at=now, count=1, last_at=now)
-    conn.execute(ins.on_conflict_do_update(
-        index_elements=[c.vmn, c.msisdn, c.keyword],
-        set_={"count": c.count + 1, "last_at": ins.excluded.last_at,
-              "text": ins.excluded.text, "message_id": ins.excluded.message_id}))
-
-
-def _vote(conn: Connection, ctx: Context, job_rows: list[JobRow],
-          mo: Mapping[str, Any], d: Decision, number: NumberConfig, action: ActionConfig,
-          values: Mapping[str, str], now: float, mt: Callable[..., None]) -> bool:
-    """Record the vote; False (after sending `invalid_reply`) if it is no option."""
-    poll = action.poll
-    assert poll is not None
-    option = poll.option_for(d.args if d.route is Route.KEYWORD else mo["text"])
-    if option is None:
-        if poll.invalid_reply:
-            mt(mo["sender"], render_template(poll.invalid_reply, values))
-        return False
-    v = poll_votes.c
-    # One vote per msisdn per poll: a later vote replaces the earlier one.
-    ins = upsert(conn, poll_votes).values(poll=poll.name, msisdn=mo["sender"], option=option,
-                                          vmn=number.vmn, message_id=mo["id"], at=now)
-    conn.execute(ins.on_conflict_do_update(index_elements=[v.poll, v.msisdn], set_={
-        "option": ins.excluded.option, "vmn": ins.excluded.vmn,
-        "message_id": ins.excluded.message_id, "at": ins.excluded.at}))
-    tally = {o: 0 for o in poll.options}
-    for opt, n in conn.execute(select(v.option, func.count()).where(v.poll == poll.name)
-                               .group_by(v.option)):
-        tally[opt] = int(n)
-    job_rows += ctx.emitter.event(
-        poll_event(poll=poll.name, option=option, msisdn=mo["sender"], tally=tally, at=now),
-        "poll", poll.name, message_id=mo["id"], now=now)
-    return True
+    fx = Effects(conn, ctx, mo, d, number, values, webhook, ev, now, job_rows,
+                 stats.opt_changes)
+    alone = ROUTES.get(d.route)
+    if alone is not None:
+        alone(fx, d.action)
+    else:
+        action = d.action
+        assert action is not None
+        for enabled, step in STEPS:
+            if enabled(action):
+                step(fx, action)
+    stats.mts += fx.mts
 
 
 class Fanout:

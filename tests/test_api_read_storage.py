@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
+from gateway.actions.emitter import Emitter
 from gateway.storage import leads as leadq
 from gateway.storage import mts, optins, stats
 from gateway.storage.db import create_engine, migrate
-from gateway.storage.jobs import Emitter
 from gateway.storage.repo import Store
 from gateway.storage.schema import jobs, leads, messages, opt_history, opt_state
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.events import opt_event
 from gateway.storage.db import upsert
-from gateway.storage.jobs import Emitter, JobRow, insert_jobs
+from gateway.storage.jobs import EventJobs, JobRow, insert_jobs
 from gateway.storage.schema import opt_history, opt_state
 
 Source = Literal["keyword", "api"]
@@ -33,7 +33,7 @@ class OptChange:
     jobs: list[JobRow] = field(default_factory=list)
 
 
-def record_opt(conn: Connection, emitter: Emitter, *, msisdn: str, state: str,
+def record_opt(conn: Connection, emitter: EventJobs, *, msisdn: str, state: str,
                vmn: str, sender_id: str | None = None, every: bool = False,
                keyword: str | None, received_on: str | None, message_id: str | None,
                source: Source, now: float, profile: str | None) -> OptChange:
@@ -71,7 +71,7 @@ def record_opt(conn: Connection, emitter: Emitter, *, msisdn: str, state: str,
     return out
 
 
-def set_opt(conn: Connection, emitter: Emitter, /, **kwargs: Any) -> OptChange:
+def set_opt(conn: Connection, emitter: EventJobs, /, **kwargs: Any) -> OptChange:
     """`record_opt` and the insert of its event jobs, in the caller's transaction (the
     API's manual change; the fan-out batches the jobs of many MOs itself)."""
     change = record_opt(conn, emitter, **kwargs)

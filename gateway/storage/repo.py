@@ -26,7 +26,7 @@ from gateway.storage.db import (
     reader,
     wal_path,
 )
-from gateway.storage.jobs import Emitter
+from gateway.storage.jobs import EventJobs, WebhookEvents
 from gateway.storage.jobs import redrive as redrive_jobs
 from gateway.storage.schema import (
     job_attempts,
@@ -83,7 +83,7 @@ class Store:
         self.engine = engine
         self.reader = reader(engine)
         self.is_sqlite = engine.dialect.name == "sqlite"
-        self.emitter = Emitter()  # set from [mqtt] by the daemon
+        self.emitter: EventJobs = WebhookEvents()  # the daemon sets the action layer's
         # Called after a write queued jobs (MT status events): wakes the outbox.
         self.on_jobs: Callable[[], None] = lambda: None
         # SQLite: every write transaction runs on one thread with a blocking connection,
