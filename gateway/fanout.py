@@ -23,7 +23,6 @@ LOW_WATER, the scan takes them from there, oldest first.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,20 +30,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
 from gateway.actions.emitter import Emitter
-from gateway.actions.kind import Effects
+from gateway.actions.kind import Effects, Step
 from gateway.actions.registry import ROUTES, STEPS
 from gateway.actions.webhook import target
-from gateway.config import Config
+from gateway.config import Config, NumberConfig
 from gateway.events import mo_event
 from gateway.model import Job
 from gateway.routing.router import Decision, Route, Router
+from gateway.storage.fanout import claim, flagged
 from gateway.storage.jobs import LEASE, JobRow, insert_jobs, ready_job
 from gateway.storage.repo import Store
-from gateway.storage.schema import messages
 
 log = structlog.get_logger("gateway.fanout")
 
@@ -55,7 +53,6 @@ HIGH_WATER = 4096
 LOW_WATER = 1024
 QUEUE_CAP = 8 * BATCH  # MOs handed over by the intake and held in memory, at most
 PAUSE_POLL = 0.02  # seconds between looks at the in-memory queues while paused
-_PENDING = text("fanout = 1")  # literal: matches the partial index
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +63,9 @@ class Context:
     emitter: Emitter
     email_domain: str | None = None
     token_ttl_days: int = 30
+    # id(configuration) -> the steps it enables (fan-out's writer thread only; the
+    # configurations live as long as `router`, so their ids stay theirs)
+    steps: dict[int, tuple[Step, ...]] = field(default_factory=dict, compare=False)
 
     @property
     def cfg(self) -> Config:
@@ -85,16 +85,7 @@ def expand(conn: Connection, ctx: Context, now: float,
            given: Sequence[Mapping[str, Any]] | None = None, limit: int = BATCH) -> Stats:
     """Expand `given` MO rows (handed over by the intake right after its commit), or the
     flagged MOs found in the database (after a restart or a failure)."""
-    if given is None:
-        m = messages.c
-        q = (select(m.id, m.smsc, m.vmn, m.sender, m.recipient, m.text, m.keyword, m.route,
-                    m.created_at, m.segments, m.data_coding, m.status)
-             .where(_PENDING).order_by(m.created_at).limit(limit))
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True)
-        rows: Sequence[Mapping[str, Any]] = [dict(r._mapping) for r in conn.execute(q)]
-    else:
-        rows = given
+    rows: Sequence[Mapping[str, Any]] = flagged(conn, limit) if given is None else given
     stats = Stats()
     if not rows:
         return stats
@@ -124,23 +115,6 @@ def expand(conn: Connection, ctx: Context, now: float,
     stats.mos = len(rows)
     stats.jobs += len(job_rows)
     return stats
-
-
-def claim(conn: Connection, ids: Sequence[str]) -> set[str]:
-    """Clear the fan-out flag of the MOs `ids`: the ids whose flag this cleared (the
-    others were expanded already). One statement whatever the count, at the driver
-    level: SQLAlchemy re-compiled an expanding `IN (...)` on every batch."""
-    arg: str | list[str]
-    if conn.dialect.paramstyle == "qmark":  # SQLite: the ids as one JSON array
-        sql, arg = _CLAIM_SQLITE, json.dumps(list(ids))
-    else:  # PostgreSQL (asyncpg): an array parameter
-        sql, arg = _CLAIM_PG, list(ids)
-    return {r[0] for r in conn.exec_driver_sql(sql, (arg,))}
-
-
-_CLAIM_SQLITE = ("UPDATE messages SET fanout = 0 WHERE id IN (SELECT value FROM json_each(?)) "
-                 "AND fanout = 1 RETURNING id")
-_CLAIM_PG = "UPDATE messages SET fanout = 0 WHERE id = ANY($1) AND fanout = 1 RETURNING id"
 
 
 def mo_rows(messages_rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
@@ -177,20 +151,31 @@ def _expand_one(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decisi
     number = d.number
     if number is None:
         return  # unrouted (accepted): the event is all
+    action = d.action
+    alone = ROUTES.get(d.route)
+    if alone is None:
+        assert action is not None
+        steps = ctx.steps.get(id(action))
+        if steps is None:  # the steps its configuration enables, worked out once
+            steps = ctx.steps[id(action)] = tuple(s for on, s in STEPS if on(action))
+        if not steps:
+            return  # events only (webhook, MQTT: the MO's event, written already)
+        fx = _effects(conn, ctx, mo, d, number, webhook, ev, now, job_rows, stats)
+        for step in steps:
+            step(fx, action)
+    else:
+        fx = _effects(conn, ctx, mo, d, number, webhook, ev, now, job_rows, stats)
+        alone(fx, action)
+    stats.mts += fx.mts
+
+
+def _effects(conn: Connection, ctx: Context, mo: Mapping[str, Any], d: Decision,
+             number: NumberConfig, webhook: str | None, ev: Mapping[str, Any], now: float,
+             job_rows: list[JobRow], stats: Stats) -> Effects:
     values = {"from": mo["sender"], "vmn": number.vmn, "keyword": d.keyword or "",
               "text": mo["text"], "args": d.args}
-    fx = Effects(conn, ctx, mo, d, number, values, webhook, ev, now, job_rows,
-                 stats.opt_changes)
-    alone = ROUTES.get(d.route)
-    if alone is not None:
-        alone(fx, d.action)
-    else:
-        action = d.action
-        assert action is not None
-        for enabled, step in STEPS:
-            if enabled(action):
-                step(fx, action)
-    stats.mts += fx.mts
+    return Effects(conn, ctx, mo, d, number, values, webhook, ev, now, job_rows,
+                   stats.opt_changes)
 
 
 class Fanout:

@@ -4,13 +4,19 @@ when a configuration asked for one; how many attempts each gets is its kind's
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.actions.registry import JOBS
 from gateway.model import JobKind
 from gateway.storage.jobs import JobRow, event_json, job_row
+
+# Plain str, not the enum members: the drivers bind a str subclass through a slower path.
+_MQTT, _WEBHOOK = JobKind.MQTT.value, JobKind.WEBHOOK.value
+# The job kinds with attempts of their own (the others: [gateway] max_attempts).
+_ATTEMPTS: dict[str, Callable[[Emitter, str], int]] = {
+    kind: spec.max_attempts for kind, spec in JOBS.items() if spec.max_attempts is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,17 +29,15 @@ class Emitter:
     callback_attempts: int = 8  # [api] callback_max_attempts: an MT's `callback_url`
 
     def attempts_for(self, kind: str, target: str) -> int:
-        spec = JOBS.get(kind)
-        if spec is None or spec.max_attempts is None:
-            return self.max_attempts
-        return spec.max_attempts(self, target)
+        attempts = _ATTEMPTS.get(kind)
+        return self.max_attempts if attempts is None else attempts(self, target)
 
     def job(self, kind: str, target: str, payload: Mapping[str, Any] | str, *,
             message_id: str | None, now: float, after: int | None = None) -> JobRow:
         """A row for `insert_jobs`."""
         body = payload if isinstance(payload, str) else event_json(payload)
-        return job_row(kind, target, body, message_id=message_id, now=now, after=after,
-                       max_attempts=self.attempts_for(kind, target))
+        return job_row(kind, target, body, message_id, now, after,
+                       self.attempts_for(kind, target))
 
     def event(self, payload: Mapping[str, Any], *topic_parts: str, message_id: str | None,
               now: float, webhook: str | None = None,
@@ -44,9 +48,9 @@ class Emitter:
             return out
         body = event_json(payload)  # once for both
         if self.mqtt_prefix is not None:
-            out.append(self.job(JobKind.MQTT, "/".join((self.mqtt_prefix, *topic_parts)),
+            out.append(self.job(_MQTT, "/".join((self.mqtt_prefix, *topic_parts)),
                                 body, message_id=message_id, now=now))
         if webhook:
-            out.append(self.job(JobKind.WEBHOOK, webhook, body, message_id=message_id,
+            out.append(self.job(_WEBHOOK, webhook, body, message_id=message_id,
                                 now=now, after=after))
         return out

@@ -26,7 +26,7 @@ def _forward(fx: Effects, action: ActionConfig) -> None:
             insert_token(fx.conn, token=token, vmn=number.vmn, msisdn=mo["sender"],
                          message_id=mo["id"], expires_at=now + ctx.token_ttl_days * 86400,
                          recipient=address)
-        fx.jobs.append(ctx.emitter.job(JobKind.EMAIL, address, {
+        fx.jobs.append(ctx.emitter.job(JobKind.EMAIL.value, address, {
             "id": mo["id"], "vmn": number.vmn, "from": mo["sender"], "text": mo["text"],
             "received_at": fx.event["received_at"], "keyword": fx.decision.keyword,
             "reply_token": token,
