@@ -210,7 +210,7 @@ def _error_detail(exc: HttpError) -> str:
 class WebhookAction:
     """POST/GET events to webhook URLs and callback profiles (see the module docstring)."""
 
-    kind: ClassVar[str] = "webhook"
+    kind: ClassVar[str] = JobKind.WEBHOOK
 
     def __init__(
         self,
