@@ -42,11 +42,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import select, text
 
+from gateway.actions.emitter import Emitter
 from gateway.config import SmscConfig
 from gateway.mt import MtSender
 from gateway.storage import mts
 from gateway.storage.db import create_engine, create_sync_engine, migrate
-from gateway.storage.jobs import Emitter
 from gateway.storage.repo import Store
 from gateway.storage.schema import messages
 

@@ -26,13 +26,14 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.metrics import Histogram
+from gateway.model import JobKind
 from gateway.pipeline import Intake
 from gateway.reload import RESULTS, ConfigState
 from gateway.smpp.session import SmppSession
+from gateway.storage import metrics as dbm
 from gateway.storage.db import wal_bytes
 from gateway.storage.repo import Store
 
@@ -40,61 +41,6 @@ log = structlog.get_logger("gateway.admin")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DB_TIMEOUT = 2.0  # a database that does not answer a query in this time is down
-
-
-class _Tail:
-    """Counts the rows of an append-only table (`status_history`, `job_attempts`) by
-    label, from the rows added since the daemon started: a Prometheus counter.
-
-    Ids are assigned before commit, so on PostgreSQL a row can become visible after
-    rows with higher ids. The last `SLACK` ids are therefore re-read on every scrape
-    (remembering which were counted); rows older than that are counted in one GROUP BY.
-    """
-
-    SLACK = 1000
-
-    def __init__(self, table: str, id_col: str, labels: str, joins: str = "") -> None:
-        self._max = f"SELECT max({id_col}) FROM {table}"
-        self._grouped = (f"SELECT {labels}, count(*) FROM {table} {joins} "
-                         f"WHERE {id_col} > :lo AND {id_col} <= :hi GROUP BY {labels}")
-        self._rows = f"SELECT {id_col}, {labels} FROM {table} {joins} WHERE {id_col} > :lo"
-        self.mark: int | None = None  # every id <= mark is counted
-        self.seen: dict[int, tuple[str, ...]] = {}  # ids > mark that are counted
-        self.counts: dict[tuple[str, ...], int] = {}
-
-    async def start(self, conn: AsyncConnection) -> None:
-        self.mark = int((await conn.execute(text(self._max))).scalar() or 0)
-
-    async def refresh(self, conn: AsyncConnection) -> None:
-        if self.mark is None:
-            await self.start(conn)
-            return
-        # Every query first, then the update with no await in between: a scrape cut off
-        # half-way (timeout, database error) changes nothing, rather than counting the
-        # GROUP BY rows again at the next scrape.
-        mark = self.mark
-        hi = int((await conn.execute(text(self._max))).scalar() or 0)
-        cut = hi - self.SLACK
-        grouped: list[Any] = []
-        if cut > mark:
-            grouped = list(await conn.execute(text(self._grouped), {"lo": mark, "hi": cut}))
-            mark = cut
-        recent = list(await conn.execute(text(self._rows), {"lo": mark}))
-        counts, seen = self.counts, self.seen
-        for row in grouped:
-            key = tuple(str(v) for v in row[:-1])
-            counts[key] = counts.get(key, 0) + int(row[-1])
-        if mark != self.mark:
-            for row_id in [i for i in seen if i <= mark]:
-                key = seen.pop(row_id)
-                counts[key] -= 1  # counted one by one before, and again in the GROUP BY
-            self.mark = mark
-        for row in recent:
-            row_id = int(row[0])
-            if row_id not in seen:
-                key = tuple(str(v) for v in row[1:])
-                seen[row_id] = key
-                counts[key] = counts.get(key, 0) + 1
 
 
 @dataclass
@@ -121,12 +67,11 @@ class Metrics(Collector):
         self.store = store
         self.kinds = tuple(kinds)
         self.mqtt_connected = mqtt_connected
-        self.mt_status = _Tail("status_history", "id", "status")
-        self.attempts = _Tail("job_attempts a", "a.id", "coalesce(j.kind, ''), a.outcome",
-                              "LEFT JOIN jobs j ON j.id = a.job_id")
+        self.mt_status = dbm.mt_status_tail()
+        self.attempts = dbm.attempts_tail()
         self.snapshot = _Snapshot()
         # Scrapes overlap (several Prometheus servers, a retry after a timeout): each
-        # `_Tail.refresh` is a read-modify-write of its counts across awaits, so two at
+        # `Tail.refresh` is a read-modify-write of its counts across awaits, so two at
         # once counted the same rows twice. One refresh at a time.
         self._refreshing = asyncio.Lock()
 
@@ -152,15 +97,8 @@ class Metrics(Collector):
         self.snapshot = snap
 
     async def _read(self, conn: AsyncConnection, snap: _Snapshot) -> None:
-        for kind, n, oldest in await conn.execute(text(
-                "SELECT kind, count(*), min(created_at) FROM jobs "
-                "WHERE status = 'pending' GROUP BY kind")):
-            snap.queues[str(kind)] = (int(n), None if oldest is None else float(oldest))
-        # Matches the partial index ix_messages_queue: MOs are never scanned.
-        for status, n in await conn.execute(text(
-                "SELECT status, count(*) FROM messages "
-                "WHERE direction = 'mt' AND status IN ('queued', 'sending') GROUP BY status")):
-            snap.mt_queue[str(status)] = int(n)
+        snap.queues.update(await dbm.action_queues(conn))
+        snap.mt_queue.update(await dbm.mt_queue(conn))
         await self.mt_status.refresh(conn)
         await self.attempts.refresh(conn)
         snap.db_up = True
@@ -268,7 +206,7 @@ class Metrics(Collector):
         if self.mqtt_connected is not None:
             yield GaugeMetricFamily("vmn_mqtt_outbox_depth",
                                     "MQTT events not yet acknowledged by the broker",
-                                    value=snap.queues.get("mqtt", (0, None))[0])
+                                    value=snap.queues.get(JobKind.MQTT, (0, None))[0])
             yield GaugeMetricFamily("vmn_mqtt_connected", "1 when connected to the broker",
                                     value=1.0 if self.mqtt_connected.is_set() else 0.0)
 
@@ -314,8 +252,7 @@ async def database_answers(store: Store) -> bool:
     try:
         async with asyncio.timeout(DB_TIMEOUT):
             async with store.reader.connect() as conn:
-                # Reads a table: on SQLite a bare SELECT 1 would not touch the file.
-                await conn.execute(text("SELECT 1 FROM messages LIMIT 1"))
+                await dbm.ping(conn)
     except Exception as exc:
         log.warning("admin.database_down", error=str(exc) or type(exc).__name__)
         return False

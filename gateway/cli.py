@@ -24,7 +24,7 @@ from gateway.config import (
 )
 from gateway.events import receipt
 from gateway.log import redact_urls
-from gateway.model import iso, parse_instant
+from gateway.model import JobKind, iso, parse_instant
 from gateway.routing.router import Route
 from gateway.tally import tallies
 
@@ -52,6 +52,7 @@ vmn-gateway: an SMPP 3.4 gateway for two-way SMS on virtual mobile numbers.
 give `--database URL`. They never create a database."""
 
 _ROUTES = [r.value for r in Route]
+_JOB_KINDS = [k.value for k in JobKind]
 
 
 def _version() -> str:
@@ -123,11 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the newest N messages (default 100; 0 = all)")
     lg.add_argument("--json", action="store_true", help="one JSON object per line")
     rd = with_database("redrive", "re-queue dead-lettered actions",
-                       "Re-queue dead-lettered actions (webhook, email, mqtt) with a fresh "
-                       "retry budget; the running daemon picks them up. Attempts keep their "
-                       "numbers across redrives in `logs`.")
-    rd.add_argument("--kind", choices=["webhook", "email", "mqtt"],
-                    help="only actions of this kind: webhook, email or mqtt")
+                       f"Re-queue dead-lettered actions ({', '.join(_JOB_KINDS)}) with a "
+                       "fresh retry budget; the running daemon picks them up. Attempts keep "
+                       "their numbers across redrives in `logs`.")
+    rd.add_argument("--kind", choices=_JOB_KINDS,
+                    help=f"only actions of this kind: {', '.join(_JOB_KINDS[:-1])} or "
+                         f"{_JOB_KINDS[-1]}")
     rd.add_argument("--id", dest="ids", type=int, action="append", default=[],
                     metavar="JOB",
                     help="a job id (as `logs` shows it; also re-queues a failed one); "

@@ -15,7 +15,7 @@ from gateway.config import Config
 from gateway.model import MtStatus
 from gateway.msisdn import InvalidNumber, canonical, shown
 from gateway.storage import mts
-from gateway.storage.jobs import Emitter
+from gateway.storage.jobs import EventJobs
 from gateway.storage.schema import messages
 from gateway.storage.values import fit, length
 
@@ -93,7 +93,7 @@ def parse(payload: bytes, cfg: Config) -> tuple[Command | None, str | None, dict
     return cmd, None, raw
 
 
-def record(conn: Connection, emitter: Emitter, payload: bytes, cfg: Config, *,
+def record(conn: Connection, emitter: EventJobs, payload: bytes, cfg: Config, *,
            error: str | None = None) -> tuple[str, bool]:
     """Queue the MT, or record the refusal as a `failed` MT (with its `mt_status`
     event): (message id, accepted). `error` given: record the command as failed with

@@ -30,8 +30,10 @@ from typing import IO, TYPE_CHECKING, Any
 import structlog
 
 from gateway import commands, eventloop, reload, sdnotify
+from gateway.actions import registry
 from gateway.actions.base import Action
-from gateway.actions.webhook import WebhookAction
+from gateway.actions.emitter import Emitter
+from gateway.actions.kind import Runtime
 from gateway.addressing import addressing
 from gateway.binds import BindControl, session_settings
 from gateway.config import Config, ConfigError, load_config, split_host_port
@@ -100,8 +102,8 @@ class CommandNotStored(Exception):
     """An MQTT command could not be stored (the message says why, without its data)."""
 
 
-def emitter_for(cfg: Config) -> jobq.Emitter:
-    return jobq.Emitter(
+def emitter_for(cfg: Config) -> Emitter:
+    return Emitter(
         mqtt_prefix=cfg.mqtt.topic_prefix if cfg.mqtt else None,
         max_attempts=cfg.gateway.max_attempts,
         profile_attempts={n: p.max_attempts for n, p in cfg.callback_profiles.items()},
@@ -340,7 +342,7 @@ class Daemon:
             self.intake.set_router(context.router, events=merged.config.mqtt is not None)
 
     @property
-    def emitter(self) -> jobq.Emitter:
+    def emitter(self) -> Emitter:
         """The event emitter of the running configuration (`Emitters`, read by the
         storage at each write: a reload swaps it with the routing)."""
         return self.context.emitter
@@ -419,27 +421,15 @@ class Daemon:
 
     def _actions(self, cfg: Config, store: Store,
                  mt: MtSender) -> tuple[dict[str, Action], MqttLink | None]:
-        """The action of each kind configured, and the MQTT link if there is one."""
-        actions: dict[str, Action] = {
-            "webhook": WebhookAction(
-                lambda: self.cfg.callback_profiles,
-                callback_secret=lambda: a.callback_secret_value() if (a := self.cfg.api)
-                else None)}
+        """The runner of each job kind configured (the registry's), and the MQTT link if
+        there is one."""
         mqtt_link = None
-        if cfg.smtp is not None:
-            from gateway.actions.email import EmailAction
-
-            actions["email"] = EmailAction(
-                lambda: self.cfg.smtp,
-                reply_domain=lambda: self.cfg.email_replies.domain
-                if self.cfg.email_replies else None)
         if cfg.mqtt is not None:
-            from gateway.actions.mqtt import MqttAction, MqttLink
+            from gateway.actions.mqtt import MqttLink
 
             mqtt_link = MqttLink(cfg.mqtt, gateway_name=cfg.gateway.name,
                                  on_command=lambda p: self._command(store, mt, p))
-            actions["mqtt"] = MqttAction(mqtt_link, qos=cfg.mqtt.qos)
-        return actions, mqtt_link
+        return registry.runners(cfg, Runtime(lambda: self.cfg, mqtt_link)), mqtt_link
 
     # -- start: the listeners, the signals ---------------------------------------------
     async def _start(self, parts: Parts) -> bool:
@@ -468,9 +458,8 @@ class Daemon:
             from gateway.admin import Metrics, build_app, serve
 
             host, port = split_host_port(cfg.gateway.admin_listen)
-            kinds = ["webhook", *(["email"] if cfg.smtp else []), *(["mqtt"] if cfg.mqtt else [])]
             link = parts.mqtt_link
-            metrics = Metrics(parts.intake, parts.sessions, store, kinds=kinds,
+            metrics = Metrics(parts.intake, parts.sessions, store, kinds=list(parts.actions),
                               mqtt_connected=link.connected if link else None,
                               config=self.config_state, receipts=parts.receipts)
             await metrics.start()

@@ -23,8 +23,6 @@ LOW_WATER, the scan takes them from there, oldest first.
 from __future__ import annotations
 
 import asyncio
-import json
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,24 +30,19 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import structlog
-from sqlalchemy import func, select, text
 from sqlalchemy.engine import Connection
 
-from gateway.actions.base import Job
-from gateway.config import ActionConfig, Config, NumberConfig, OptoutScope, render_template
-from gateway.events import mo_event, poll_event
-from gateway.model import JobRow, MessageRow
+from gateway.actions.emitter import Emitter
+from gateway.actions.kind import Effects, Step
+from gateway.actions.registry import ROUTES, STEPS
+from gateway.actions.webhook import target
+from gateway.config import Config, NumberConfig
+from gateway.events import mo_event
+from gateway.model import Job, JobRow, MessageRow
 from gateway.routing.router import Decision, Route, Router
-from gateway.storage import mts, optins
-from gateway.storage.db import upsert
-from gateway.storage.jobs import LEASE, Emitter, insert_jobs, ready_job
+from gateway.storage.fanout import claim, flagged
+from gateway.storage.jobs import LEASE, insert_jobs, ready_job
 from gateway.storage.repo import Store
-from gateway.storage.schema import (
-    email_tokens,
-    leads,
-    messages,
-    poll_votes,
-)
 
 log = structlog.get_logger("gateway.fanout")
 
@@ -60,9 +53,6 @@ HIGH_WATER = 4096
 LOW_WATER = 1024
 QUEUE_CAP = 8 * BATCH  # MOs handed over by the intake and held in memory, at most
 PAUSE_POLL = 0.02  # seconds between looks at the in-memory queues while paused
-FORWARD_TEMPLATE = "From {from} to {vmn}: {text}"
-STOP_ALL = "STOPALL"  # always opts out of every sender ID, whatever the scope
-_PENDING = text("fanout = 1")  # literal: matches the partial index
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +63,9 @@ class Context:
     emitter: Emitter
     email_domain: str | None = None
     token_ttl_days: int = 30
+    # id(configuration) -> the steps it enables (fan-out's writer thread only; the
+    # configurations live as long as `router`, so their ids stay theirs)
+    steps: dict[int, tuple[Step, ...]] = field(default_factory=dict, compare=False)
 
     @property
     def cfg(self) -> Config:
@@ -88,16 +81,6 @@ class Stats:
     ready: list[Job] = field(default_factory=list)  # claimed already: run them now
 
 
-def webhook_target(action: ActionConfig | None) -> str | None:
-    if action is None:
-        return None
-    if action.webhook:
-        return action.webhook
-    if action.callback_profile:
-        return f"profile:{action.callback_profile}"
-    return None
-
-
 class Routed(NamedTuple):
     """An MO to expand, with the intake's routing `decision` made by `router` (None: an
     MO found in the database, routed here)."""
@@ -107,26 +90,12 @@ class Routed(NamedTuple):
     router: Router | None = None
 
 
-# The scan reads the intake's row but the raw PDU and the dedup key (fan-out reads
-# neither: None in the rows it builds).
-_UNREAD = ("raw_pdu", "dedup_key")
-_SCAN_COLS = tuple(messages.c[f] for f in MessageRow._fields if f not in _UNREAD)
-
-
 def expand(conn: Connection, ctx: Context, now: float,
            given: Sequence[Routed] | None = None, limit: int = BATCH) -> Stats:
     """Expand `given` MOs (handed over by the intake right after its commit), or the
     flagged MOs found in the database (after a restart or a failure)."""
-    if given is None:
-        q = (select(*_SCAN_COLS).where(_PENDING)
-             .order_by(messages.c.created_at).limit(limit))
-        if conn.dialect.name == "postgresql":
-            q = q.with_for_update(skip_locked=True)
-        rows: Sequence[Routed] = [Routed(MessageRow(**r._mapping, raw_pdu=None,
-                                                    dedup_key=None))
-                                  for r in conn.execute(q)]
-    else:
-        rows = given
+    rows: Sequence[Routed] = ([Routed(m) for m in flagged(conn, limit)] if given is None
+                              else given)
     stats = Stats()
     if not rows:
         return stats
@@ -159,23 +128,6 @@ def expand(conn: Connection, ctx: Context, now: float,
     return stats
 
 
-def claim(conn: Connection, ids: Sequence[str]) -> set[str]:
-    """Clear the fan-out flag of the MOs `ids`: the ids whose flag this cleared (the
-    others were expanded already). One statement whatever the count, at the driver
-    level: SQLAlchemy re-compiled an expanding `IN (...)` on every batch."""
-    arg: str | list[str]
-    if conn.dialect.paramstyle == "qmark":  # SQLite: the ids as one JSON array
-        sql, arg = _CLAIM_SQLITE, json.dumps(list(ids))
-    else:  # PostgreSQL (asyncpg): an array parameter
-        sql, arg = _CLAIM_PG, list(ids)
-    return {r[0] for r in conn.exec_driver_sql(sql, (arg,))}
-
-
-_CLAIM_SQLITE = ("UPDATE messages SET fanout = 0 WHERE id IN (SELECT value FROM json_each(?)) "
-                 "AND fanout = 1 RETURNING id")
-_CLAIM_PG = "UPDATE messages SET fanout = 0 WHERE id = ANY($1) AND fanout = 1 RETURNING id"
-
-
 def mo_rows(
     committed: Iterable[tuple[MessageRow, Decision | None, Router | None]],
 ) -> list[Routed]:
@@ -195,129 +147,45 @@ def _plan(ctx: Context, r: Routed) -> tuple[Decision, str | None, dict[str, Any]
         d = ctx.router.route(mo.recipient, mo.text,
                              datetime.fromtimestamp(mo.created_at, UTC))
     # STOP/START/HELP: the MO event goes to MQTT only; `[optout] callback_profile`
-    # hears the `opt` event of the change (see _set_opt).
-    webhook = webhook_target(d.action) if d.route in (Route.KEYWORD, Route.DEFAULT) else None
+    # hears the `opt` event of the change (see actions/opt.py).
+    webhook = target(d.action) if d.route in (Route.KEYWORD, Route.DEFAULT) else None
     return d, webhook, mo_event(mo)
 
 
 def _expand_one(conn: Connection, ctx: Context, mo: MessageRow, d: Decision,
                 webhook: str | None, ev: Mapping[str, Any], now: float,
                 job_rows: list[JobRow], stats: Stats) -> None:
-    emitter = ctx.emitter
-    action = d.action
+    """The steps of the MO's action kinds (gateway/actions/registry.py): the kind that
+    answers its route alone (STOP/START/HELP, an expired keyword), or every kind its
+    configuration enables, in the registry's order."""
     number = d.number
     if number is None:
         return  # unrouted (accepted): the event is all
+    action = d.action
+    alone = ROUTES.get(d.route)
+    if alone is None:
+        assert action is not None
+        steps = ctx.steps.get(id(action))
+        if steps is None:  # the steps its configuration enables, worked out once
+            steps = ctx.steps[id(action)] = tuple(s for on, s in STEPS if on(action))
+        if not steps:
+            return  # events only (webhook, MQTT: the MO's event, written already)
+        fx = _effects(conn, ctx, mo, d, number, webhook, ev, now, job_rows, stats)
+        for step in steps:
+            step(fx, action)
+    else:
+        fx = _effects(conn, ctx, mo, d, number, webhook, ev, now, job_rows, stats)
+        alone(fx, action)
+    stats.mts += fx.mts
+
+
+def _effects(conn: Connection, ctx: Context, mo: MessageRow, d: Decision,
+             number: NumberConfig, webhook: str | None, ev: Mapping[str, Any], now: float,
+             job_rows: list[JobRow], stats: Stats) -> Effects:
     values = {"from": mo.sender, "vmn": number.vmn, "keyword": d.keyword or "",
               "text": mo.text, "args": d.args}
-
-    def mt(to: str, body: str, *, exempt: bool = False) -> None:
-        if not body:
-            return
-        mts.insert_mt(conn, emitter, sender=number.sender_id, recipient=to, text=body,
-                      now=now, smsc=mo.smsc, in_reply_to=mo.id, notify=webhook,
-                      exempt=exempt)
-        stats.mts += 1
-
-    optout = ctx.cfg.optout_for(number)
-    if d.route is Route.EXPIRED:
-        if action is not None and action.expiry_reply:
-            mt(mo.sender, render_template(action.expiry_reply, values))
-        return
-    if d.route is Route.OPTOUT:
-        scope = OptoutScope.ALL if d.keyword == STOP_ALL else optout.scope
-        _set_opt(conn, ctx, stats, job_rows, mo, number, "out", d.keyword, now, scope)
-        mt(mo.sender, render_template(optout.stop_reply, values), exempt=True)
-        return
-    if d.route is Route.OPTIN:
-        _set_opt(conn, ctx, stats, job_rows, mo, number, "in", d.keyword, now, optout.scope)
-        mt(mo.sender, render_template(optout.start_reply, values), exempt=True)
-        return
-    if d.route is Route.HELP:
-        mt(mo.sender, render_template(optout.help_reply, values), exempt=True)
-        return
-    assert action is not None
-    if action.opt_out or action.opt_in:
-        _set_opt(conn, ctx, stats, job_rows, mo, number, "out" if action.opt_out else "in",
-                 d.keyword, now, optout.scope)
-    # An invalid vote is answered by the poll's invalid_reply alone: the keyword's reply
-    # ("your vote is in") would contradict it.
-    valid = action.poll is None or _vote(conn, ctx, job_rows, mo, d, number, action, values,
-                                         now, mt)
-    if action.lead:
-        _lead(conn, mo, number, d.keyword, now)
-    if action.reply and valid:
-        mt(mo.sender, render_template(action.reply, values),
-           exempt=bool(action.opt_out))
-    for to in action.forward_sms:
-        mt(to.lstrip("+"), render_template(FORWARD_TEMPLATE, values))
-    for address in action.forward_email:
-        token = None
-        if ctx.email_domain:
-            token = secrets.token_hex(8)
-            conn.execute(email_tokens.insert().values(
-                token=token, vmn=number.vmn, msisdn=mo.sender, message_id=mo.id,
-                expires_at=now + ctx.token_ttl_days * 86400, recipient=address))
-        job_rows.append(emitter.job("email", address, {
-            "id": mo.id, "vmn": number.vmn, "from": mo.sender, "text": mo.text,
-            "received_at": ev["received_at"], "keyword": d.keyword, "reply_token": token,
-        }, message_id=mo.id, now=now))
-
-
-def _set_opt(conn: Connection, ctx: Context, stats: Stats, job_rows: list[JobRow],
-             mo: MessageRow, number: NumberConfig, state: str, keyword: str | None,
-             now: float, scope: OptoutScope) -> None:
-    """Record `state` for the MO's sender (see `storage/optins.record_opt`, shared with
-    the API's manual change): for this VMN and its sender ID, or for every sender ID."""
-    change = optins.record_opt(
-        conn, ctx.emitter, msisdn=mo.sender, state=state, vmn=number.vmn,
-        sender_id=number.sender_id, every=scope is OptoutScope.ALL, keyword=keyword,
-        received_on=number.vmn, message_id=mo.id, source="keyword", now=now,
-        profile=ctx.cfg.optout_for(number).callback_profile)
-    if change.changed:
-        job_rows += change.jobs
-        stats.opt_changes.append((mo.sender, change.scope, state))
-
-
-def _lead(conn: Connection, mo: MessageRow, number: NumberConfig,
-          keyword: str | None, now: float) -> None:
-    """One row per (VMN, msisdn, keyword): counted, with the latest text and time."""
-    c = leads.c
-    ins = upsert(conn, leads).values(
-        vmn=number.vmn, msisdn=mo.sender, keyword=keyword or "", text=mo.text,
-        message_id=mo.id, at=now, count=1, last_at=now)
-    conn.execute(ins.on_conflict_do_update(
-        index_elements=[c.vmn, c.msisdn, c.keyword],
-        set_={"count": c.count + 1, "last_at": ins.excluded.last_at,
-              "text": ins.excluded.text, "message_id": ins.excluded.message_id}))
-
-
-def _vote(conn: Connection, ctx: Context, job_rows: list[JobRow],
-          mo: MessageRow, d: Decision, number: NumberConfig, action: ActionConfig,
-          values: Mapping[str, str], now: float, mt: Callable[..., None]) -> bool:
-    """Record the vote; False (after sending `invalid_reply`) if it is no option."""
-    poll = action.poll
-    assert poll is not None
-    option = poll.option_for(d.args if d.route is Route.KEYWORD else mo.text)
-    if option is None:
-        if poll.invalid_reply:
-            mt(mo.sender, render_template(poll.invalid_reply, values))
-        return False
-    v = poll_votes.c
-    # One vote per msisdn per poll: a later vote replaces the earlier one.
-    ins = upsert(conn, poll_votes).values(poll=poll.name, msisdn=mo.sender, option=option,
-                                          vmn=number.vmn, message_id=mo.id, at=now)
-    conn.execute(ins.on_conflict_do_update(index_elements=[v.poll, v.msisdn], set_={
-        "option": ins.excluded.option, "vmn": ins.excluded.vmn,
-        "message_id": ins.excluded.message_id, "at": ins.excluded.at}))
-    tally = {o: 0 for o in poll.options}
-    for opt, n in conn.execute(select(v.option, func.count()).where(v.poll == poll.name)
-                               .group_by(v.option)):
-        tally[opt] = int(n)
-    job_rows += ctx.emitter.event(
-        poll_event(poll=poll.name, option=option, msisdn=mo.sender, tally=tally, at=now),
-        "poll", poll.name, message_id=mo.id, now=now)
-    return True
+    return Effects(conn, ctx, mo, d, number, values, webhook, ev, now, job_rows,
+                   stats.opt_changes)
 
 
 class Fanout:

@@ -36,8 +36,9 @@ from typing import ClassVar, Generic, TypeVar, cast
 import structlog
 
 from gateway import backoff
+from gateway.actions import registry
 from gateway.actions.base import Action, Job, LazyJson, Outcome, Result
-from gateway.actions.webhook import WebhookAction
+from gateway.actions.kind import Runtime
 from gateway.config import Config, ConfigError, load_config
 
 log = structlog.get_logger("gateway.worker")
@@ -198,7 +199,7 @@ class WorkerPool:
         workers = self.workers
         if len(workers) == 1:
             worker = workers[0]
-        elif job.kind == "mqtt":  # one connection per topic: events keep their order
+        elif job.kind in registry.ORDERED_JOBS:  # one worker per target: kept in order
             worker = workers[zlib.crc32(job.target.encode()) % len(workers)]
         else:
             # the least loaded of those running (one restarting is taken last)
@@ -326,25 +327,16 @@ async def run(cfg: Config, fd: int) -> int:
     """The worker process: run every job the daemon sends, answer with its Result."""
     holder = [cfg]
     gw = cfg.gateway
-    actions: dict[str, Action] = {"webhook": WebhookAction(
-        lambda: holder[0].callback_profiles,
-        callback_secret=lambda: a.callback_secret_value() if (a := holder[0].api) else None)}
     link = None
-    if cfg.smtp is not None:
-        from gateway.actions.email import EmailAction
-
-        actions["email"] = EmailAction(
-            lambda: holder[0].smtp,
-            reply_domain=lambda: er.domain if (er := holder[0].email_replies) else None)
     if cfg.mqtt is not None:
-        from gateway.actions.mqtt import MqttAction, MqttLink
+        from gateway.actions.mqtt import MqttLink
 
         # A publisher only: the daemon owns the status topic, its will and the commands.
         link = MqttLink(cfg.mqtt, gateway_name=gw.name, on_command=None, announce=False)
         index = int(os.environ.get(INDEX_ENV) or 0)
         if index:  # one client id per worker: the broker drops a second session
             link.client_id += f"-{index}"
-        actions["mqtt"] = MqttAction(link, qos=cfg.mqtt.qos)
+    actions: dict[str, Action] = registry.runners(cfg, Runtime(lambda: holder[0], link))
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

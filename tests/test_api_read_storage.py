@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Connection
 
+from gateway.actions import opt
+from gateway.actions.emitter import Emitter
 from gateway.storage import leads as leadq
 from gateway.storage import mts, optins, stats
 from gateway.storage.db import create_engine, migrate
-from gateway.storage.jobs import Emitter
 from gateway.storage.repo import Store
 from gateway.storage.schema import jobs, leads, messages, opt_history, opt_state
 
@@ -42,9 +43,9 @@ async def _read(store: Store, fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 def _manual(conn: Connection, *, state: str, vmn: str = VMN, every: bool = False,
             now: float = T0, profile: str | None = None) -> optins.OptChange:
-    return optins.set_opt(conn, Emitter(mqtt_prefix="p"), msisdn=WHO, state=state, vmn=vmn,
-                          sender_id=SENDER_ID, every=every, keyword=None, received_on=None,
-                          message_id=None, source="api", now=now, profile=profile)
+    return opt.set_opt(conn, Emitter(mqtt_prefix="p"), msisdn=WHO, state=state, vmn=vmn,
+                       sender_id=SENDER_ID, every=every, keyword=None, received_on=None,
+                       message_id=None, source="api", now=now, profile=profile)
 
 
 async def test_manual_opt_out_is_kept_announced_and_blocks_mts(store: Store) -> None:
@@ -91,9 +92,9 @@ async def test_every_sender_clears_per_sender_rows(store: Store) -> None:
     assert rows == [("*", "out")] and other is True
     # A keyword STOP goes through the same function: its history row says so.
     def keyword_stop(conn: Connection) -> list[dict[str, Any]]:
-        optins.record_opt(conn, Emitter(), msisdn=WHO, state="in", vmn=VMN,
-                          sender_id=SENDER_ID, keyword="START", received_on=VMN,
-                          message_id="m1", source="keyword", now=T0 + 5, profile=None)
+        opt.record_opt(conn, Emitter(), msisdn=WHO, state="in", vmn=VMN,
+                       sender_id=SENDER_ID, keyword="START", received_on=VMN,
+                       message_id="m1", source="keyword", now=T0 + 5, profile=None)
         return optins.history_of(conn, WHO)
 
     hist = await store.transaction(keyword_stop)

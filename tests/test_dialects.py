@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
 
+from gateway.actions.emitter import Emitter
 from gateway.addressing import Address, destination_address, source_address
 from gateway.config import SmscConfig
 from gateway.mo import Receipt
@@ -35,7 +36,6 @@ from gateway.smpp.state import BindState
 from gateway.smpp.text import decode_text, encode_mt
 from gateway.storage import mts
 from gateway.storage.db import create_engine, migrate
-from gateway.storage.jobs import Emitter
 from gateway.storage.repo import Store
 from gateway.storage.schema import jobs, messages, mt_segments
 

@@ -10,9 +10,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.actions.emitter import Emitter
 from gateway.events import mo_event, poll_event
 from gateway.model import MessageRow
-from gateway.storage.jobs import Emitter, event_json
+from gateway.storage.jobs import event_json
 
 
 def _stdlib(payload: Any) -> str:

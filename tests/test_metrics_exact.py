@@ -60,7 +60,7 @@ async def test_concurrent_scrapes_count_every_status_change_once(db_url: str) ->
     intake = Intake(store, dedup_window=0, reassembly_timeout=60)
     metrics = Metrics(intake, [], store, kinds=[])
     await metrics.start()
-    rows = {"queued": 3000, "submitted": 2500, "delivered": 1500}  # > _Tail.SLACK apart
+    rows = {"queued": 3000, "submitted": 2500, "delivered": 1500}  # > Tail.SLACK apart
     async with engine.begin() as conn:
         n = 0
         for status, count in rows.items():

@@ -22,6 +22,7 @@ from conftest import Gateway, run_sql, wait_for
 from sqlalchemy import select
 
 import gateway.mt as mt_module
+from gateway.actions.emitter import Emitter
 from gateway.binds import session_settings
 from gateway.config import SmscConfig
 from gateway.mt import MtSender
@@ -41,7 +42,6 @@ from gateway.smpp.pdu import (
 from gateway.smpp.session import SmppSession
 from gateway.storage import mts
 from gateway.storage.db import create_engine, migrate
-from gateway.storage.jobs import Emitter
 from gateway.storage.repo import Store
 from gateway.storage.schema import jobs, messages, opt_state, status_history
 

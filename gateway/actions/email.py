@@ -50,6 +50,7 @@ import structlog
 from gateway.actions.base import Job, Outcome, Result
 from gateway.config import SmtpConfig
 from gateway.mailtext import MAX_REPLY_CHARS
+from gateway.model import JobKind
 
 __all__ = ["EmailAction", "build_message", "reply_address"]
 
@@ -137,7 +138,7 @@ def build_message(
 class EmailAction:
     """Forward MOs by email (see the module docstring)."""
 
-    kind: ClassVar[str] = "email"
+    kind: ClassVar[str] = JobKind.EMAIL
 
     def __init__(
         self,

@@ -74,13 +74,14 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 from urllib.parse import quote
 
 import structlog
 from yarl import URL
 
 from gateway.actions.base import Job, Outcome, Result
+from gateway.actions.kind import Kind, Runtime
 from gateway.config import CallbackProfile, HttpMethod
 from gateway.http.errors import (
     ConnectError,
@@ -92,6 +93,12 @@ from gateway.http.errors import (
 )
 from gateway.http.pool import HttpPool, Origin, build_head, split_url
 from gateway.http.response import Response
+from gateway.model import ActionKind, JobKind
+
+if TYPE_CHECKING:
+    from gateway.actions.base import Action
+    from gateway.actions.emitter import Emitter
+    from gateway.config import ActionConfig, Config
 
 __all__ = ["CALLBACK_PREFIX", "PROFILE_PREFIX", "WebhookAction"]
 
@@ -203,7 +210,7 @@ def _error_detail(exc: HttpError) -> str:
 class WebhookAction:
     """POST/GET events to webhook URLs and callback profiles (see the module docstring)."""
 
-    kind: ClassVar[str] = "webhook"
+    kind: ClassVar[str] = JobKind.WEBHOOK
 
     def __init__(
         self,
@@ -418,3 +425,40 @@ def _classify(target: _Target, response: Response, latency: float) -> Result:
         if text:
             detail += f": {text}"
     return Result(outcome=outcome, detail=detail, status=status, latency_ms=latency)
+
+
+# --- the webhook kind (gateway/actions/registry.py) ------------------------------------
+def target(action: ActionConfig | None) -> str | None:
+    """The webhook of a configuration: its URL, or "profile:NAME"; None when it has none.
+    Its MO's event goes there, then the status events of the MTs it sent."""
+    if action is None:
+        return None
+    if action.webhook:
+        return action.webhook
+    if action.callback_profile:
+        return f"profile:{action.callback_profile}"
+    return None
+
+
+def _attempts(emitter: Emitter, target: str) -> int:
+    if target.startswith("profile:"):
+        return emitter.profile_attempts.get(target[8:], emitter.max_attempts)
+    if target.startswith("callback:"):  # an API MT's callback_url
+        return emitter.callback_attempts
+    return emitter.max_attempts
+
+
+def _runner(_cfg: Config, rt: Runtime) -> Action:
+    def secret() -> str | None:
+        api = rt.config().api
+        return api.callback_secret_value() if api else None
+
+    return WebhookAction(lambda: rt.config().callback_profiles, callback_secret=secret)
+
+
+# No step of its own: fan-out sends the MO's event to `target` first, with its MQTT job.
+KIND = Kind(kind=ActionKind.WEBHOOK, fields=("webhook", "callback_profile"),
+            enabled=lambda a: a.webhook is not None or a.callback_profile is not None,
+            label=lambda a: (f"webhook({a.callback_profile})" if a.callback_profile is not None
+                             else "webhook"),
+            job=JobKind.WEBHOOK, max_attempts=_attempts, runner=_runner)

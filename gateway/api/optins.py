@@ -1,7 +1,7 @@
 """`/v1/optins`: the opt-in database, and the manual change.
 
 A manual change (`PUT /v1/optins/{vmn}/{msisdn}`) goes through the same function as a
-STOP or START keyword (storage/optins.py `record_opt`): the same state rows (the VMN
+STOP or START keyword (actions/opt.py `record_opt`): the same state rows (the VMN
 and its sender ID, or `*` for every sender, which clears the per-sender rows), a row
 in the history with source `api`, and, when it changed something, the same `opt` event
 on MQTT and to `[optout] callback_profile`. An MT to a number opted out this way is
@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.actions import opt
 from gateway.api.auth import ApiKey, forbid_unless, require
 from gateway.api.context import ApiContext, context
 from gateway.api.paging import MAX_LIMIT, bad_cursor, decode, encode, text
@@ -124,7 +125,7 @@ async def change(vmn: str, msisdn: str, body: OptChangeRequest, ctx: Ctx,
     who = _number(cfg, msisdn, "path.msisdn")
     now = ctx.clock()
     change = await ctx.store.transaction(
-        optins.set_opt, ctx.store.emitter, msisdn=who, state=body.state, vmn=vmn,
+        opt.set_opt, ctx.store.emitter, msisdn=who, state=body.state, vmn=vmn,
         sender_id=number.sender_id if number is not None else None, every=every,
         keyword=None, received_on=None, message_id=None, source="api", now=now,
         profile=profile)

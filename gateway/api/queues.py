@@ -12,14 +12,14 @@ from pydantic import BaseModel, Field
 
 from gateway.api.auth import ApiKey, require
 from gateway.api.context import ApiContext, context
-from gateway.model import iso
+from gateway.model import JobKind, iso
 from gateway.storage import status
 
 router = APIRouter(prefix="/v1/queues", tags=["queues"])
 Ctx = Annotated[ApiContext, Depends(context)]
 
 # Shown even when empty, so a client sees every queue the gateway has.
-ACTION_KINDS = ("webhook", "mqtt", "email")
+ACTION_KINDS = tuple(k.value for k in JobKind)
 
 
 class Queue(BaseModel):

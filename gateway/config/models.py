@@ -467,24 +467,9 @@ class ActionConfig(_Model):
 
     def action_names(self) -> tuple[str, ...]:
         """The actions this configuration runs, in a stable order (registry keys)."""
-        names: list[str] = []
-        if self.webhook is not None or self.callback_profile is not None:
-            names.append("webhook")
-        if self.reply is not None:
-            names.append("reply")
-        if self.forward_sms:
-            names.append("forward_sms")
-        if self.forward_email:
-            names.append("forward_email")
-        if self.opt_in:
-            names.append("opt_in")
-        if self.opt_out:
-            names.append("opt_out")
-        if self.poll is not None:
-            names.append("poll")
-        if self.lead:
-            names.append("lead")
-        return tuple(names)
+        from gateway.actions.registry import enabled_names  # the kinds declare their keys
+
+        return enabled_names(self)
 
 
 class KeywordConfig(ActionConfig):

@@ -77,19 +77,9 @@ def summary(config: Config, *, now: datetime | None = None) -> str:
 
 
 def _describe_actions(action: ActionConfig, now: datetime) -> str:
-    parts: list[str] = []
-    for name in action.action_names():
-        if name == "webhook" and action.callback_profile is not None:
-            parts.append(f"webhook({action.callback_profile})")
-        elif name == "forward_sms":
-            parts.append(f"forward_sms({len(action.forward_sms)})")
-        elif name == "forward_email":
-            parts.append(f"forward_email({len(action.forward_email)})")
-        elif name == "poll" and action.poll is not None:
-            parts.append(f"poll({action.poll.name})")
-        else:
-            parts.append(name)
-    text = ", ".join(parts) or "no action (event only)"
+    from gateway.actions.registry import describe  # each kind words its own
+
+    text = ", ".join(describe(action)) or "no action (event only)"
     if action.starts is not None and now < action.starts:
         text += f" [starts {action.starts.isoformat()}]"
     if action.expires is not None:

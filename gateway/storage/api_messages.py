@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from gateway.commands import Command
 from gateway.model import MtStatus
 from gateway.storage import mts
-from gateway.storage.jobs import Emitter
+from gateway.storage.jobs import EventJobs
 from gateway.storage.schema import api_idempotency
 
 
@@ -47,7 +47,7 @@ class Answer:
     mismatch: bool = False  # the key was used before for another request: nothing done
 
 
-def queue(conn: Connection, emitter: Emitter, cmd: Command, *, now: float,
+def queue(conn: Connection, emitter: EventJobs, cmd: Command, *, now: float,
           notify: str | None = None, coding: str | None = None,
           validity: int | None = None) -> Queued:
     blocked = mts.opted_out(conn, cmd.sender, cmd.to)
@@ -59,7 +59,7 @@ def queue(conn: Connection, emitter: Emitter, cmd: Command, *, now: float,
     return Queued(msg_id, status.value)
 
 
-def send(conn: Connection, emitter: Emitter, cmd: Command, *, now: float,
+def send(conn: Connection, emitter: EventJobs, cmd: Command, *, now: float,
          answer: Callable[[Queued], tuple[int, dict[str, Any]]],
          idem: Idempotency | None = None, notify: str | None = None,
          coding: str | None = None, validity: int | None = None) -> Answer:

@@ -8,24 +8,20 @@ import json
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.engine import Connection
 
 from gateway import backoff
-from gateway.actions.base import Job, LazyJson, Outcome, Result
-from gateway.model import JobRow, new_id
+from gateway.model import Job, JobKind, JobRow, LazyJson, Outcome, Result, new_id
 from gateway.storage.db import placeholders
 from gateway.storage.schema import job_attempts, jobs
 
 PENDING, DONE, FAILED, DEAD = "pending", "done", "failed", "dead"
 LEASE = 300.0  # a claimed job comes back after this long if its instance died
-# An MQTT event is retried until the broker takes it: an outage delays events, it never
-# dead-letters them (the backoff is capped at retry_max).
-MQTT_ATTEMPTS = 2**31 - 1
 _PENDING_SQL = text("status = 'pending'")  # literal: matches the partial index
 
 
@@ -54,47 +50,31 @@ def _has_float(value: Any) -> bool:
     return isinstance(value, float)
 
 
-@dataclass(frozen=True, slots=True)
-class Emitter:
-    """Turns events into jobs according to the configuration: an MQTT job per event when
-    `[mqtt]` is set, a webhook job when a configuration asked for one."""
+class EventJobs(Protocol):
+    """What storage needs from the action layer to announce an event it records (an MT's
+    status): the jobs that deliver it (gateway/actions/emitter.py `Emitter` decides)."""
+
+    @property
+    def mqtt_prefix(self) -> str | None: ...
+
+    def event(self, payload: Mapping[str, Any], *topic_parts: str, message_id: str | None,
+              now: float, webhook: str | None = None,
+              after: int | None = None) -> list[JobRow]: ...
+
+
+class WebhookEvents:
+    """The Store's until the daemon sets the action layer's `Emitter`: what `Emitter()`
+    does (no MQTT; a webhook target gets its job, with the default 8 attempts)."""
 
     mqtt_prefix: str | None = None
-    max_attempts: int = 8
-    profile_attempts: Mapping[str, int] = field(default_factory=dict)
-    callback_attempts: int = 8  # [api] callback_max_attempts: an MT's `callback_url`
-
-    def attempts_for(self, kind: str, target: str) -> int:
-        if kind == "mqtt":
-            return MQTT_ATTEMPTS
-        if kind == "webhook" and target.startswith("profile:"):
-            return self.profile_attempts.get(target[8:], self.max_attempts)
-        if kind == "webhook" and target.startswith("callback:"):
-            return self.callback_attempts
-        return self.max_attempts
-
-    def job(self, kind: str, target: str, payload: Mapping[str, Any] | str, *,
-            message_id: str | None, now: float, after: int | None = None) -> JobRow:
-        """A row for `insert_jobs`."""
-        body = payload if isinstance(payload, str) else event_json(payload)
-        return JobRow(new_job_id(), kind, target, new_id(), message_id, after, body, PENDING,
-                      0, self.attempts_for(kind, target), now, now, now)
 
     def event(self, payload: Mapping[str, Any], *topic_parts: str, message_id: str | None,
               now: float, webhook: str | None = None,
               after: int | None = None) -> list[JobRow]:
-        """The jobs that deliver one event: MQTT (if configured) and a webhook target."""
-        out: list[JobRow] = []
-        if self.mqtt_prefix is None and not webhook:
-            return out
-        body = event_json(payload)  # once for both
-        if self.mqtt_prefix is not None:
-            out.append(self.job("mqtt", "/".join((self.mqtt_prefix, *topic_parts)), body,
-                                message_id=message_id, now=now))
-        if webhook:
-            out.append(self.job("webhook", webhook, body, message_id=message_id, now=now,
-                                after=after))
-        return out
+        if not webhook:
+            return []
+        return [job_row(JobKind.WEBHOOK.value, webhook, event_json(payload), message_id, now,
+                        after, 8)]
 
 
 _JOB_COLS = JobRow._fields  # the column order of `insert_jobs`
@@ -112,6 +92,14 @@ def new_job_id() -> int:
     global _job_seq
     _job_seq = (_job_seq + 1) & 0xFFFFFF
     return (int(time.time()) << 32) | (_INSTANCE << 24) | _job_seq
+
+
+def job_row(kind: str, target: str, body: str, message_id: str | None, now: float,
+            after: int | None, max_attempts: int, /) -> JobRow:
+    """A new pending job, as a row for `insert_jobs` (column order: `_JOB_COLS`).
+    Positional: fan-out makes thousands a second."""
+    return JobRow(new_job_id(), kind, target, new_id(), message_id, after, body, PENDING, 0,
+                  max_attempts, now, now, now)
 
 
 def ready_job(row: JobRow, lease_until: float) -> tuple[JobRow, Job]:
@@ -137,7 +125,7 @@ def last_webhook(conn: Connection, message_ids: Sequence[str], target: str) -> i
     """The newest webhook job to `target` about any of `message_ids`: what a new one
     about the same conversation must wait for."""
     row = conn.execute(select(func.max(jobs.c.id)).where(
-        jobs.c.kind == "webhook", jobs.c.target == target,
+        jobs.c.kind == JobKind.WEBHOOK.value, jobs.c.target == target,
         jobs.c.message_id.in_(list(message_ids)))).first()
     return None if row is None else row[0]
 

@@ -1,4 +1,5 @@
-"""Leads, paged for the API: one row per (VMN, msisdn, keyword), first captured first."""
+"""Leads: one row per (VMN, msisdn, keyword), counted as they come (fan-out), paged for
+the API, first captured first."""
 
 from __future__ import annotations
 
@@ -8,7 +9,21 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from gateway.storage.db import upsert
 from gateway.storage.schema import leads
+
+
+def record_lead(conn: Connection, *, vmn: str, msisdn: str, keyword: str, text: str,
+                message_id: str, now: float) -> None:
+    """One row per (VMN, msisdn, keyword): counted, with the latest text and time."""
+    c = leads.c
+    ins = upsert(conn, leads).values(
+        vmn=vmn, msisdn=msisdn, keyword=keyword, text=text, message_id=message_id, at=now,
+        count=1, last_at=now)
+    conn.execute(ins.on_conflict_do_update(
+        index_elements=[c.vmn, c.msisdn, c.keyword],
+        set_={"count": c.count + 1, "last_at": ins.excluded.last_at,
+              "text": ins.excluded.text, "message_id": ins.excluded.message_id}))
 
 
 def list_leads(conn: Connection, *, vmns: Sequence[str] = (), msisdn: str | None = None,

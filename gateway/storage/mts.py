@@ -21,7 +21,7 @@ from gateway.model import MtStatus, QueuedMt, new_id
 from gateway.smpp.codec import SmppError, decode
 from gateway.smpp.dialect import receipt_keys, receipt_spellings, resp_key
 from gateway.storage.db import placeholders
-from gateway.storage.jobs import Emitter, insert_jobs, last_webhook
+from gateway.storage.jobs import EventJobs, insert_jobs, last_webhook
 from gateway.storage.schema import (
     messages,
     mo_parts,
@@ -40,7 +40,7 @@ RECEIPTLESS = ("receipt-less: the SMSC answered submit_sm with an empty message_
                "so no delivery receipt can be matched to it")
 
 
-def announce(conn: Connection, emitter: Emitter, msg_id: str, status: str, now: float,
+def announce(conn: Connection, emitter: EventJobs, msg_id: str, status: str, now: float,
              error: str | None = None, detail: str | None = None) -> None:
     """History row + mt_status event jobs for one MT's new status."""
     conn.execute(status_history.insert().values(
@@ -68,7 +68,7 @@ def announce(conn: Connection, emitter: Emitter, msg_id: str, status: str, now: 
                                     webhook=m.notify, after=after))
 
 
-def insert_mt(conn: Connection, emitter: Emitter, *, sender: str, recipient: str, text: str,
+def insert_mt(conn: Connection, emitter: EventJobs, *, sender: str, recipient: str, text: str,
               now: float, smsc: str | None = None, in_reply_to: str | None = None,
               client_ref: str | None = None, notify: str | None = None,
               exempt: bool = False, error: str | None = None,
@@ -135,7 +135,7 @@ class Claimed:
     failed: list[QueuedMt] = field(default_factory=list)
 
 
-def claim(conn: Connection, emitter: Emitter, limit: int, lease: float,
+def claim(conn: Connection, emitter: EventJobs, limit: int, lease: float,
           now: float, max_attempts: int | None = None) -> Claimed:
     """Lease up to `limit` due MTs. The opt-out check of the whole batch is one query in
     the same transaction (no round trip per MT): an MT to a number opted out of its
@@ -183,7 +183,7 @@ class Verdict(Enum):
     LOST = "lost"  # the lease is gone (claimed again, or already final): do nothing
 
 
-def guard(conn: Connection, emitter: Emitter, items: Sequence[QueuedMt], lease: float,
+def guard(conn: Connection, emitter: EventJobs, items: Sequence[QueuedMt], lease: float,
           now: float) -> list[Verdict]:
     """Run immediately before every submit_sm (every part, every retry after a
     throttle), for all the MTs about to be submitted at that moment: each one's lease
@@ -269,7 +269,7 @@ def opted_out(conn: Connection, sender: str, recipient: str) -> bool:
     return bool(opted_out_many(conn, [(sender, recipient)]))
 
 
-def submitted(conn: Connection, emitter: Emitter, msg_id: str, *, smsc: str,
+def submitted(conn: Connection, emitter: EventJobs, msg_id: str, *, smsc: str,
               data_coding: int, segment_ids: Sequence[str | None], now: float,
               token: str | None = None, unconfirmed: str | None = None,
               status: MtStatus = MtStatus.SUBMITTED, id_form: str = "auto") -> bool:
@@ -324,7 +324,7 @@ def release(conn: Connection, msg_id: str, *, token: str, delay: float, now: flo
     return res.rowcount == 1
 
 
-def final(conn: Connection, emitter: Emitter, msg_id: str, status: MtStatus, *, error: str,
+def final(conn: Connection, emitter: EventJobs, msg_id: str, status: MtStatus, *, error: str,
           now: float, token: str | None = None) -> bool:
     """failed or blocked. False (nothing written) when the lease `token` was lost."""
     res = conn.execute(update(messages).where(_held(msg_id, token)).values(
@@ -335,7 +335,7 @@ def final(conn: Connection, emitter: Emitter, msg_id: str, status: MtStatus, *, 
     return True
 
 
-def apply_receipts(conn: Connection, emitter: Emitter, items: Sequence[Receipt],
+def apply_receipts(conn: Connection, emitter: EventJobs, items: Sequence[Receipt],
                    now: float) -> None:
     """Move MT segments (and their messages) to the receipts' states. The receipt's
     `stat`/`err` are kept on the segment, and on the message the one that decided it

@@ -2,8 +2,9 @@
 MO, or from `PUT /v1/optins`), and the paged list the API reads.
 
 `record_opt` is the single place where opt state changes: the fan-out calls it for
-STOP/START and opt keywords, the API for a manual change, so both are kept in
-`opt_history` the same way and announced by the same `opt` event."""
+STOP/START and opt keywords, the API for a manual change (both through actions/opt.py,
+which adds the `opt` event of a change), so both are kept in `opt_history` the same
+way and announced by the same event."""
 
 from __future__ import annotations
 
@@ -14,10 +15,8 @@ from typing import Any, Literal
 from sqlalchemy import and_, delete, or_, select
 from sqlalchemy.engine import Connection
 
-from gateway.events import opt_event
 from gateway.model import JobRow
 from gateway.storage.db import upsert
-from gateway.storage.jobs import Emitter, insert_jobs
 from gateway.storage.schema import opt_history, opt_state
 
 Source = Literal["keyword", "api"]
@@ -26,23 +25,22 @@ EVERY = "*"
 
 @dataclass(slots=True)
 class OptChange:
-    """What `record_opt` did: whether the state changed, and the `opt` event's jobs
-    (MQTT, `[optout] callback_profile`) for the caller to insert."""
+    """What `record_opt` did: whether the state changed; the `opt` event's jobs (MQTT,
+    `[optout] callback_profile`) are the action layer's to add (actions/opt.py)."""
 
     changed: bool
     scope: str  # the VMN, or "*"
     jobs: list[JobRow] = field(default_factory=list)
 
 
-def record_opt(conn: Connection, emitter: Emitter, *, msisdn: str, state: str,
-               vmn: str, sender_id: str | None = None, every: bool = False,
-               keyword: str | None, received_on: str | None, message_id: str | None,
-               source: Source, now: float, profile: str | None) -> OptChange:
+def record_opt(conn: Connection, *, msisdn: str, state: str, vmn: str,
+               sender_id: str | None = None, every: bool = False, keyword: str | None,
+               received_on: str | None, message_id: str | None, source: Source,
+               now: float) -> OptChange:
     """Record `state` for `msisdn`: for `vmn` (and its `sender_id`, since MTs are checked
     by their sender), or for every sender ID (`every`, shown as "*"), which also clears
     the per-sender rows so that a later per-sender START or STOP is the more specific
-    answer (storage/mts.py `opted_out`). Every call is kept in `opt_history`; an actual
-    change gets an `opt` event (MQTT, and `profile` when given)."""
+    answer (storage/mts.py `opted_out`). Every call is kept in `opt_history`."""
     o = opt_state.c
     keys = [EVERY] if every else sorted({vmn, sender_id or vmn})
     q = select(o.vmn, o.state).where(o.msisdn == msisdn)
@@ -62,22 +60,7 @@ def record_opt(conn: Connection, emitter: Emitter, *, msisdn: str, state: str,
     conn.execute(opt_history.insert().values(
         msisdn=msisdn, vmn=shown, received_on=received_on, state=state, keyword=keyword,
         message_id=message_id, changed=1 if changed else 0, at=now, source=source))
-    out = OptChange(changed=changed, scope=shown)
-    if changed:
-        out.jobs = emitter.event(
-            opt_event(msisdn=msisdn, vmn=shown, state=state, keyword=keyword, at=now,
-                      received_on=received_on, source=source),
-            "opt", shown, message_id=message_id, now=now,
-            webhook=f"profile:{profile}" if profile else None)
-    return out
-
-
-def set_opt(conn: Connection, emitter: Emitter, /, **kwargs: Any) -> OptChange:
-    """`record_opt` and the insert of its event jobs, in the caller's transaction (the
-    API's manual change; the fan-out batches the jobs of many MOs itself)."""
-    change = record_opt(conn, emitter, **kwargs)
-    insert_jobs(conn, change.jobs)
-    return change
+    return OptChange(changed=changed, scope=shown)
 
 
 OptKey = tuple[float, str, str]  # (updated_at, msisdn, vmn): the list's order

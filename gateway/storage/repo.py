@@ -26,7 +26,7 @@ from gateway.storage.db import (
     reader,
     wal_path,
 )
-from gateway.storage.jobs import Emitter
+from gateway.storage.jobs import EventJobs, WebhookEvents
 from gateway.storage.jobs import redrive as redrive_jobs
 from gateway.storage.schema import (
     job_attempts,
@@ -64,12 +64,12 @@ class Emitters(Protocol):
     configuration (swapped on reload), or one fixed emitter."""
 
     @property
-    def emitter(self) -> Emitter: ...
+    def emitter(self) -> EventJobs: ...
 
 
 @dataclass(slots=True)
 class FixedEmitter:
-    emitter: Emitter
+    emitter: EventJobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +94,7 @@ class Store:
         self.reader = reader(engine)
         self.is_sqlite = engine.dialect.name == "sqlite"
         # The daemon's: its running configuration's emitter ([mqtt], callback profiles).
-        self._emitters: Emitters = FixedEmitter(Emitter()) if emitters is None else emitters
+        self._emitters: Emitters = FixedEmitter(WebhookEvents()) if emitters is None else emitters
         # Called after a write queued jobs (MT status events): wakes the outbox.
         self.on_jobs: Callable[[], None] = _nothing if on_jobs is None else on_jobs
         # SQLite: every write transaction runs on one thread with a blocking connection,
@@ -139,11 +139,11 @@ class Store:
         )
 
     @property
-    def emitter(self) -> Emitter:
+    def emitter(self) -> EventJobs:
         return self._emitters.emitter
 
     @emitter.setter
-    def emitter(self, emitter: Emitter) -> None:
+    def emitter(self, emitter: EventJobs) -> None:
         """One emitter from now on (tests, the CLI)."""
         self._emitters = FixedEmitter(emitter)
 

@@ -12,7 +12,16 @@ from gateway.email_replies import ReplyTarget
 from gateway.storage.repo import Store
 from gateway.storage.schema import email_tokens
 
-__all__ = ["DbReplyTokens"]
+__all__ = ["DbReplyTokens", "insert_token"]
+
+
+def insert_token(conn: Connection, *, token: str, vmn: str, msisdn: str, message_id: str,
+                 expires_at: float, recipient: str) -> None:
+    """A new reply token: a reply to the email forwarded to `recipient` goes to `msisdn`
+    from `vmn`, until `expires_at`."""
+    conn.execute(email_tokens.insert().values(
+        token=token, vmn=vmn, msisdn=msisdn, message_id=message_id, expires_at=expires_at,
+        recipient=recipient))
 
 
 class DbReplyTokens:
