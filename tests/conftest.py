@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 from gateway import eventloop
 
@@ -32,6 +33,12 @@ from simctl import Simulator
 
 # Before any loop exists: pytest-asyncio and asyncio.run take the installed policy.
 eventloop.install()
+
+# No per-example deadline for property tests: on two shared cores an example that takes
+# 2 ms alone can take 300 ms, and hypothesis' default 200 ms deadline then fails a test
+# that asserts nothing about time (most test files already said so one by one).
+settings.register_profile("vmn", deadline=None)
+settings.load_profile("vmn")
 
 REPO = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("VMN_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
