@@ -62,7 +62,7 @@ from benchlib.broker import find_mosquitto, start_broker, stop_broker
 from benchlib.cli import add_host, add_load, add_output, add_runs, add_timeouts, bench_parser
 from benchlib.load import TimedLoadServer, deliveries, push, wait_delivered
 from benchlib.measure import CpuMeter, process_tree, tree_hwm_kib
-from benchlib.procs import REPO_DIR, TargetError, command, stop, wait_bound
+from benchlib.procs import TargetError, command, spawn, stop, wait_bound
 from benchlib.receivers import Helper, mqtt_subscriber, webhook_receiver
 from benchlib.results import write_results
 from loadgen import PushError
@@ -241,18 +241,7 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
                 Path(values["config"]).write_text(_config(template, values), encoding="utf-8")
                 cmd = command(args.alt_cmds[alt] if alt else args.gateway_cmd, **values)
             result.cmd = shlex.join(cmd)
-            with log.open("ab") as out:
-                try:
-                    proc = await asyncio.create_subprocess_exec(
-                        *cmd,
-                        cwd=REPO_DIR,
-                        stdin=asyncio.subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=out,
-                        start_new_session=True,
-                    )
-                except OSError as exc:
-                    raise TargetError(f"cannot start {shlex.join(cmd)}: {exc}") from exc
+            proc = await spawn(cmd, log)
             result.bind_s = round(await wait_bound(srv, proc, args.bind_timeout, log), 3)
             target_pid = proc.pid
             groups: dict[str, Callable[[], Iterable[int]]] = {

@@ -42,7 +42,7 @@ from typing import Any
 # bench/ is on sys.path when run as a script
 from benchlib.cli import add_host, add_load, add_output, add_runs, add_timeouts, bench_parser
 from benchlib.measure import tree_hwm_kib
-from benchlib.procs import REPO_DIR, TargetError, command, run_setup, stop, wait_bound
+from benchlib.procs import TargetError, command, run_setup, spawn, stop, wait_bound
 from benchlib.results import write_results
 from loadgen import LoadServer, PushError
 
@@ -144,18 +144,7 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
             else:
                 cmd = command(args.baseline_cmd, **values)
             result.extra["cmd"] = shlex.join(cmd)
-            with log.open("ab") as out:
-                try:
-                    proc = await asyncio.create_subprocess_exec(
-                        *cmd,
-                        cwd=REPO_DIR,
-                        stdin=asyncio.subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=out,
-                        start_new_session=True,
-                    )
-                except OSError as exc:
-                    raise TargetError(f"cannot start {shlex.join(cmd)}: {exc}") from exc
+            proc = await spawn(cmd, log)
             result.bind_s = round(await wait_bound(srv, proc, args.bind_timeout, log), 3)
 
             lat = await srv.push(

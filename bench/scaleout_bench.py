@@ -51,23 +51,20 @@ from pathlib import Path
 from typing import Any
 
 import actions_bench  # bench/ is on sys.path as a script
-from actions_bench import (
-    Helper,
-    Phase,
-    TimedLoadServer,
-    _machine_busy_s,
-    _threads_cpu_s,
-    deliveries,
-    push,
-    wait_delivered,
+from benchlib.load import Phase, TimedLoadServer, deliveries, push, wait_delivered
+from benchlib.measure import (
+    cpu_seconds,
+    machine,
+    machine_busy_s,
+    process_tree,
+    threads_cpu_s,
+    tree_hwm_kib,
 )
-from benchlib import cpu_seconds, machine
+from benchlib.procs import TargetError, spawn, stop, wait_bound
+from benchlib.receivers import Helper
 from loadgen import PushError
-from mo_bench import TargetError, _stop, _wait_bound, process_tree, tree_hwm_kib
 from vs_kannel import PG_ADMIN, create_pg_db, drop_pg_db
 
-BENCH_DIR = Path(__file__).resolve().parent
-REPO_DIR = BENCH_DIR.parent
 TARGETS = ("one", "pair")
 INSTANCES = ("a", "b")
 VMN = "5551000100"
@@ -144,8 +141,8 @@ class Meter:
         for group, pids in self.groups.items():
             per[group] = {p: v for p in set(pids()) if (v := cpu_seconds(p)) is not None}
         for group, pid in self.thread_pids.items():
-            per[f"{group}_threads"] = dict(_threads_cpu_s(pid))
-        self.marks[name] = (time.monotonic(), _machine_busy_s(), per)
+            per[f"{group}_threads"] = dict(threads_cpu_s(pid))
+        self.marks[name] = (time.monotonic(), machine_busy_s(), per)
 
     def cores(self, start: str, end: str) -> dict[str, float] | None:
         """CPU s / wall s of each group between two marks (1.0 = one core busy)."""
@@ -205,15 +202,7 @@ async def start_gateway(
     )
     log = tmpdir / f"gateway-{instance}.log"
     cmd = [*shlex.split(args.gateway_cmd), "run", "-c", str(config)]
-    with log.open("ab") as out:
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *cmd, cwd=REPO_DIR, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise TargetError(f"cannot start {shlex.join(cmd)}: {exc}") from exc
-    return proc, log
+    return await spawn(cmd, log), log
 
 
 async def check_database(url: str, expected: int) -> dict[str, Any]:
@@ -309,7 +298,7 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
             procs[name], logs[name] = await start_gateway(
                 args, name, tmpdir, database, servers[name].port, hook_url)
         waits = await asyncio.gather(*(
-            _wait_bound(servers[n], procs[n], args.bind_timeout, logs[n]) for n in names))
+            wait_bound(servers[n], procs[n], args.bind_timeout, logs[n]) for n in names))
         result.bind_s = {n: round(w, 3) for n, w in zip(names, waits, strict=True)}
 
         expected = 0
@@ -405,7 +394,7 @@ async def run_once(target: str, index: int, args: argparse.Namespace) -> RunResu
         result.error = f"{type(exc).__name__}: {exc}"
     finally:
         for proc in procs.values():
-            await _stop(proc, args.stop_timeout)
+            await stop(proc, args.stop_timeout)
         for srv in servers.values():
             await srv.close()
         if receiver is not None:

@@ -44,7 +44,7 @@ from typing import Any
 from benchlib.cli import add_host, add_load, add_output, add_runs, add_timeouts, bench_parser
 from benchlib.load import Phase, TimedLoadServer, deliveries, push, wait_delivered
 from benchlib.measure import tree_hwm_kib
-from benchlib.procs import REPO_DIR, TargetError, stop, wait_bound
+from benchlib.procs import TargetError, spawn, stop, wait_bound
 from benchlib.receivers import Helper
 from benchlib.results import write_results
 from kannel import KannelError, KannelRun, ensure_kannel
@@ -237,15 +237,7 @@ async def run_once(cell: Cell, index: int, args: argparse.Namespace) -> RunResul
                     encoding="utf-8",
                 )
                 cmd = [*shlex.split(args.gateway_cmd), "run", "-c", str(config)]
-                with log.open("ab") as out:
-                    proc = await asyncio.create_subprocess_exec(
-                        *cmd,
-                        cwd=REPO_DIR,
-                        stdin=asyncio.subprocess.DEVNULL,
-                        stdout=out,
-                        stderr=out,
-                        start_new_session=True,
-                    )
+                proc = await spawn(cmd, log)
             assert proc is not None
             await wait_bound(srv, proc, args.bind_timeout, log)
             received = 0

@@ -90,21 +90,30 @@ def command(template: str, **values: str) -> list[str]:
         raise TargetError(f"bad command template {template!r}: {exc!r}") from exc
 
 
-async def run_setup(cmd: list[str], log: Path, timeout: float) -> None:
+async def spawn(cmd: list[str], log: Path) -> asyncio.subprocess.Process:
+    """Start `cmd` from the repository, its output appended to `log`, in a session of
+    its own (so `stop` can signal its whole tree); TargetError if it cannot start."""
     with log.open("ab") as out:
-        proc = await asyncio.create_subprocess_exec(
-            *cmd,
-            cwd=REPO_DIR,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            start_new_session=True,
-        )
         try:
-            rc = await asyncio.wait_for(proc.wait(), timeout)
-        except TimeoutError:
-            await stop(proc, 5.0)
-            raise TargetError(f"setup command timed out: {shlex.join(cmd)}") from None
+            return await asyncio.create_subprocess_exec(
+                *cmd,
+                cwd=REPO_DIR,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise TargetError(f"cannot start {shlex.join(cmd)}: {exc}") from exc
+
+
+async def run_setup(cmd: list[str], log: Path, timeout: float) -> None:
+    proc = await spawn(cmd, log)
+    try:
+        rc = await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        await stop(proc, 5.0)
+        raise TargetError(f"setup command timed out: {shlex.join(cmd)}") from None
     if rc != 0:
         raise TargetError(
             f"setup command failed ({rc}): {shlex.join(cmd)}; log {log}:\n" + log_tail(log)
