@@ -50,3 +50,41 @@ async def test_a_drain_at_the_mark_runs_at_once_and_an_idle_intake_never_holds_i
     await asyncio.wait_for(intake.quiet(pipeline.DRAIN_BACKLOG), 0.01)
     idle = _intake(tmp_path)
     await asyncio.wait_for(idle.quiet(0), 0.01)
+
+
+def _acks(n: int) -> pipeline.Batch:
+    batch = pipeline.Batch()
+    batch.acks.extend((None, 5, i, None, 0.0, None) for i in range(n))  # type: ignore[misc]
+    return batch
+
+
+async def test_a_full_window_split_in_two_batches_is_a_burst_on_a_slow_machine(
+        tmp_path: Path) -> None:
+    """A window of 50 refilled as the acks go out alternates two batches of 25: neither
+    reaches BUSY_BATCH, and at 2,000 acks/s (a slow disk) neither does the rate. On the
+    old code the drains then never yielded: a 40k burst was acked at 0.5-0.7 of the
+    no-action rate on such a machine (docs/PERFORMANCE.md)."""
+    intake = _intake(tmp_path)
+    half = pipeline.BUSY_BATCH * 25 // 32  # 25 of a window of 50
+    committed = _acks(half)
+    intake._committing.append(committed)
+    intake._batch = _acks(half)  # the other half arrived while it committed
+    intake._note_rate(half)  # below BUSY_BATCH, and far below BUSY_RATE
+    assert time.monotonic() >= intake._busy_until, "the old signals see no burst here"
+    intake._note_window(committed, took=0.025)
+    waiter = asyncio.ensure_future(intake.quiet(0))
+    await asyncio.sleep(pipeline.BUSY_HOLD * 0.8)
+    assert not waiter.done(), "the drains went before the acks of a full window"
+    await asyncio.wait_for(waiter, 1)  # the mark lapses: two commit times at most
+
+
+async def test_a_paced_load_is_not_a_burst(tmp_path: Path) -> None:
+    """1,000 MOs/s with 5 ms commits: five answered, five waiting: the drains go at once
+    (MO -> webhook latency at a paced rate must not wait for a burst that is not one)."""
+    intake = _intake(tmp_path)
+    committed = _acks(5)
+    intake._committing.append(committed)
+    intake._batch = _acks(5)
+    intake._note_rate(5)
+    intake._note_window(committed, took=0.005)
+    await asyncio.wait_for(intake.quiet(0), 0.01)
