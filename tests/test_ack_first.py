@@ -78,13 +78,30 @@ async def test_a_full_window_split_in_two_batches_is_a_burst_on_a_slow_machine(
     await asyncio.wait_for(waiter, 1)  # the mark lapses: two commit times at most
 
 
+def _commit_end(intake: Intake, answered: int, waiting: int, took: float) -> None:
+    committed = _acks(answered)
+    intake._committing = [committed]
+    intake._batch = _acks(waiting)
+    intake._note_rate(answered)
+    intake._note_window(committed, took)
+
+
 async def test_a_paced_load_is_not_a_burst(tmp_path: Path) -> None:
     """1,000 MOs/s with 5 ms commits: five answered, five waiting: the drains go at once
     (MO -> webhook latency at a paced rate must not wait for a burst that is not one)."""
     intake = _intake(tmp_path)
-    committed = _acks(5)
-    intake._committing.append(committed)
-    intake._batch = _acks(5)
-    intake._note_rate(5)
-    intake._note_window(committed, took=0.005)
+    _commit_end(intake, 5, 5, took=0.005)
     await asyncio.wait_for(intake.quiet(0), 0.01)
+
+
+async def test_a_paced_load_on_a_slow_disk_is_a_burst_only_at_its_peaks(
+        tmp_path: Path) -> None:
+    """1,000 MOs/s with commits of 15-25 ms: 30-50 PDUs in flight, more than BUSY_BATCH,
+    but not a full window: only a commit at the most seen in flight counts."""
+    intake = _intake(tmp_path)
+    _commit_end(intake, 25, 25, took=0.025)  # a peak: 50 in flight, the most yet
+    assert intake._busy_until > time.monotonic()
+    intake._busy_until = 0.0
+    for answered, waiting in [(20, 18), (15, 20), (22, 19), (18, 16)]:
+        _commit_end(intake, answered, waiting, took=0.02)
+        await asyncio.wait_for(intake.quiet(0), 0.01)
