@@ -50,9 +50,10 @@ from gateway.smpp.session import SmppSession
 from gateway.storage import jobs as jobq
 from gateway.storage import mts
 from gateway.storage.db import (
+    SchemaError,
     connection_lost,
     create_engine,
-    migrate,
+    ensure_schema,
     sqlite_synchronous,
     wal_path,
 )
@@ -360,7 +361,11 @@ class Daemon:
         except AlreadyRunning as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        parts = await self._build()
+        try:
+            parts = await self._build()
+        except SchemaError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         if not await self._start(parts):
             return 1
         try:
@@ -375,7 +380,11 @@ class Daemon:
         cfg = self.cfg  # the file's: what a reload cannot change is read from it
         gw = cfg.gateway
         engine = create_engine(gw.database, durability=gw.durability.value)
-        await migrate(engine, country_code=gw.country_code)
+        try:  # migrated in a child process when not current: alembic stays out of this one
+            await ensure_schema(engine, country_code=gw.country_code)
+        except SchemaError:
+            await engine.dispose()
+            raise
         # Jobs queued by a write (MT status events...) wake the outbox, which needs the
         # store: the store rings the bell, the outbox listens (connected below).
         jobs_queued = Doorbell()

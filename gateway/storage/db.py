@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Table, event, text
+from sqlalchemy import Table, event, inspect, text
 from sqlalchemy import create_engine as create_sync_engine_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from gateway.log import redact_urls
+
+if TYPE_CHECKING:  # alembic costs the daemon 9 MiB: imported only to migrate
+    from alembic.config import Config as AlembicConfig
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest migration's revision, known without importing alembic (the daemon compares
+# the database's with it on every start). tests/test_schema_start.py checks it against
+# alembic's own head, so a new migration that does not move it fails.
+HEAD = "0012"
 _PG_MIGRATION_LOCK = 0x766D6E67  # "vmng": one migrator at a time across instances
 BUSY_TIMEOUT_MS = 30000
 DEFAULT_WAL_LIMIT = 64 * 1024 * 1024
@@ -180,6 +191,8 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
 
 
 def _alembic_config(conn: Connection, country_code: str = "1") -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = conn
@@ -191,14 +204,97 @@ def _alembic_config(conn: Connection, country_code: str = "1") -> AlembicConfig:
 def _upgrade(conn: Connection, country_code: str = "1") -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+    from alembic import command
+
     command.upgrade(_alembic_config(conn, country_code), "head")
 
 
 async def migrate(engine: AsyncEngine, *, country_code: str = "1") -> None:
     """Apply every pending migration (idempotent; safe with several instances);
-    `country_code` is `[gateway] country_code`."""
+    `country_code` is `[gateway] country_code`. Imports alembic into this process: the
+    daemon calls `ensure_schema` instead."""
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade, country_code)
+
+
+class SchemaError(Exception):
+    """The database could not be brought to this version's schema (the message says
+    why, its URL without a password)."""
+
+
+def _revision(conn: Connection) -> str | None:
+    """The schema revision alembic recorded (None: an empty database), read with plain
+    SQL so that checking it does not import alembic."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return ",".join(sorted(rows)) or None
+
+
+async def schema_revision(engine: AsyncEngine) -> str | None:
+    """The database's schema revision (None when it has none yet); HEAD when current."""
+    async with reader(engine).connect() as conn:
+        return await conn.run_sync(_revision)
+
+
+# The migration child reads these, not its argv: the URL may hold a password.
+MIGRATE_URL_ENV = "VMN_MIGRATE_DATABASE_URL"
+MIGRATE_COUNTRY_ENV = "VMN_MIGRATE_COUNTRY_CODE"
+
+
+async def ensure_schema(engine: AsyncEngine, *, country_code: str = "1") -> None:
+    """The daemon's start: migrate the database to HEAD (like `migrate`) without
+    importing alembic into this process, which stays resident (9 MiB of a 100 MB
+    budget). At HEAD already (every start but the first of a version): one query. Else
+    a child process (`gateway.storage.migrator`) runs `migrate` and exits; an in-memory
+    SQLite database, which a child cannot see, is migrated here. SchemaError when the
+    migration fails (its transaction rolled back: nothing half-done)."""
+    if await schema_revision(engine) == HEAD:
+        return
+    url = engine.url.render_as_string(hide_password=False)
+    if is_sqlite(url) and wal_path(url) is None:
+        await migrate(engine, country_code=country_code)
+        return
+    await _spawn_migration(url, country_code)
+    reached = await schema_revision(engine)
+    if reached != HEAD:
+        raise SchemaError(f"the database {redact_urls(url)} is at schema revision {reached} after "
+                          f"its migration, this vmn-gateway expects {HEAD}")
+
+
+def _interpreter_flags() -> list[str]:
+    """The flags of this interpreter that decide where the child finds `gateway`: with
+    the same executable, environment and working directory, it imports the same code."""
+    flags = sys.flags
+    return [opt for opt, on in (("-I", flags.isolated), ("-E", flags.ignore_environment),
+                                ("-s", flags.no_user_site), ("-P", flags.safe_path)) if on]
+
+
+async def _spawn_migration(url: str, country_code: str) -> None:
+    """Run `python -m gateway.storage.migrator` to its end; SchemaError unless it exits 0."""
+    env = dict(os.environ, **{MIGRATE_URL_ENV: url, MIGRATE_COUNTRY_ENV: country_code})
+    log.info("storage.migrating", database=redact_urls(url), to=HEAD)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, *_interpreter_flags(), "-m", "gateway.storage.migrator", env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, err = await proc.communicate()
+    except BaseException:  # cancelled: do not leave a migrator behind (it rolls back)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    if proc.returncode == 0:
+        return
+    lines = [line.strip() for line in err.decode(errors="replace").splitlines() if line.strip()]
+    if lines:
+        why = lines[-1].removeprefix("error: ")[:500]
+    elif proc.returncode is not None and proc.returncode < 0:
+        why = f"the migration process was killed by signal {-proc.returncode}"
+    else:
+        why = f"the migration process exited with status {proc.returncode}"
+    raise SchemaError(f"cannot migrate the database {redact_urls(url)} to schema revision "
+                      f"{HEAD}: {why}")
 
 
 def upsert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
