@@ -54,6 +54,7 @@ from gateway.storage.db import (
     connection_lost,
     create_engine,
     ensure_schema,
+    prepare_schema,
     sqlite_synchronous,
     wal_path,
 )
@@ -266,6 +267,7 @@ class Daemon:
         self._reloading: asyncio.Task[None] | None = None
         self._worker: WorkerPool | None = None
         self._lock: IO[str] | None = None
+        self._locked = False  # main() took the lock before migrating
         self.config_state = reload.ConfigState()
         if cfg.source_file:
             with suppress(OSError):
@@ -356,11 +358,12 @@ class Daemon:
         # The writer thread holds the GIL between rows; a shorter switch interval keeps
         # it from delaying the event loop (and the acks) by up to the default 5 ms.
         sys.setswitchinterval(0.0005)
-        try:
-            self._lock = lock_database(self.cfg.gateway.database)
-        except AlreadyRunning as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        if not self._locked:
+            try:
+                self._lock = lock_database(self.cfg.gateway.database)
+            except AlreadyRunning as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
         try:
             parts = await self._build()
         except SchemaError as exc:
@@ -675,8 +678,10 @@ class Daemon:
             sdnotify.notify("WATCHDOG=1")
 
 
-async def run(cfg: Config) -> int:
+async def run(cfg: Config, lock: IO[str] | None = None, *, locked: bool = False) -> int:
     daemon = Daemon(cfg)
+    if locked:  # main() holds the database's lock already
+        daemon._lock, daemon._locked = lock, True
     with suppress(asyncio.CancelledError):
         return await daemon.run()
     return 0
@@ -685,13 +690,23 @@ async def run(cfg: Config) -> int:
 def main(cfg: Config) -> int:
     """`vmn-gateway run`. Until the event loop takes SIGINT over (Daemon.run), a Ctrl-C
     ends the process at once, quietly: nothing has been taken from an SMSC yet, and a
-    KeyboardInterrupt there printed a traceback from wherever start-up was."""
+    KeyboardInterrupt there printed a traceback from wherever start-up was. The schema is
+    migrated here, before the loop and its threads, where a fork of this process can do
+    it cheaply (alembic in the fork only); the database's lock is taken first, as
+    before, so that a second daemon on a SQLite file stops before migrating it."""
     def early(_signum: int, _frame: object) -> None:
         print("vmn-gateway: interrupted during start-up", file=sys.stderr, flush=True)
         os._exit(130)
 
     signal.signal(signal.SIGINT, early)
+    gw = cfg.gateway
     try:
-        return asyncio.run(run(cfg))
+        lock = lock_database(gw.database)
+        prepare_schema(gw.database, country_code=gw.country_code)
+    except (AlreadyRunning, SchemaError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(run(cfg, lock, locked=True))
     except KeyboardInterrupt:
         return 130

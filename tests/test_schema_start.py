@@ -1,12 +1,17 @@
 """The daemon's start keeps alembic out of its memory (issue 12): the schema revision is
-read with plain SQL, a database at HEAD is left alone, one behind is migrated by a child
-process, and a migration that fails stops the start with one line, nothing half-done."""
+read with plain SQL, a database at HEAD is left alone, one behind is migrated by a fork
+of the daemon (`prepare_schema`, before its loop and threads; a new interpreter only when
+threads exist), and a migration that fails stops the start with one line, nothing
+half-done."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +29,7 @@ from gateway.storage.db import (
     create_engine,
     ensure_schema,
     migrate,
+    prepare_schema,
     schema_revision,
 )
 
@@ -82,17 +88,16 @@ print(json.dumps({"revision": revision, "alembic": sorted(
 """
 
 
-def _start_in_a_fresh_process(url: str) -> dict[str, Any]:
-    import json
-
-    res = subprocess.run([sys.executable, "-c", _START, url], cwd=REPO,
+def _start_in_a_fresh_process(url: str, script: str = _START) -> dict[str, Any]:
+    res = subprocess.run([sys.executable, "-c", script, url], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
     return out
 
 
-def test_an_empty_database_is_migrated_without_alembic_in_the_process(db_url: str) -> None:
+def test_ensure_schema_migrates_an_empty_database_in_a_new_interpreter(db_url: str) -> None:
+    """The fallback (a daemon on a loop that did not go through `prepare_schema`)."""
     out = _start_in_a_fresh_process(db_url)
     assert out == {"revision": HEAD, "alembic": []}
     revision, columns = _revision_and_columns(db_url)
@@ -200,3 +205,111 @@ async def test_an_in_memory_database_is_migrated_in_process(
         assert await schema_revision(engine) == HEAD
     finally:
         await engine.dispose()
+
+
+# `vmn-gateway run`'s start: after the daemon's imports, before its loop. The fork is
+# counted and the child writes its /proc/self/cmdline (a new interpreter would have its
+# own: `-m gateway.storage.migrator`); the new-interpreter fallbacks must not run.
+_PREPARE = """
+import asyncio, json, os, sys, threading
+from gateway import daemon, eventloop
+from gateway.storage import db
+
+url, cmdline_out = sys.argv[1], sys.argv[2]
+forks = []
+real_fork = os.fork
+
+def fork():
+    pid = real_fork()
+    if pid == 0:
+        with open(cmdline_out, "wb") as f:
+            f.write(open("/proc/self/cmdline", "rb").read())
+    else:
+        forks.append(pid)
+    return pid
+
+def no_spawn(*args, **kwargs):
+    raise AssertionError("a new interpreter was started")
+
+os.fork = fork
+db._spawn_migration_sync = db._spawn_migration = no_spawn
+eventloop.install()
+try:
+    path = db.prepare_schema(url, country_code="44")
+    error = None
+except db.SchemaError as exc:
+    path, error = None, str(exc)
+print(json.dumps({"path": path, "error": error, "forks": len(forks),
+                  "threads": threading.active_count(),
+                  "cmdline": open("/proc/self/cmdline", "rb").read().decode(),
+                  "alembic": sorted(m for m in sys.modules
+                                    if m == "alembic" or m.startswith("alembic."))}))
+"""
+
+
+def _prepare_in_a_fresh_process(url: str, tmp_path: Any) -> tuple[dict[str, Any], str | None]:
+    cmdline_out = tmp_path / "child-cmdline"
+    res = subprocess.run([sys.executable, "-c", _PREPARE, url, str(cmdline_out)], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    out: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+    child = cmdline_out.read_bytes().decode() if cmdline_out.exists() else None
+    return out, child
+
+
+def test_the_start_migrates_an_empty_database_in_a_fork(db_url: str, tmp_path: Any) -> None:
+    out, child_cmdline = _prepare_in_a_fresh_process(db_url, tmp_path)
+    assert out["path"] == "fork", out
+    assert out["forks"] == 1 and out["threads"] == 1
+    assert out["alembic"] == []  # the parent: alembic was imported by the child only
+    assert child_cmdline == out["cmdline"]  # the child is this process, not a new program
+    revision, columns = _revision_and_columns(db_url)
+    assert revision == HEAD and "match_key" in columns
+    # The next start: one query, no fork.
+    (tmp_path / "child-cmdline").unlink()
+    again, child_cmdline = _prepare_in_a_fresh_process(db_url, tmp_path)
+    assert (again["path"], again["forks"], again["alembic"]) == ("current", 0, [])
+    assert child_cmdline is None
+
+
+def test_a_failed_migration_in_the_fork_is_one_line_and_changes_nothing(
+        db_url: str, tmp_path: Any) -> None:
+    _break_the_last_migration(db_url)
+    out, _ = _prepare_in_a_fresh_process(db_url, tmp_path)
+    assert out["forks"] == 1 and out["path"] is None, out
+    message = out["error"]
+    assert message.startswith("cannot migrate the database "), message
+    assert f"to schema revision {HEAD}: " in message
+    assert "ix_mt_segments_match_key" in message and "already exists" in message, message
+    assert "\n" not in message and "Traceback" not in message
+    revision, columns = _revision_and_columns(db_url)
+    assert revision == "0011" and "match_key" not in columns
+
+
+def test_with_threads_running_the_start_starts_a_new_interpreter_instead(
+        db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fork copies only the calling thread, and the locks the others held: unsafe."""
+    def fork() -> int:
+        raise AssertionError("forked with threads running")
+
+    monkeypatch.setattr(os, "fork", fork)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert prepare_schema(db_url) == "spawn"
+    finally:
+        stop.set()
+        other.join()
+    assert _revision_and_columns(db_url)[0] == HEAD
+
+
+def test_the_daemon_migrates_an_empty_database_in_a_fork_and_binds(
+        sim: Simulator, db_url: str, make_gateway: Callable[..., Gateway]) -> None:
+    gw = make_gateway(gateway_config(db=db_url, sim=sim, extra_gateway='log_level = "debug"'))
+    sim.wait_bound(60)
+    out = gw.log_path.read_text()
+    starts = [json.loads(line) for line in out.splitlines() if "storage.schema_start" in line]
+    assert [s["path"] for s in starts] == ["fork"], out
+    assert "Traceback" not in out, out
+    assert _revision_and_columns(db_url)[0] == HEAD
