@@ -50,9 +50,11 @@ from gateway.smpp.session import SmppSession
 from gateway.storage import jobs as jobq
 from gateway.storage import mts
 from gateway.storage.db import (
+    SchemaError,
     connection_lost,
     create_engine,
-    migrate,
+    ensure_schema,
+    prepare_schema,
     sqlite_synchronous,
     wal_path,
 )
@@ -265,6 +267,7 @@ class Daemon:
         self._reloading: asyncio.Task[None] | None = None
         self._worker: WorkerPool | None = None
         self._lock: IO[str] | None = None
+        self._locked = False  # main() took the lock before migrating
         self.config_state = reload.ConfigState()
         if cfg.source_file:
             with suppress(OSError):
@@ -355,12 +358,17 @@ class Daemon:
         # The writer thread holds the GIL between rows; a shorter switch interval keeps
         # it from delaying the event loop (and the acks) by up to the default 5 ms.
         sys.setswitchinterval(0.0005)
+        if not self._locked:
+            try:
+                self._lock = lock_database(self.cfg.gateway.database)
+            except AlreadyRunning as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
         try:
-            self._lock = lock_database(self.cfg.gateway.database)
-        except AlreadyRunning as exc:
+            parts = await self._build()
+        except SchemaError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        parts = await self._build()
         if not await self._start(parts):
             return 1
         try:
@@ -375,7 +383,11 @@ class Daemon:
         cfg = self.cfg  # the file's: what a reload cannot change is read from it
         gw = cfg.gateway
         engine = create_engine(gw.database, durability=gw.durability.value)
-        await migrate(engine, country_code=gw.country_code)
+        try:  # migrated in a child process when not current: alembic stays out of this one
+            await ensure_schema(engine, country_code=gw.country_code)
+        except SchemaError:
+            await engine.dispose()
+            raise
         # Jobs queued by a write (MT status events...) wake the outbox, which needs the
         # store: the store rings the bell, the outbox listens (connected below).
         jobs_queued = Doorbell()
@@ -666,8 +678,10 @@ class Daemon:
             sdnotify.notify("WATCHDOG=1")
 
 
-async def run(cfg: Config) -> int:
+async def run(cfg: Config, lock: IO[str] | None = None, *, locked: bool = False) -> int:
     daemon = Daemon(cfg)
+    if locked:  # main() holds the database's lock already
+        daemon._lock, daemon._locked = lock, True
     with suppress(asyncio.CancelledError):
         return await daemon.run()
     return 0
@@ -676,13 +690,23 @@ async def run(cfg: Config) -> int:
 def main(cfg: Config) -> int:
     """`vmn-gateway run`. Until the event loop takes SIGINT over (Daemon.run), a Ctrl-C
     ends the process at once, quietly: nothing has been taken from an SMSC yet, and a
-    KeyboardInterrupt there printed a traceback from wherever start-up was."""
+    KeyboardInterrupt there printed a traceback from wherever start-up was. The schema is
+    migrated here, before the loop and its threads, where a fork of this process can do
+    it cheaply (alembic in the fork only); the database's lock is taken first, as
+    before, so that a second daemon on a SQLite file stops before migrating it."""
     def early(_signum: int, _frame: object) -> None:
         print("vmn-gateway: interrupted during start-up", file=sys.stderr, flush=True)
         os._exit(130)
 
     signal.signal(signal.SIGINT, early)
+    gw = cfg.gateway
     try:
-        return asyncio.run(run(cfg))
+        lock = lock_database(gw.database)
+        prepare_schema(gw.database, country_code=gw.country_code)
+    except (AlreadyRunning, SchemaError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(run(cfg, lock, locked=True))
     except KeyboardInterrupt:
         return 130

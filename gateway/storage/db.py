@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Table, event, text
+from sqlalchemy import Table, event, inspect, text
 from sqlalchemy import create_engine as create_sync_engine_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from gateway.log import describe_error, redact_urls
+
+if TYPE_CHECKING:  # alembic costs the daemon 9 MiB: imported only to migrate
+    from alembic.config import Config as AlembicConfig
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The newest migration's revision, known without importing alembic (the daemon compares
+# the database's with it on every start). tests/test_schema_start.py checks it against
+# alembic's own head, so a new migration that does not move it fails.
+HEAD = "0012"
 _PG_MIGRATION_LOCK = 0x766D6E67  # "vmng": one migrator at a time across instances
 BUSY_TIMEOUT_MS = 30000
 DEFAULT_WAL_LIMIT = 64 * 1024 * 1024
@@ -180,6 +193,8 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
 
 
 def _alembic_config(conn: Connection, country_code: str = "1") -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["connection"] = conn
@@ -191,14 +206,227 @@ def _alembic_config(conn: Connection, country_code: str = "1") -> AlembicConfig:
 def _upgrade(conn: Connection, country_code: str = "1") -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+    from alembic import command
+
     command.upgrade(_alembic_config(conn, country_code), "head")
 
 
 async def migrate(engine: AsyncEngine, *, country_code: str = "1") -> None:
     """Apply every pending migration (idempotent; safe with several instances);
-    `country_code` is `[gateway] country_code`."""
+    `country_code` is `[gateway] country_code`. Imports alembic into this process: the
+    daemon calls `ensure_schema` instead."""
     async with engine.begin() as conn:
         await conn.run_sync(_upgrade, country_code)
+
+
+class SchemaError(Exception):
+    """The database could not be brought to this version's schema (the message says
+    why, its URL without a password)."""
+
+
+def _revision(conn: Connection) -> str | None:
+    """The schema revision alembic recorded (None: an empty database), read with plain
+    SQL so that checking it does not import alembic."""
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    rows = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return ",".join(sorted(rows)) or None
+
+
+async def schema_revision(engine: AsyncEngine) -> str | None:
+    """The database's schema revision (None when it has none yet); HEAD when current."""
+    async with reader(engine).connect() as conn:
+        return await conn.run_sync(_revision)
+
+
+# The migration child reads these, not its argv: the URL may hold a password.
+MIGRATE_URL_ENV = "VMN_MIGRATE_DATABASE_URL"
+MIGRATE_COUNTRY_ENV = "VMN_MIGRATE_COUNTRY_CODE"
+
+
+async def ensure_schema(engine: AsyncEngine, *, country_code: str = "1") -> None:
+    """The daemon's check on its own loop: the database at HEAD (like `migrate`) without
+    importing alembic into this process, which stays resident (9 MiB of a 100 MB
+    budget). After `prepare_schema` (`vmn-gateway run`), or at HEAD already: one query.
+    Else (a daemon run without `prepare_schema`, its threads already running: no fork) a
+    new process (`gateway.storage.migrator`) runs `migrate` and exits; an in-memory
+    SQLite database, which a child cannot see, is migrated here. SchemaError when the
+    migration fails (its transaction rolled back: nothing half-done)."""
+    if await schema_revision(engine) == HEAD:
+        return
+    url = engine.url.render_as_string(hide_password=False)
+    if is_sqlite(url) and wal_path(url) is None:
+        await migrate(engine, country_code=country_code)
+        return
+    await _spawn_migration(url, country_code)
+    reached = await schema_revision(engine)
+    if reached != HEAD:
+        raise SchemaError(f"the database {redact_urls(url)} is at schema revision {reached} after "
+                          f"its migration, this vmn-gateway expects {HEAD}")
+
+
+def prepare_schema(url: str, *, country_code: str = "1") -> str:
+    """`vmn-gateway run`'s start, before its event loop and its threads: bring the
+    database to HEAD without importing alembic into this process, cheaply. At HEAD (every
+    start but the first of a version): one query. Else a fork of this process (its
+    modules already imported: no new interpreter to start) migrates and exits; only when
+    threads already exist (a fork would copy their locks half-held) a new interpreter
+    (`gateway.storage.migrator`) does. An in-memory SQLite database is left to
+    `ensure_schema` (migrated in-process). Returns which path ran ("current", "fork",
+    "spawn" or "in-process"); SchemaError when the migration fails (rolled back whole)."""
+    if is_sqlite(url) and wal_path(url) is None:
+        path = "in-process"
+    elif _read_revision(url) == HEAD:
+        path = "current"
+    elif threading.active_count() == 1:
+        log.info("storage.migrating", database=redact_urls(url), to=HEAD)
+        _fork_migration(url, country_code)
+        path = "fork"
+    else:
+        _spawn_migration_sync(url, country_code)
+        path = "spawn"
+    log.debug("storage.schema_start", path=path, threads=threading.active_count())
+    return path
+
+
+def _read_revision(url: str) -> str | None:
+    """The schema revision, read without an event loop left behind or a thread left
+    running: SQLite through the stdlib, PostgreSQL on a short-lived standard loop and a
+    connection closed before returning."""
+    if is_sqlite(url):
+        database = make_url(url).database
+        if not database or not Path(database).exists():
+            return None
+        conn = sqlite3.connect(database, timeout=BUSY_TIMEOUT_MS / 1000)
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                            "AND name = 'alembic_version'").fetchone() is None:
+                return None
+            rows = [r[0] for r in conn.execute("SELECT version_num FROM alembic_version")]
+        finally:
+            conn.close()
+        return ",".join(sorted(rows)) or None
+
+    async def read() -> str | None:
+        from sqlalchemy.pool import NullPool
+
+        engine = create_async_engine(url, poolclass=NullPool, hide_parameters=True)
+        try:
+            return await schema_revision(engine)
+        finally:
+            await engine.dispose()
+
+    # The standard loop (not uvloop, whose resolver threads would outlive it): closing
+    # the runner joins the threads of its executor.
+    with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+        return runner.run(read())
+
+
+def _fork_migration(url: str, country_code: str) -> None:
+    """Migrate in a fork of this (single-threaded) process; SchemaError unless it exits
+    0. Its one-line error comes back through a pipe."""
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        status = 1
+        try:
+            os.close(read_end)
+            # Ctrl-C reaches the whole group: the parent says so, the child just ends
+            # (its transaction rolled back by the database).
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)  # what alembic prints: not in the daemon's output
+            os.dup2(devnull, 2)
+            try:
+                with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+                    runner.run(migrate_url(url, country_code))
+                status = 0
+            except BaseException as exc:
+                os.write(write_end, migration_error(exc).encode()[:2000])
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    chunks = []
+    try:
+        while chunk := os.read(read_end, 4096):
+            chunks.append(chunk)
+    finally:
+        os.close(read_end)
+    _, wait_status = os.waitpid(pid, 0)
+    _check_migrator(url, os.waitstatus_to_exitcode(wait_status), b"".join(chunks))
+
+
+async def migrate_url(url: str, country_code: str = "1") -> None:
+    """`migrate` on an engine of its own (a migration child's)."""
+    engine = create_engine(url)
+    try:
+        await migrate(engine, country_code=country_code)
+    finally:
+        await engine.dispose()
+
+
+def migration_error(exc: BaseException) -> str:
+    """One line for a failed migration, without a statement's values or a password."""
+    if getattr(exc, "orig", None) is not None or type(exc).__module__.startswith("sqlalchemy"):
+        return describe_error(exc)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return redact_urls(f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
+
+
+def _interpreter_flags() -> list[str]:
+    """The flags of this interpreter that decide where the child finds `gateway`: with
+    the same executable, environment and working directory, it imports the same code."""
+    flags = sys.flags
+    return [opt for opt, on in (("-I", flags.isolated), ("-E", flags.ignore_environment),
+                                ("-s", flags.no_user_site), ("-P", flags.safe_path)) if on]
+
+
+def _migrator_command(url: str, country_code: str) -> tuple[list[str], dict[str, str]]:
+    env = dict(os.environ, **{MIGRATE_URL_ENV: url, MIGRATE_COUNTRY_ENV: country_code})
+    return [sys.executable, *_interpreter_flags(), "-m", "gateway.storage.migrator"], env
+
+
+def _spawn_migration_sync(url: str, country_code: str) -> None:
+    """`_spawn_migration` for a caller without an event loop."""
+    argv, env = _migrator_command(url, country_code)
+    log.info("storage.migrating", database=redact_urls(url), to=HEAD)
+    res = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    _check_migrator(url, res.returncode, res.stderr)
+
+
+async def _spawn_migration(url: str, country_code: str) -> None:
+    """Run `python -m gateway.storage.migrator` to its end; SchemaError unless it exits 0."""
+    argv, env = _migrator_command(url, country_code)
+    log.info("storage.migrating", database=redact_urls(url), to=HEAD)
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env=env,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, err = await proc.communicate()
+    except BaseException:  # cancelled: do not leave a migrator behind (it rolls back)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    _check_migrator(url, proc.returncode, err)
+
+
+def _check_migrator(url: str, returncode: int | None, err: bytes) -> None:
+    """SchemaError unless a migration child exited 0; its last line of `err` says why."""
+    if returncode == 0:
+        return
+    lines = [line.strip() for line in err.decode(errors="replace").splitlines() if line.strip()]
+    if lines:
+        why = lines[-1].removeprefix("error: ")[:500]
+    elif returncode is not None and returncode < 0:
+        why = f"the migration process was killed by signal {-returncode}"
+    else:
+        why = f"the migration process exited with status {returncode}"
+    raise SchemaError(f"cannot migrate the database {redact_urls(url)} to schema revision "
+                      f"{HEAD}: {why}")
 
 
 def upsert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
