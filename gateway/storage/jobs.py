@@ -16,7 +16,17 @@ from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.engine import Connection
 
 from gateway import backoff
-from gateway.model import Job, JobKind, JobRow, LazyJson, Outcome, Result, new_id
+from gateway.events import mt_status_of
+from gateway.model import (
+    Job,
+    JobKind,
+    JobRow,
+    LazyJson,
+    MtStatusChange,
+    Outcome,
+    Result,
+    new_id,
+)
 from gateway.storage.db import placeholders
 from gateway.storage.schema import job_attempts, jobs
 
@@ -52,7 +62,8 @@ def _has_float(value: Any) -> bool:
 
 class EventJobs(Protocol):
     """What storage needs from the action layer to announce an event it records (an MT's
-    status): the jobs that deliver it (gateway/actions/emitter.py `Emitter` decides)."""
+    status): the event and the jobs that deliver it (gateway/actions/emitter.py
+    `Emitter` builds and decides; storage only hands it the recorded change)."""
 
     @property
     def mqtt_prefix(self) -> str | None: ...
@@ -61,10 +72,13 @@ class EventJobs(Protocol):
               now: float, webhook: str | None = None,
               after: int | None = None) -> list[JobRow]: ...
 
+    def mt_status(self, change: MtStatusChange) -> list[JobRow]: ...
+
 
 class WebhookEvents:
     """The Store's until the daemon sets the action layer's `Emitter`: what `Emitter()`
-    does (no MQTT; a webhook target gets its job, with the default 8 attempts)."""
+    does (no MQTT; a webhook target gets its job, with the default 8 attempts; an
+    `mt_status` event is the same pure `events.mt_status_of`)."""
 
     mqtt_prefix: str | None = None
 
@@ -75,6 +89,12 @@ class WebhookEvents:
             return []
         return [job_row(JobKind.WEBHOOK.value, webhook, event_json(payload), message_id, now,
                         after, 8)]
+
+    def mt_status(self, change: MtStatusChange) -> list[JobRow]:
+        if not change.notify:  # no job: no event to build
+            return []
+        return self.event(mt_status_of(change), "mt", "status", message_id=change.id,
+                          now=change.at, webhook=change.notify, after=change.after)
 
 
 _JOB_COLS = JobRow._fields  # the column order of `insert_jobs`

@@ -1,7 +1,8 @@
 """MT rows: queue, claim, submitted, failed, blocked, receipts; every status change is
-recorded in `status_history` and announced as an `mt_status` event (MQTT, and the
-webhook of the configuration that sent it). Blocking functions over a Connection, run
-inside `Store.transaction`."""
+recorded in `status_history` and read back for its `mt_status` event, which the action
+layer builds and turns into jobs (`EventJobs.mt_status`: MQTT, and the webhook of the
+configuration that sent it). Blocking functions over a Connection, run inside
+`Store.transaction`."""
 
 from __future__ import annotations
 
@@ -15,9 +16,8 @@ from sqlalchemy import ColumnElement, and_, case, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from gateway.addressing import SHORT_CODE_MAX, TON_ALPHANUMERIC, automatic
-from gateway.events import mt_status_event
 from gateway.mo import Receipt
-from gateway.model import MtStatus, QueuedMt, new_id
+from gateway.model import MtStatus, MtStatusChange, QueuedMt, new_id
 from gateway.smpp.codec import SmppError, decode
 from gateway.smpp.dialect import receipt_keys, receipt_spellings, resp_key
 from gateway.storage.db import placeholders
@@ -42,7 +42,9 @@ RECEIPTLESS = ("receipt-less: the SMSC answered submit_sm with an empty message_
 
 def announce(conn: Connection, emitter: EventJobs, msg_id: str, status: str, now: float,
              error: str | None = None, detail: str | None = None) -> None:
-    """History row + mt_status event jobs for one MT's new status."""
+    """History row + the jobs of one MT's new status: the change is read back here and
+    handed to the action layer, which builds the `mt_status` event and decides its jobs
+    (`EventJobs.mt_status`)."""
     conn.execute(status_history.insert().values(
         message_id=msg_id, status=status, at=now, detail=detail if detail else error))
     if emitter.mqtt_prefix is None:
@@ -53,19 +55,18 @@ def announce(conn: Connection, emitter: EventJobs, msg_id: str, status: str, now
                             messages.c.client_ref, messages.c.notify,
                             messages.c.receipt_stat, messages.c.receipt_err)
                      .where(messages.c.id == msg_id)).one()
-    ids = [s for (s,) in conn.execute(select(mt_segments.c.smsc_message_id)
-                                       .where(mt_segments.c.message_id == msg_id)
-                                       .order_by(mt_segments.c.seq))]
-    event = mt_status_event(id=msg_id, to=m.recipient, sender=m.sender, status=status,
-                            smsc_message_id=ids[0] if len(ids) == 1 else (ids or None),
-                            error=error, in_reply_to=m.in_reply_to, client_ref=m.client_ref,
-                            at=now, receipt_stat=m.receipt_stat, receipt_err=m.receipt_err)
+    ids = tuple(s for (s,) in conn.execute(select(mt_segments.c.smsc_message_id)
+                                            .where(mt_segments.c.message_id == msg_id)
+                                            .order_by(mt_segments.c.seq)))
     after = None
     if m.notify:
         after = last_webhook(conn, [msg_id, *([m.in_reply_to] if m.in_reply_to else [])],
                              m.notify)
-    insert_jobs(conn, emitter.event(event, "mt", "status", message_id=msg_id, now=now,
-                                    webhook=m.notify, after=after))
+    insert_jobs(conn, emitter.mt_status(MtStatusChange(
+        id=msg_id, to=m.recipient, sender=m.sender, status=status, smsc_message_ids=ids,
+        error=error, in_reply_to=m.in_reply_to, client_ref=m.client_ref, at=now,
+        receipt_stat=m.receipt_stat, receipt_err=m.receipt_err, notify=m.notify,
+        after=after)))
 
 
 def insert_mt(conn: Connection, emitter: EventJobs, *, sender: str, recipient: str, text: str,
