@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.mo import Receipt
 from gateway.model import MessageRow, MtStatus, PartRow, QueuedMt, ReceiptRow, iso
+from gateway.mt_policy import Verdict
 from gateway.storage import mts
 from gateway.storage.db import (
     DEFAULT_WAL_LIMIT,
@@ -341,15 +342,15 @@ class Store:
         return claimed
 
     async def mt_guard(self, items: Sequence[QueuedMt],
-                       lease: float) -> list[mts.Verdict]:
+                       lease: float) -> list[Verdict]:
         """Before submit_sm (see `mts.guard`). Not durable: a lost renewal only
         shortens a lease, a lost `blocked` is decided again at the next claim."""
         verdicts = await self.relaxed(mts.guard, self.emitter, items, lease, time.time())
-        if mts.Verdict.BLOCKED in verdicts:
+        if Verdict.BLOCKED in verdicts:
             self.on_jobs()
         return verdicts
 
-    async def mt_check(self, items: Sequence[QueuedMt]) -> list[mts.Verdict]:
+    async def mt_check(self, items: Sequence[QueuedMt]) -> list[Verdict]:
         """`mts.check`: on PostgreSQL on a reader connection (no commit to flush); on
         SQLite on the writer thread, one hop (through aiosqlite every statement is one)."""
         if self.is_sqlite:
