@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from gateway.actions.emitter import Emitter
 from gateway.events import mo_event, poll_event
 from gateway.model import MessageRow, MtStatusChange
-from gateway.storage.jobs import WebhookEvents, event_json
+from gateway.storage.jobs import NoEvents, event_json
 
 
 def _stdlib(payload: Any) -> str:
@@ -94,11 +94,12 @@ def test_the_mt_status_event_of_a_change() -> None:
     assert Emitter().mt_status(bare) == []  # no MQTT, no webhook: no job
 
 
-def test_the_stores_default_emitter_gives_the_same_mt_status_jobs() -> None:
-    """storage/jobs.py `WebhookEvents` (the Store's until one is set) is `Emitter()`."""
+def test_the_stores_default_emitter_plans_no_jobs() -> None:
+    """storage/jobs.py `NoEvents` (the Store's when given no emitter) plans nothing, not
+    even for a change with a webhook target: jobs are the action layer's `Emitter`."""
     for change in (_CHANGE, _CHANGE._replace(notify=None),
                    _CHANGE._replace(notify="profile:crm", after=None)):
-        want = [(r.kind, r.target, r.after, r.max_attempts, r.payload)
-                for r in Emitter().mt_status(change)]
-        assert [(r.kind, r.target, r.after, r.max_attempts, r.payload)
-                for r in WebhookEvents().mt_status(change)] == want
+        assert NoEvents().mt_status(change) == []
+    assert NoEvents().event({"type": "x"}, "mt", "status", message_id="i", now=1.0,
+                            webhook="http://127.0.0.1:9/hook") == []
+    assert NoEvents().mqtt_prefix is None

@@ -16,7 +16,6 @@ from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.engine import Connection
 
 from gateway import backoff
-from gateway.events import mt_status_of
 from gateway.model import (
     Job,
     JobKind,
@@ -75,26 +74,20 @@ class EventJobs(Protocol):
     def mt_status(self, change: MtStatusChange) -> list[JobRow]: ...
 
 
-class WebhookEvents:
-    """The Store's until the daemon sets the action layer's `Emitter`: what `Emitter()`
-    does (no MQTT; a webhook target gets its job, with the default 8 attempts; an
-    `mt_status` event is the same pure `events.mt_status_of`)."""
+class NoEvents:
+    """The Store's when it is given no emitter (the CLI, tests): plans no job. Which jobs
+    an event becomes is the action layer's (gateway/actions/emitter.py `Emitter`); a
+    caller that wants them passes it (`Store(engine, emitters=FixedEmitter(Emitter()))`)."""
 
     mqtt_prefix: str | None = None
 
     def event(self, payload: Mapping[str, Any], *topic_parts: str, message_id: str | None,
               now: float, webhook: str | None = None,
               after: int | None = None) -> list[JobRow]:
-        if not webhook:
-            return []
-        return [job_row(JobKind.WEBHOOK.value, webhook, event_json(payload), message_id, now,
-                        after, 8)]
+        return []
 
     def mt_status(self, change: MtStatusChange) -> list[JobRow]:
-        if not change.notify:  # no job: no event to build
-            return []
-        return self.event(mt_status_of(change), "mt", "status", message_id=change.id,
-                          now=change.at, webhook=change.notify, after=change.after)
+        return []
 
 
 _JOB_COLS = JobRow._fields  # the column order of `insert_jobs`

@@ -27,7 +27,7 @@ from gateway.storage.db import (
     reader,
     wal_path,
 )
-from gateway.storage.jobs import EventJobs, WebhookEvents
+from gateway.storage.jobs import EventJobs, NoEvents
 from gateway.storage.jobs import redrive as redrive_jobs
 from gateway.storage.schema import (
     job_attempts,
@@ -95,7 +95,8 @@ class Store:
         self.reader = reader(engine)
         self.is_sqlite = engine.dialect.name == "sqlite"
         # The daemon's: its running configuration's emitter ([mqtt], callback profiles).
-        self._emitters: Emitters = FixedEmitter(WebhookEvents()) if emitters is None else emitters
+        # None (the CLI, tests): no jobs are planned (`NoEvents`).
+        self._emitters: Emitters = FixedEmitter(NoEvents()) if emitters is None else emitters
         # Called after a write queued jobs (MT status events): wakes the outbox.
         self.on_jobs: Callable[[], None] = _nothing if on_jobs is None else on_jobs
         # SQLite: every write transaction runs on one thread with a blocking connection,
