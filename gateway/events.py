@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.model import MessageRow, iso
+from gateway.model import MessageRow, MtStatusChange, iso
 
 
 def mo_event(mo: MessageRow) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def mo_event(mo: MessageRow) -> dict[str, Any]:
 
 
 def mt_status_event(*, id: str, to: str, sender: str, status: str,
-                    smsc_message_id: str | list[str] | None, error: str | None,
+                    smsc_message_id: str | list[str | None] | None, error: str | None,
                     in_reply_to: str | None, client_ref: str | None, at: float,
                     text: str | None = None, receipt_stat: str | None = None,
                     receipt_err: str | None = None) -> dict[str, Any]:
@@ -49,6 +49,18 @@ def mt_status_event(*, id: str, to: str, sender: str, status: str,
     if text is not None:
         ev["text"] = text
     return ev
+
+
+def mt_status_of(change: MtStatusChange) -> dict[str, Any]:
+    """The `mt_status` event of a recorded change: `smsc_message_id` is the one id of a
+    single-part MT, the list of a long one's (None for a part without), None before
+    submission."""
+    ids = change.smsc_message_ids
+    return mt_status_event(
+        id=change.id, to=change.to, sender=change.sender, status=change.status,
+        smsc_message_id=ids[0] if len(ids) == 1 else (list(ids) or None),
+        error=change.error, in_reply_to=change.in_reply_to, client_ref=change.client_ref,
+        at=change.at, receipt_stat=change.receipt_stat, receipt_err=change.receipt_err)
 
 
 def receipt(stat: str | None, err: str | None) -> dict[str, str | None] | None:

@@ -126,6 +126,26 @@ class QueuedMt:
     validity: int | None = None  # minutes the SMSC may keep trying; None: its default
 
 
+class MtStatusChange(NamedTuple):
+    """One MT's new status, as storage/mts.py recorded it and read it back for its
+    `mt_status` event, which the action layer builds and turns into jobs
+    (actions/emitter.py `Emitter.mt_status`)."""
+
+    id: str
+    to: str
+    sender: str
+    status: str
+    smsc_message_ids: tuple[str | None, ...]  # its segments' ids, in order (None: none)
+    error: str | None
+    in_reply_to: str | None
+    client_ref: str | None
+    at: float
+    receipt_stat: str | None  # the receipt that decided it, as received
+    receipt_err: str | None
+    notify: str | None  # the webhook target of the configuration that sent it
+    after: int | None  # the webhook job about its conversation that must go first
+
+
 _last_ms = 0
 _counter = 0
 

@@ -43,11 +43,12 @@ from gateway import backoff
 from gateway.addressing import Addressing, SourceAddress, destination_address, source_address
 from gateway.config import SmscConfig
 from gateway.model import MtStatus, QueuedMt
+from gateway.mt_policy import Verdict
 from gateway.smpp.codec import LocalProtocolError
 from gateway.smpp.pdu import SubmitSm, status_name
 from gateway.smpp.session import LinkClosed, SmppSession, SubmitError
 from gateway.smpp.text import MtEncoding, encode_mt
-from gateway.storage.mts import RECEIPTLESS, Verdict
+from gateway.storage.mts import RECEIPTLESS
 from gateway.storage.repo import Store
 
 log = structlog.get_logger("gateway.mt")

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.actions.registry import JOBS
-from gateway.model import JobKind, JobRow
+from gateway.events import mt_status_of
+from gateway.model import JobKind, JobRow, MtStatusChange
 from gateway.storage.jobs import event_json, job_row
 
 # Plain str, not the enum members: the drivers bind a str subclass through a slower path.
@@ -54,3 +55,12 @@ class Emitter:
             out.append(self.job(_WEBHOOK, webhook, body, message_id=message_id,
                                 now=now, after=after))
         return out
+
+    def mt_status(self, change: MtStatusChange) -> list[JobRow]:
+        """The jobs of one MT's recorded status change (storage/mts.py `announce`): its
+        `mt_status` event, published on `P/mt/status` and sent to the webhook of the
+        configuration that sent the MT (after that conversation's last webhook job)."""
+        if self.mqtt_prefix is None and not change.notify:
+            return []  # no job: no event to build
+        return self.event(mt_status_of(change), "mt", "status", message_id=change.id,
+                          now=change.at, webhook=change.notify, after=change.after)

@@ -1,8 +1,8 @@
 """The HTTP API's MT writes: queue one MT through `mts.insert_mt` (the one queueing
-function of every MT), after the same opt-out check the sender makes; an MT to an
-opted-out recipient is recorded `blocked` at once (with its `mt_status` event). With
-an `Idempotency-Key` the first answer is stored in the same transaction, so that a
-retry gets it again and queues nothing."""
+function of every MT), after the same opt-out check the sender makes (the rule of
+gateway/mt_policy.py); an MT to an opted-out recipient is recorded `blocked` at once
+(with its `mt_status` event). With an `Idempotency-Key` the first answer is stored in
+the same transaction, so that a retry gets it again and queues nothing."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from gateway.commands import Command
 from gateway.model import MtStatus
+from gateway.mt_policy import BLOCKED_ERROR, Verdict, verdict
 from gateway.storage import mts
 from gateway.storage.jobs import EventJobs
 from gateway.storage.schema import api_idempotency
@@ -50,11 +51,12 @@ class Answer:
 def queue(conn: Connection, emitter: EventJobs, cmd: Command, *, now: float,
           notify: str | None = None, coding: str | None = None,
           validity: int | None = None) -> Queued:
-    blocked = mts.opted_out(conn, cmd.sender, cmd.to)
+    blocked = verdict(held=True, exempt=False,  # an API MT is never exempt
+                      opted_out=mts.opted_out(conn, cmd.sender, cmd.to)) is Verdict.BLOCKED
     status = MtStatus.BLOCKED if blocked else MtStatus.QUEUED
     msg_id = mts.insert_mt(conn, emitter, sender=cmd.sender, recipient=cmd.to, text=cmd.text,
                            now=now, client_ref=cmd.client_id, notify=notify,
-                           status=status, error=mts.BLOCKED_ERROR if blocked else None,
+                           status=status, error=BLOCKED_ERROR if blocked else None,
                            coding=coding, validity=validity)
     return Queued(msg_id, status.value)
 

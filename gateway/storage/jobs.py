@@ -16,7 +16,16 @@ from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.engine import Connection
 
 from gateway import backoff
-from gateway.model import Job, JobKind, JobRow, LazyJson, Outcome, Result, new_id
+from gateway.model import (
+    Job,
+    JobKind,
+    JobRow,
+    LazyJson,
+    MtStatusChange,
+    Outcome,
+    Result,
+    new_id,
+)
 from gateway.storage.db import placeholders
 from gateway.storage.schema import job_attempts, jobs
 
@@ -52,7 +61,8 @@ def _has_float(value: Any) -> bool:
 
 class EventJobs(Protocol):
     """What storage needs from the action layer to announce an event it records (an MT's
-    status): the jobs that deliver it (gateway/actions/emitter.py `Emitter` decides)."""
+    status): the event and the jobs that deliver it (gateway/actions/emitter.py
+    `Emitter` builds and decides; storage only hands it the recorded change)."""
 
     @property
     def mqtt_prefix(self) -> str | None: ...
@@ -61,20 +71,23 @@ class EventJobs(Protocol):
               now: float, webhook: str | None = None,
               after: int | None = None) -> list[JobRow]: ...
 
+    def mt_status(self, change: MtStatusChange) -> list[JobRow]: ...
 
-class WebhookEvents:
-    """The Store's until the daemon sets the action layer's `Emitter`: what `Emitter()`
-    does (no MQTT; a webhook target gets its job, with the default 8 attempts)."""
+
+class NoEvents:
+    """The Store's when it is given no emitter (the CLI, tests): plans no job. Which jobs
+    an event becomes is the action layer's (gateway/actions/emitter.py `Emitter`); a
+    caller that wants them passes it (`Store(engine, emitters=FixedEmitter(Emitter()))`)."""
 
     mqtt_prefix: str | None = None
 
     def event(self, payload: Mapping[str, Any], *topic_parts: str, message_id: str | None,
               now: float, webhook: str | None = None,
               after: int | None = None) -> list[JobRow]:
-        if not webhook:
-            return []
-        return [job_row(JobKind.WEBHOOK.value, webhook, event_json(payload), message_id, now,
-                        after, 8)]
+        return []
+
+    def mt_status(self, change: MtStatusChange) -> list[JobRow]:
+        return []
 
 
 _JOB_COLS = JobRow._fields  # the column order of `insert_jobs`

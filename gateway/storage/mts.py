@@ -1,23 +1,24 @@
 """MT rows: queue, claim, submitted, failed, blocked, receipts; every status change is
-recorded in `status_history` and announced as an `mt_status` event (MQTT, and the
-webhook of the configuration that sent it). Blocking functions over a Connection, run
-inside `Store.transaction`."""
+recorded in `status_history` and read back for its `mt_status` event, which the action
+layer builds and turns into jobs (`EventJobs.mt_status`: MQTT, and the webhook of the
+configuration that sent it). Which MTs are blocked is gateway/mt_policy.py's rule; the
+facts it needs are read here and its verdicts recorded in the same transaction.
+Blocking functions over a Connection, run inside `Store.transaction`."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 
 import structlog
 from sqlalchemy import ColumnElement, and_, case, or_, select, text, update
 from sqlalchemy.engine import Connection
 
 from gateway.addressing import SHORT_CODE_MAX, TON_ALPHANUMERIC, automatic
-from gateway.events import mt_status_event
 from gateway.mo import Receipt
-from gateway.model import MtStatus, QueuedMt, new_id
+from gateway.model import MtStatus, MtStatusChange, QueuedMt, new_id
+from gateway.mt_policy import BLOCKED_ERROR, Verdict, to_check, verdicts
 from gateway.smpp.codec import SmppError, decode
 from gateway.smpp.dialect import receipt_keys, receipt_spellings, resp_key
 from gateway.storage.db import placeholders
@@ -42,7 +43,9 @@ RECEIPTLESS = ("receipt-less: the SMSC answered submit_sm with an empty message_
 
 def announce(conn: Connection, emitter: EventJobs, msg_id: str, status: str, now: float,
              error: str | None = None, detail: str | None = None) -> None:
-    """History row + mt_status event jobs for one MT's new status."""
+    """History row + the jobs of one MT's new status: the change is read back here and
+    handed to the action layer, which builds the `mt_status` event and decides its jobs
+    (`EventJobs.mt_status`)."""
     conn.execute(status_history.insert().values(
         message_id=msg_id, status=status, at=now, detail=detail if detail else error))
     if emitter.mqtt_prefix is None:
@@ -53,19 +56,18 @@ def announce(conn: Connection, emitter: EventJobs, msg_id: str, status: str, now
                             messages.c.client_ref, messages.c.notify,
                             messages.c.receipt_stat, messages.c.receipt_err)
                      .where(messages.c.id == msg_id)).one()
-    ids = [s for (s,) in conn.execute(select(mt_segments.c.smsc_message_id)
-                                       .where(mt_segments.c.message_id == msg_id)
-                                       .order_by(mt_segments.c.seq))]
-    event = mt_status_event(id=msg_id, to=m.recipient, sender=m.sender, status=status,
-                            smsc_message_id=ids[0] if len(ids) == 1 else (ids or None),
-                            error=error, in_reply_to=m.in_reply_to, client_ref=m.client_ref,
-                            at=now, receipt_stat=m.receipt_stat, receipt_err=m.receipt_err)
+    ids = tuple(s for (s,) in conn.execute(select(mt_segments.c.smsc_message_id)
+                                            .where(mt_segments.c.message_id == msg_id)
+                                            .order_by(mt_segments.c.seq)))
     after = None
     if m.notify:
         after = last_webhook(conn, [msg_id, *([m.in_reply_to] if m.in_reply_to else [])],
                              m.notify)
-    insert_jobs(conn, emitter.event(event, "mt", "status", message_id=msg_id, now=now,
-                                    webhook=m.notify, after=after))
+    insert_jobs(conn, emitter.mt_status(MtStatusChange(
+        id=msg_id, to=m.recipient, sender=m.sender, status=status, smsc_message_ids=ids,
+        error=error, in_reply_to=m.in_reply_to, client_ref=m.client_ref, at=now,
+        receipt_stat=m.receipt_stat, receipt_err=m.receipt_err, notify=m.notify,
+        after=after)))
 
 
 def insert_mt(conn: Connection, emitter: EventJobs, *, sender: str, recipient: str, text: str,
@@ -121,7 +123,6 @@ def _sent_alphanumeric(conn: Connection, mo_id: str, recipient: str) -> bool:
     return getattr(pdu, "source_addr_ton", None) == TON_ALPHANUMERIC
 
 
-BLOCKED_ERROR = "recipient opted out"
 SKIPPED_ALPHANUMERIC = ("not sent: {recipient!r} is an alphanumeric sender ID (TON 5), "
                         "which cannot receive an SMS")
 SENDING = MtStatus.SENDING.value
@@ -138,8 +139,8 @@ class Claimed:
 def claim(conn: Connection, emitter: EventJobs, limit: int, lease: float,
           now: float, max_attempts: int | None = None) -> Claimed:
     """Lease up to `limit` due MTs. The opt-out check of the whole batch is one query in
-    the same transaction (no round trip per MT): an MT to a number opted out of its
-    sender is `blocked` here, unless it is exempt (STOP confirmation, HELP reply).
+    the same transaction (no round trip per MT): an MT that gateway/mt_policy.py blocks
+    (to a number opted out of its sender, not exempt) is recorded `blocked` here.
 
     Each claim gets a new lease token (`QueuedMt.token`): the writes below that take one
     only apply while the MT is still `sending` under that token. An MT claimed
@@ -159,10 +160,10 @@ def claim(conn: Connection, emitter: EventJobs, limit: int, lease: float,
         return Claimed([], [])
     spent = [r for r in rows if max_attempts is not None and r.attempts >= max_attempts]
     rows = [r for r in rows if max_attempts is None or r.attempts < max_attempts]
-    checked = [(r.sender, r.recipient) for r in rows if not r.exempt]
-    out = opted_out_many(conn, checked) if checked else set()
-    blocked = [r for r in rows if not r.exempt and (r.sender, r.recipient) in out]
-    send = [r for r in rows if r.exempt or (r.sender, r.recipient) not in out]
+    held = [True] * len(rows)  # claimed just now, under this statement's locks
+    decided = verdicts(rows, held, _opted_out(conn, to_check(rows, held)))
+    blocked = [r for r, v in zip(rows, decided, strict=True) if v is Verdict.BLOCKED]
+    send = [r for r, v in zip(rows, decided, strict=True) if v is Verdict.SEND]
     if send:
         conn.execute(update(messages).where(messages.c.id.in_([r.id for r in send]))
                      .values(status=SENDING, next_attempt_at=now + lease,
@@ -175,64 +176,51 @@ def claim(conn: Connection, emitter: EventJobs, limit: int, lease: float,
     return Claimed(send, blocked, spent)
 
 
-class Verdict(Enum):
-    """What `guard` decided for one submit_sm about to be written."""
-
-    SEND = "send"
-    BLOCKED = "blocked"  # the recipient opted out: recorded `blocked`, with its event
-    LOST = "lost"  # the lease is gone (claimed again, or already final): do nothing
-
-
 def guard(conn: Connection, emitter: EventJobs, items: Sequence[QueuedMt], lease: float,
           now: float) -> list[Verdict]:
     """Run immediately before every submit_sm (every part, every retry after a
     throttle), for all the MTs about to be submitted at that moment: each one's lease
     is still its sender's (and is renewed for `lease` seconds, so a throttle pause does
-    not lose it), and its recipient has not opted out meanwhile. One verdict per item.
+    not lose it), and its recipient has not opted out meanwhile. One verdict per item
+    (gateway/mt_policy.py decides; a BLOCKED one is recorded here).
 
     Driver-level SQL: one UPDATE for the batch (matched on id and token, so two
     senders of one MT, old and new, are told apart) and one opt lookup."""
     n = len(items)
     p = placeholders(conn, 2 + 2 * n).split(", ")
-    held = " OR ".join(f"(id = {p[2 + 2 * i]} AND lease_token = {p[3 + 2 * i]})"
+    cond = " OR ".join(f"(id = {p[2 + 2 * i]} AND lease_token = {p[3 + 2 * i]})"
                        for i in range(n))
     args: list[object] = [now + lease, SENDING]
     for m in items:
         args += [m.id, m.token]
     renewed = {(i, t) for i, t in conn.exec_driver_sql(
         f"UPDATE messages SET next_attempt_at = {p[0]} "
-        f"WHERE status = {p[1]} AND ({held}) RETURNING id, lease_token", tuple(args))}
-    checked = [(m.sender, m.recipient) for m in items
-               if not m.exempt and (m.id, m.token) in renewed]
-    out = opted_out_many(conn, checked) if checked else set()
-    verdicts: list[Verdict] = []
-    for m in items:
-        if (m.id, m.token) not in renewed:
-            verdicts.append(Verdict.LOST)
-        elif not m.exempt and (m.sender, m.recipient) in out:
+        f"WHERE status = {p[1]} AND ({cond}) RETURNING id, lease_token", tuple(args))}
+    held = [(m.id, m.token) in renewed for m in items]
+    decided = verdicts(items, held, _opted_out(conn, to_check(items, held)))
+    for m, v in zip(items, decided, strict=True):
+        if v is Verdict.BLOCKED:
             final(conn, emitter, m.id, MtStatus.BLOCKED, error=BLOCKED_ERROR, now=now,
                   token=m.token)
-            verdicts.append(Verdict.BLOCKED)
-        else:
-            verdicts.append(Verdict.SEND)
-    return verdicts
+    return decided
 
 
 def check(conn: Connection, items: Sequence[QueuedMt]) -> list[Verdict]:
     """The read-only half of `guard`, for a reader connection (no write lock, no
-    commit): LOST if an item's claim no longer holds it, BLOCKED if its recipient opted
-    out (not recorded: `guard` does that), else SEND. While its lease has long enough to
-    run, SEND is enough to write the submit_sm: nobody else can claim it meanwhile."""
+    commit): the verdicts of gateway/mt_policy.py (a BLOCKED one not recorded: `guard`
+    does that). While its lease has long enough to run, SEND is enough to write the
+    submit_sm: nobody else can claim it meanwhile."""
     p = placeholders(conn, 1 + len(items)).split(", ")
-    held = {(i, t) for i, t in conn.exec_driver_sql(
+    leased = {(i, t) for i, t in conn.exec_driver_sql(
         f"SELECT id, lease_token FROM messages WHERE status = {p[0]} "
         f"AND id IN ({', '.join(p[1:])})", (SENDING, *(m.id for m in items)))}
-    checked = [(m.sender, m.recipient) for m in items
-               if not m.exempt and (m.id, m.token) in held]
-    out = opted_out_many(conn, checked) if checked else set()
-    return [Verdict.LOST if (m.id, m.token) not in held
-            else Verdict.BLOCKED if not m.exempt and (m.sender, m.recipient) in out
-            else Verdict.SEND for m in items]
+    held = [(m.id, m.token) in leased for m in items]
+    return verdicts(items, held, _opted_out(conn, to_check(items, held)))
+
+
+def _opted_out(conn: Connection, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """`opted_out_many`, with no query for no pairs."""
+    return opted_out_many(conn, pairs) if pairs else set()
 
 
 def _held(msg_id: str, token: str | None) -> ColumnElement[bool]:

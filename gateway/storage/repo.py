@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.mo import Receipt
 from gateway.model import MessageRow, MtStatus, PartRow, QueuedMt, ReceiptRow, iso
+from gateway.mt_policy import Verdict
 from gateway.storage import mts
 from gateway.storage.db import (
     DEFAULT_WAL_LIMIT,
@@ -26,7 +27,7 @@ from gateway.storage.db import (
     reader,
     wal_path,
 )
-from gateway.storage.jobs import EventJobs, WebhookEvents
+from gateway.storage.jobs import EventJobs, NoEvents
 from gateway.storage.jobs import redrive as redrive_jobs
 from gateway.storage.schema import (
     job_attempts,
@@ -94,7 +95,8 @@ class Store:
         self.reader = reader(engine)
         self.is_sqlite = engine.dialect.name == "sqlite"
         # The daemon's: its running configuration's emitter ([mqtt], callback profiles).
-        self._emitters: Emitters = FixedEmitter(WebhookEvents()) if emitters is None else emitters
+        # None (the CLI, tests): no jobs are planned (`NoEvents`).
+        self._emitters: Emitters = FixedEmitter(NoEvents()) if emitters is None else emitters
         # Called after a write queued jobs (MT status events): wakes the outbox.
         self.on_jobs: Callable[[], None] = _nothing if on_jobs is None else on_jobs
         # SQLite: every write transaction runs on one thread with a blocking connection,
@@ -341,15 +343,15 @@ class Store:
         return claimed
 
     async def mt_guard(self, items: Sequence[QueuedMt],
-                       lease: float) -> list[mts.Verdict]:
+                       lease: float) -> list[Verdict]:
         """Before submit_sm (see `mts.guard`). Not durable: a lost renewal only
         shortens a lease, a lost `blocked` is decided again at the next claim."""
         verdicts = await self.relaxed(mts.guard, self.emitter, items, lease, time.time())
-        if mts.Verdict.BLOCKED in verdicts:
+        if Verdict.BLOCKED in verdicts:
             self.on_jobs()
         return verdicts
 
-    async def mt_check(self, items: Sequence[QueuedMt]) -> list[mts.Verdict]:
+    async def mt_check(self, items: Sequence[QueuedMt]) -> list[Verdict]:
         """`mts.check`: on PostgreSQL on a reader connection (no commit to flush); on
         SQLite on the writer thread, one hop (through aiosqlite every statement is one)."""
         if self.is_sqlite:
