@@ -68,7 +68,7 @@ _UNROUTED_LABEL = "unrouted"  # the vmn label of every MO to a number not config
 # (MOs arrive much faster than one per commit time: at 1,000/s a batch holds one or two;
 # an SMSC sending as fast as its window lets it fills one with a whole window), or when
 # it acknowledged more than BUSY_RATE PDUs a second over the last BUSY_SPAN.
-BUSY_BATCH = 32  # also: PDUs in flight (answered by a commit + waiting), see _note_window
+BUSY_BATCH = 32
 BUSY_RATE = 10_000.0
 BUSY_SPAN = 0.02
 BUSY_HOLD = 0.05
@@ -78,10 +78,6 @@ BUSY_HOLD = 0.05
 # every 0.25 s took a quarter of the CPU from the acks (40k burst, webhook + MQTT: 0.51
 # of the no-action ack rate); one a second leaves them 0.83 (docs/PERFORMANCE.md).
 QUIET_MAX_WAIT = 1.0
-# A full window (see `Intake._note_window`): at least this fraction of the most PDUs seen
-# in flight, which is forgotten after WINDOW_MEMORY seconds without being reached.
-WINDOW_FULL = 0.9
-WINDOW_MEMORY = 10.0
 # A drain (fan-out, job dispatch) with this much waiting no longer yields to the acks:
 # under a flood that does not end the backlog stays bounded (its age: this many MOs at the
 # actions' own rate) instead of growing while acks go first. Below it a burst is acked at
@@ -219,9 +215,6 @@ class Intake:
         # Until when the intake counts as under a burst: background writers wait for it
         # (briefly) so that a burst of MOs is acknowledged first and drained afterwards.
         self._busy_until = 0.0
-        # the most PDUs seen in flight at a commit's end (see `_note_window`), and when
-        self._window = 0
-        self._window_at = 0.0
         self._span_start = 0.0  # the ack rate over the current BUSY_SPAN
         self._span_acks = 0
         # Called after each commit, once its acks are written: the fan-out takes the
@@ -494,32 +487,6 @@ class Intake:
             self._span_start, self._span_acks = now, 0
         self._span_acks += acks
 
-    def _note_window(self, done: Batch, took: float) -> None:
-        """Mark a burst when the SMSC keeps its window full: the PDUs in flight when a
-        commit ends (those it answered, those that arrived meanwhile, those of any other
-        commit in flight) reach BUSY_BATCH and the most seen in flight lately (the SMSC's
-        window, as far as the intake can tell). A window-limited SMSC refills it as the
-        acks go out, so two batches alternate (25 + 25 for a window of 50): neither
-        reaches BUSY_BATCH alone, and on a slow machine (or disk) the rate stays under
-        BUSY_RATE, so without this a burst there went unseen and the drains took the CPU
-        and the writer from the acks. A paced load holds rate x commit time in each
-        batch, which varies from commit to commit: it rarely sits at its own maximum.
-        The mark holds for two commit times (at least BUSY_HOLD), so slow commits do
-        not let it lapse between them."""
-        held = len(done.acks) + len(self._batch.acks)
-        for other in self._committing:
-            if other is not done:
-                held += len(other.acks)
-        now = time.monotonic()
-        if held > self._window or now - self._window_at > WINDOW_MEMORY:
-            self._window = held
-        if held < BUSY_BATCH or held < self._window * WINDOW_FULL:
-            return
-        self._window_at = now
-        until = now + max(BUSY_HOLD, 2 * took)
-        if until > self._busy_until:
-            self._busy_until = until
-
     async def _commit(self, batch: Batch) -> None:
         started = time.perf_counter()
         try:
@@ -555,7 +522,6 @@ class Intake:
             by_route[vr] = by_route.get(vr, 0) + 1
         self._ack(batch, CommandStatus.ESME_ROK)
         self.ack_latency.observe_since(batch.acks, 4, self.clock())
-        self._note_window(batch, time.perf_counter() - started)
         for hook in self.on_committed:
             hook(batch)
         if batch.receipts:
