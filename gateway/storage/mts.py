@@ -268,6 +268,10 @@ def submitted(conn: Connection, emitter: EventJobs, msg_id: str, *, smsc: str,
     `[[smsc]] message_id`, which keys each segment for receipts in the other base.
     False (nothing written) when the lease `token` was lost."""
     total = len(segment_ids)
+    # A receipt may overtake us: the ids it may carry, locked first (see lock_receipt_ids)
+    known = sorted({spelling for s in segment_ids if s
+                    for spelling in receipt_spellings(s, id_form)})
+    lock_receipt_ids(conn, known)
     res = conn.execute(update(messages).where(_held(msg_id, token)).values(
         status=status.value, smsc=smsc, data_coding=data_coding, segments=total,
         updated_at=now, error=unconfirmed))
@@ -283,8 +287,6 @@ def submitted(conn: Connection, emitter: EventJobs, msg_id: str, *, smsc: str,
     announce(conn, emitter, msg_id, status.value, now, error=unconfirmed,
              detail=",".join(s or "?" for s in segment_ids))
     # A receipt may have overtaken us: apply the ones waiting for these ids.
-    known = sorted({spelling for s in segment_ids if s
-                    for spelling in receipt_spellings(s, id_form)})
     late = conn.execute(
         select(receipts.c.smsc_message_id, receipts.c.state, receipts.c.error)
         .where(receipts.c.smsc_message_id.in_(known), receipts.c.matched == 0)
@@ -321,6 +323,27 @@ def final(conn: Connection, emitter: EventJobs, msg_id: str, status: MtStatus, *
         return False
     announce(conn, emitter, msg_id, status.value, now, error=error)
     return True
+
+
+# Advisory lock class of the receipt matching (PostgreSQL; the second key is the hash
+# of a receipt id spelling).
+_RECEIPT_LOCK = 0x766D6E72  # "vmnr"
+
+
+def lock_receipt_ids(conn: Connection, ids: Sequence[str]) -> None:
+    """Serialize a receipt with its MT's `submitted` record on PostgreSQL: both take
+    these transaction locks (keyed by the receipt id spellings) before they look for
+    the other's rows. Without them, under READ COMMITTED, a receipt committed while its
+    MT's submitted record was being written missed the segments, and the submitted
+    record's look for early receipts missed the receipt: never matched, no `delivered`.
+    In the order of the lock keys, so that two transactions cannot wait on each other.
+    SQLite has one writer: nothing to do."""
+    if not ids or conn.dialect.name != "postgresql":
+        return
+    conn.execute(text(
+        "SELECT pg_advisory_xact_lock(:c, k) FROM (SELECT DISTINCT hashtext(x) AS k "
+        "FROM unnest(CAST(:ids AS text[])) AS x ORDER BY 1) AS keys"),
+        {"c": _RECEIPT_LOCK, "ids": list(ids)})
 
 
 def apply_receipts(conn: Connection, emitter: EventJobs, items: Sequence[Receipt],

@@ -297,6 +297,7 @@ class Store:
             conn.exec_driver_sql(self._close_group, [(m, fit(k, _CONCAT_KEY_LEN))
                                                      for m, k in closed_groups])
         if receipt_rows:
+            mts.lock_receipt_ids(conn, [r.smsc_message_id for r in receipt_list])
             conn.exec_driver_sql(self._ins_receipt,
                                  [tuple(storable_row(r, _RECEIPT_LIMITS) or r)
                                   for r in receipt_rows])
