@@ -8,12 +8,14 @@ description of any exception)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, Final
 
+import orjson
 import structlog
 
 __all__ = ["configure", "describe_error", "redact_url", "redact_urls"]
@@ -110,11 +112,27 @@ def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutabl
     return event
 
 
+_ORJSON_OPTS = orjson.OPT_NON_STR_KEYS
+
+
+def json_line(obj: Any, default: Any = None, **_kw: Any) -> str:
+    """One log line's JSON: orjson (compact, UTF-8), the structlog renderer's serializer
+    and `daemon.write_mo_lines`'. The stdlib encoder cost ~6 us per `mo.received` line on
+    the MO path (10% of the main thread in a webhook burst, py-spy); orjson ~0.5. What
+    orjson refuses (an int beyond 64 bits, a NaN key) falls back to the stdlib's form:
+    a log line never raises."""
+    try:
+        return orjson.dumps(obj, default=default, option=_ORJSON_OPTS).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(obj, default=default if default is not None else repr)
+
+
 def configure(level: str = "info", *, json: bool | None = None) -> None:
     if json is None:
         json = not sys.stdout.isatty()
     renderer: Any = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+        structlog.processors.JSONRenderer(serializer=json_line) if json
+        else structlog.dev.ConsoleRenderer()
     )
     structlog.configure(
         processors=[
