@@ -207,7 +207,8 @@ async def run_once(cell: Cell, index: int, args: argparse.Namespace) -> RunResul
             hook_url: str | None = None
             if cell.mode != "acks":
                 sink, info = await Helper.start(
-                    "sink", [sys.executable, str(BENCH_DIR / "sink.py")], tmpdir / "sink.log"
+                    "sink", [sys.executable, str(BENCH_DIR / "sink.py"), "--server",
+                             args.sink_server], tmpdir / "sink.log"
                 )
                 hook_url = f"http://127.0.0.1:{info['port']}/hook"
             if cell.target.kind == "kannel":
@@ -509,6 +510,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_host(p)
     p.add_argument("--mqtt-host", default="127.0.0.1", help="broker (webhook+mqtt mode)")
     p.add_argument("--mqtt-port", type=int, default=1883)
+    p.add_argument("--sink-server", choices=("lean", "aiohttp"), default="lean",
+                   help="the HTTP sink's server (bench/sink.py --server): lean = "
+                        "asyncio.Protocol + httptools on uvloop (~15 us/request), aiohttp "
+                        "= aiohttp.web (~300 us/request, taken from the targets' CPU)")
     p.add_argument("--action-workers", type=int, default=0,
                    help="[gateway] action_workers of the gateway cells")
     p.add_argument(
