@@ -13,6 +13,17 @@ country of `[gateway] country_code`; a number written with `+`, or received with
 is international. Only ASCII digits count: fullwidth or Arabic-Indic digits, control
 characters (a trailing newline included) and letters are refused, never translated.
 
+One shape is not handed to phonenumbers (issue 12): a full NANP number, `1` + NXX NXX
+XXXX with a `+` or TON 1 (any gateway country), or NXX NXX XXXX / 1 NXX NXX XXXX read
+nationally in country 1. The MO intake canonicalises every sender, and a burst from
+many people misses the cache every time: `phonenumbers.parse` +
+`is_possible_number_with_reason` cost ~35-49 us a call on the 2-core bench machine and
+was 36% of the daemon's main thread (py-spy, 10k-sender no-action burst); the fast path
+answers the same senders in ~2-3 us, and adds ~0.3 us to the numbers it does not take.
+Its answer is phonenumbers' own ("1" + the 10 digits: the US metadata of phonenumbers
+9.0.43 takes every `[2-9]\\d{9}` as a national number of length 10), which the tests
+check against `_canonical_by_library` (property test, 48,000-number sweep).
+
 Pure: no IO, imports nothing of the gateway.
 """
 
@@ -30,6 +41,7 @@ __all__ = ["CACHED", "InvalidNumber", "canonical", "canonical_or_raw", "shown"]
 _ALLOWED = re.compile(r"\+?[0-9 ().\-]{1,40}")
 _FORMATTING = str.maketrans("", "", " ().-")
 _POSSIBLE = phonenumbers.ValidationResult.IS_POSSIBLE
+_NANP_FIRST = "23456789"  # first digit of a NANP area code (and of a 10-digit number)
 TON_INTERNATIONAL = 1
 TON_ALPHANUMERIC = 5
 _SHOWN = 40  # characters of a refused value quoted back in an error
@@ -57,6 +69,21 @@ def canonical(raw: str, country_code: str = "1", *, ton: int | None = None) -> s
     `country_code` (`[gateway] country_code`) is the country of national numbers.
     `ton` is the SMPP type of number when the number came from an SMSC: 1
     (international) means the digits already carry their country code."""
+    digits, international = _checked(raw, ton)
+    return _nanp(digits, international, country_code) or _by_library(
+        raw, digits, international, country_code)
+
+
+def _canonical_by_library(raw: str, country_code: str = "1", *, ton: int | None = None) -> str:
+    """`canonical` without the NANP fast path: phonenumbers' answer for every number (the
+    tests compare the two)."""
+    digits, international = _checked(raw, ton)
+    return _by_library(raw, digits, international, country_code)
+
+
+def _checked(raw: str, ton: int | None) -> tuple[str, bool]:
+    """The ASCII digits of `raw` (formatting and the plus removed) and whether they are
+    international, or InvalidNumber when `raw` is not written as a phone number."""
     if not isinstance(raw, str):
         raise InvalidNumber(f"expected a phone number as a string (got {type(raw).__name__})")
     if not _ALLOWED.fullmatch(raw):
@@ -68,6 +95,26 @@ def canonical(raw: str, country_code: str = "1", *, ton: int | None = None) -> s
     digits = digits.lstrip("+")
     if not digits:
         raise InvalidNumber(f"not a phone number (got {shown(raw)}: no digits)")
+    return digits, international
+
+
+def _nanp(digits: str, international: bool, country_code: str) -> str | None:
+    """The canonical form of a full NANP number without phonenumbers, or None for any
+    other shape (phonenumbers decides those). Only the shapes where phonenumbers' answer
+    is "1" + the 10 national digits whatever they are: the US metadata's national number
+    pattern is `[2-9]\\d{9}` (every such number matches, so parse neither strips a
+    national prefix nor a country code differently) and its one possible length is 10."""
+    if len(digits) == 11 and digits[0] == "1" and digits[1] in _NANP_FIRST and (
+            international or country_code == "1"):  # 1 NXX NXX XXXX
+        return digits
+    if len(digits) == 10 and digits[0] in _NANP_FIRST and (
+            not international and country_code == "1"):  # NXX NXX XXXX, national
+        return "1" + digits
+    return None
+
+
+def _by_library(raw: str, digits: str, international: bool, country_code: str) -> str:
+    """phonenumbers' canonical form of `digits` (checked by `_checked`), or InvalidNumber."""
     candidates: list[tuple[str, str | None]] = []
     if international:
         candidates.append(("+" + digits, None))
