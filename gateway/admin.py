@@ -145,7 +145,7 @@ class Metrics(Collector):
             yield GaugeMetricFamily("vmn_sqlite_wal_bytes", "size of the SQLite WAL file",
                                     value=wal_bytes(wal.path))
             yield CounterMetricFamily("vmn_sqlite_wal_truncations",
-                                      "WAL checkpoints that emptied the file "
+                                      "WAL checkpoints that restarted the file "
                                       "(sqlite_wal_limit reached)", value=wal.truncations)
 
         bound = GaugeMetricFamily("vmn_smpp_bound", "1 when the bind is up", labels=["smsc"])

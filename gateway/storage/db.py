@@ -133,11 +133,17 @@ class WalGuard:
     writes a checkpoint never catches up with the last frame, so the WAL is never
     restarted and grows without end (447 MB in 60 s at 300 MO/s). Once the file is over
     the limit, the writer (between its transactions, so no write of ours can slip in)
-    runs a TRUNCATE checkpoint: it copies what is left, waits briefly for readers of
-    older snapshots, and empties the file. `journal_size_limit` trims the file whenever
-    SQLite restarts the WAL by itself. So the WAL stays within the limit plus one
-    transaction; a reader that holds a snapshot longer than CHECKPOINT_WAIT only
-    postpones the truncation by RETRY_AFTER."""
+    runs a RESTART checkpoint: it copies what is left and waits briefly for readers of
+    older snapshots; the next transaction then writes from the start of the file, over
+    the old frames, and `journal_size_limit` trims what lies beyond the limit. So the WAL
+    stays within the limit plus one transaction; a reader that holds a snapshot longer
+    than CHECKPOINT_WAIT only postpones the restart by RETRY_AFTER.
+
+    Not TRUNCATE: emptying the file cost an ftruncate (~33 ms of a 64 MiB WAL) on the
+    writer, and then every commit grew the file again, so its fdatasync wrote the new
+    size too: with a webhook on every MO, MO->webhook p99 at 1,000 MO/s was ~100 ms
+    against ~15 ms with RESTART (bench/vs_kannel.py, docs/PERFORMANCE.md). The metric
+    keeps its name (`vmn_sqlite_wal_truncations`): it counts these restarts."""
 
     CHECKPOINT_WAIT_MS = 250
     RETRY_AFTER = 1.0
@@ -167,7 +173,7 @@ class WalGuard:
         started = time.monotonic()
         dbapi_conn.execute(f"PRAGMA busy_timeout={self.CHECKPOINT_WAIT_MS}")
         try:
-            busy = dbapi_conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            busy = dbapi_conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
         finally:
             dbapi_conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         if not busy:
