@@ -18,7 +18,9 @@ and target; ``--warmup`` MOs (webhook mode: until the sink has them all); *burst
 ``--count`` MOs unlimited -> acks/s and burst p99 ack latency; webhook mode: wait until
 the sink has every burst MO -> MO->sink rate (MOs / (last delivery - first send));
 *paced*: ``--lat-count`` MOs at ``--lat-rate``/s -> p99 ack latency at that rate (0 to
-skip). Medians over ``--runs`` (>= 3 for a figure you quote), and per mode and window the
+skip). Peak RSS: ``RSS MiB`` sums the VmHWM of the target's process tree (the gateway and its
+action workers; bearerbox + smsbox), ``main RSS`` is the gateway daemon (bearerbox) alone.
+Medians over ``--runs`` (>= 3 for a figure you quote), and per mode and window the
 ratio of each gateway variant to Kannel.
 
     bench/vs_kannel.sh                                   # acks + webhook, window 50
@@ -43,7 +45,7 @@ from typing import Any
 # bench/ is on sys.path when run as a script
 from benchlib.cli import add_host, add_load, add_output, add_runs, add_timeouts, bench_parser
 from benchlib.load import Phase, TimedLoadServer, deliveries, push, wait_delivered
-from benchlib.measure import tree_hwm_kib
+from benchlib.measure import tree_hwm_kib, vm_hwm_kib
 from benchlib.procs import TargetError, spawn, stop, wait_bound
 from benchlib.receivers import Helper
 from benchlib.results import write_results
@@ -121,6 +123,7 @@ class RunResult:
     phases: dict[str, dict[str, Any]] = field(default_factory=dict)
     sink: dict[str, Any] = field(default_factory=dict)
     rss_kib: int | None = None
+    main_rss_kib: int | None = None  # the target's main process alone (the daemon)
     warnings: list[str] = field(default_factory=list)
 
     def metrics(self) -> dict[str, float | None]:
@@ -136,6 +139,7 @@ class RunResult:
             "paced_p99_ms": paced.get("p99_ms"),
             "sink_per_s": sink.get("drain_per_s") if sink.get("complete") else None,
             "rss_mib": round(self.rss_kib / 1024, 1) if self.rss_kib else None,
+            "main_rss_mib": round(self.main_rss_kib / 1024, 1) if self.main_rss_kib else None,
         }
 
 
@@ -280,6 +284,8 @@ async def run_once(cell: Cell, index: int, args: argparse.Namespace) -> RunResul
                 if kannel
                 else tree_hwm_kib(proc.pid)
             )
+            result.main_rss_kib = (
+                vm_hwm_kib(kannel.processes[0].pid) if kannel else vm_hwm_kib(proc.pid))
             await srv.unbind(timeout=2.0)
             errors = sum(p["acked_error"] for p in result.phases.values())
             if errors:
@@ -313,6 +319,7 @@ COLUMNS = (
     ("hook p50 paced", "hook_paced_p50_ms", "ms"),
     ("hook p99 paced", "hook_paced_p99_ms", "ms"),
     ("RSS MiB", "rss_mib", "mib"),
+    ("main RSS", "main_rss_mib", "mib"),
 )
 
 
