@@ -114,15 +114,20 @@ async def serve_lean(host: str, port: int) -> int:
     records = Records(seq_in)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: _Lean(records), host, port, backlog=1024)
-    bound = server.sockets[0].getsockname()[1]
+    await _until_quit(records, server.sockets[0].getsockname()[1])
+    server.close()
+    return 0
+
+
+async def _until_quit(records: Records, port: int) -> None:
+    """Say ready (port, pid), answer the orchestrator on stdin until it says quit."""
+    loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     threading.Thread(
         target=control, args=(records, lambda: loop.call_soon_threadsafe(stop.set)), daemon=True
     ).start()
-    ready(port=bound, pid=os.getpid())
+    ready(port=port, pid=os.getpid())
     await stop.wait()
-    server.close()
-    return 0
 
 
 async def serve(host: str, port: int) -> int:
@@ -141,14 +146,7 @@ async def serve(host: str, port: int) -> int:
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
     await site.start()
-    bound = runner.addresses[0][1]
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    threading.Thread(
-        target=control, args=(records, lambda: loop.call_soon_threadsafe(stop.set)), daemon=True
-    ).start()
-    ready(port=bound, pid=os.getpid())
-    await stop.wait()
+    await _until_quit(records, runner.addresses[0][1])
     await runner.cleanup()
     return 0
 
