@@ -164,12 +164,12 @@ class WalGuard:
                 self._configured = dbapi_conn
             if wal_bytes(self.path) <= self.limit or time.monotonic() < self._retry_at:
                 return
-            self._truncate(dbapi_conn)
+            self._restart(dbapi_conn)
         except Exception as exc:  # the next write tries again
             self.failures += 1
             log.warning("storage.wal_checkpoint_failed", error=str(exc) or type(exc).__name__)
 
-    def _truncate(self, dbapi_conn: sqlite3.Connection) -> None:
+    def _restart(self, dbapi_conn: sqlite3.Connection) -> None:
         started = time.monotonic()
         dbapi_conn.execute(f"PRAGMA busy_timeout={self.CHECKPOINT_WAIT_MS}")
         try:
