@@ -12,12 +12,12 @@ message (PUBACK for QoS 1)::
         await link.publish("vmn/mo/5551000100", b"{...}", qos=1)
     # leaving: retained "offline" published, then a clean DISCONNECT
 
-The protocol is paho-mqtt's, through its public external-loop API (paho's
-``examples/loop_asyncio.py``): paho tells us when its socket opens, closes and wants
-writing; the asyncio loop calls `loop_read`/`loop_write` when the socket is ready and
-`loop_misc` (keepalive) every second. One paho client per connection: nothing of a
-broken connection (its unacknowledged publishes) is carried into the next one; the
-caller (the outbox) retries what was not acknowledged.
+The protocol is ours: `gateway.mqttproto`, a sans-IO MQTT 3.1.1 client codec, behind an
+asyncio protocol (`_Client`) that owns the transport (TLS verified, with SNI, for
+``mqtts://``), the keepalive timer and the futures a publish or subscribe waits on.
+Publishes queued in one loop turn go out in one write. One codec per connection:
+nothing of a broken connection (its unacknowledged publishes) is carried into the next
+one; the caller (the outbox) retries what was not acknowledged.
 
 Commands are acknowledged to the broker (PUBACK) only once `on_command` has returned,
 that is once the command is stored: while it raises (the database is down) the link
@@ -32,18 +32,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
-import paho.mqtt.client as paho
 import structlog
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway import backoff
+from gateway import backoff, mqttproto
 from gateway.config import MqttConfig
 from gateway.log import describe_error
 
@@ -66,7 +61,6 @@ log = structlog.get_logger("gateway.mqtt")
 COMMAND_SUFFIX = ("mt", "send")
 STATUS_ONLINE = b"online"
 STATUS_OFFLINE = b"offline"
-MISC_INTERVAL = 1.0  # seconds between paho's keepalive checks (`loop_misc`)
 
 # Returns once the command is stored (or recorded as refused); raises when it is not.
 CommandHandler = Callable[[bytes], Awaitable[None]]
@@ -93,20 +87,19 @@ _ACK_NAMES = {0: "sent (QoS 0)", 1: "PUBACK", 2: "PUBCOMP"}
 
 
 class MqttError(Exception):
-    """The broker connection failed, or the broker or paho refused something."""
+    """The broker connection failed, or the broker refused or broke something."""
 
 
 class MqttCodeError(MqttError):
-    """paho refused a call, or the broker a connection: `rc` says why."""
+    """The broker refused the connection: `rc` is the CONNACK return code (1-5)."""
 
-    def __init__(self, rc: int | ReasonCode, what: str) -> None:
+    def __init__(self, rc: int, what: str) -> None:
         super().__init__(what)
         self.rc = rc
+        self.what = what
 
     def __str__(self) -> str:
-        if isinstance(self.rc, ReasonCode):
-            return f"[code:{self.rc.value}] {self.rc}"
-        return f"[code:{int(self.rc)}] {paho.error_string(self.rc)}"
+        return f"{self.what}: {mqttproto.connack_name(self.rc)} (CONNACK code {self.rc})"
 
 
 class MqttLinkError(MqttError):
@@ -128,59 +121,61 @@ class MqttPublishTimeoutError(MqttLinkError):
 # --------------------------------------------------------------------------- one connection
 
 
-class _Client:
-    """One broker connection: a paho client whose socket the asyncio loop drives.
+class _Client(asyncio.Protocol):
+    """One broker connection: the `mqttproto.Connection` codec behind an asyncio
+    protocol. The codec decides every MQTT rule and answer; this owns the transport,
+    the futures, the keepalive timer and when bytes are written."""
 
-    paho calls `on_socket_open` (and the first `on_socket_register_write`) from the
-    executor thread that runs its blocking `connect()`; every other callback runs on
-    the loop, inside `loop_read`/`loop_write`/`loop_misc`.
-    """
-
-    def __init__(self, client: paho.Client, loop: asyncio.AbstractEventLoop) -> None:
-        self.paho = client
+    def __init__(self, loop: asyncio.AbstractEventLoop, keepalive: int) -> None:
         self.loop = loop
-        self._thread = threading.get_ident()
-        # The CONNACK's reason code; None: the connection ended before it.
-        self.connack: asyncio.Future[ReasonCode | None] = loop.create_future()
+        self.proto = mqttproto.Connection()
+        self.keepalive = keepalive
+        # The CONNACK; None: the connection ended before it.
+        self.connack: asyncio.Future[mqttproto.ConnAck | None] = loop.create_future()
         self.lost: asyncio.Future[None] = loop.create_future()  # done: no longer usable
         self.error: MqttError | None = None  # why it was lost (None: on purpose)
         self.acks: dict[int, tuple[asyncio.Future[None], int]] = {}  # mid -> (publish, qos)
-        self.subacks: dict[int, asyncio.Future[None]] = {}
-        self.messages: asyncio.Queue[paho.MQTTMessage] = asyncio.Queue()
-        self._fd = -1
-        self._misc: asyncio.TimerHandle | None = None
+        self.subacks: dict[int, asyncio.Future[tuple[int, ...]]] = {}
+        self.messages: asyncio.Queue[mqttproto.Publish] = asyncio.Queue()
+        self._transport: asyncio.WriteTransport | None = None
+        self._flush_due = False
+        self._closing = False  # DISCONNECT sent: the end of the connection is ours
         self._closed = False
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_publish = self._on_publish
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        client.on_socket_open = self._on_socket_open
-        client.on_socket_close = self._on_socket_close
-        client.on_socket_register_write = self._on_socket_register_write
-        client.on_socket_unregister_write = self._on_socket_unregister_write
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_in = self._last_out = 0.0
+        self._ping_sent: float | None = None
 
     # ---------------------------------------------------------------- life
 
-    async def connect(self, host: str, port: int, keepalive: int, timeout: float) -> None:
-        """TCP (+TLS) connect, CONNECT, and wait up to `timeout` for the CONNACK."""
+    async def connect(self, host: str, port: int, tls: bool, timeout: float,
+                      **connect: Any) -> None:
+        """TCP (+TLS, verified, with SNI) connect, CONNECT, and wait up to `timeout` in
+        all for the CONNACK. `connect`: `mqttproto.Connection.connect`'s arguments."""
+        self.proto.connect(keepalive=self.keepalive, **connect)  # written once connected
+        context = ssl.create_default_context() if tls else None
         try:
-            # paho's connect() blocks (DNS, TCP, TLS handshake): off the loop.
-            await self.loop.run_in_executor(None, self.paho.connect, host, port, keepalive)
-        except OSError as exc:
-            raise MqttError(str(exc)) from None
-        done, _ = await asyncio.wait({self.connack}, timeout=timeout)
-        if not done:
-            raise MqttError("Operation timed out")
-        reason = self.connack.result()
-        if reason is None:
+            async with asyncio.timeout(timeout):
+                await self.loop.create_connection(
+                    lambda: self, host, port, ssl=context,
+                    server_hostname=host if context is not None else None)
+                ack = await asyncio.shield(self.connack)
+        except TimeoutError:
+            raise MqttError("Operation timed out") from None
+        except OSError as exc:  # refused, unreachable, TLS verification, ...
+            raise MqttError(str(exc) or type(exc).__name__) from None
+        if ack is None:
             raise self.error or MqttError("Disconnected before CONNACK")
-        if reason.is_failure:
-            raise MqttCodeError(reason, "Connection refused")
+        if ack.return_code:
+            raise MqttCodeError(ack.return_code, "Connection refused")
 
     async def disconnect(self, timeout: float) -> None:
         """A clean DISCONNECT (the broker then drops the will), waited up to `timeout`."""
-        if not self.lost.done() and self.paho.disconnect() == MQTTErrorCode.MQTT_ERR_SUCCESS:
+        transport = self._transport
+        if not self.lost.done() and transport is not None and not self._closing:
+            self._closing = True
+            self.proto.disconnect()
+            self._flush()
+            transport.close()  # after what is buffered, DISCONNECT last
             await asyncio.wait({self.lost}, timeout=timeout)
         self.close()
 
@@ -189,10 +184,11 @@ class _Client:
         if self._closed:
             return
         self._closed = True
-        self._unregister()
-        sock = self.paho.socket()
-        if sock is not None:
-            sock.close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transport is not None:
+            self._transport.abort()
         self._lose(None)
 
     def _lose(self, error: MqttError | None) -> None:
@@ -210,19 +206,25 @@ class _Client:
             if not sub.done():
                 sub.set_exception(error or MqttError("Disconnected"))
 
+    def _fail(self, error: MqttError) -> None:
+        self._lose(error)
+        self.close()
+
     # ---------------------------------------------------------------- operations
 
     async def publish(self, name: str, payload: bytes, qos: int, retain: bool,
                       deadline: float, timeout: float) -> None:
-        """Publish; return once acknowledged (QoS 0: once handed to paho)."""
-        info = self.paho.publish(name, payload, qos, retain)
-        if info.rc:  # paho refused it (e.g. not connected any more)
-            raise MqttCodeError(info.rc, "Could not publish message")
-        if qos == 0 or info.is_published():
+        """Publish; return once acknowledged (QoS 0: once handed to the connection).
+        ValueError (`mqttproto.LocalProtocolError`) for a topic, QoS or size MQTT
+        refuses."""
+        if self.lost.done() or self._closing:
+            raise MqttConnectionLostError(f"connection lost before {ack_name(qos)}")
+        mid = self.proto.publish(name, payload, qos, retain)
+        self._wrote()
+        if not qos:
             return
         loop = self.loop
         fut: asyncio.Future[None] = loop.create_future()
-        mid = info.mid
         self.acks[mid] = (fut, qos)
         timer = loop.call_at(deadline, _expire, fut, f"no {ack_name(qos)} within {timeout:g}s")
         try:
@@ -232,20 +234,24 @@ class _Client:
             self.acks.pop(mid, None)
 
     async def subscribe(self, name: str, qos: int, timeout: float) -> None:
-        rc, mid = self.paho.subscribe(name, qos)
-        if rc or mid is None:
-            raise MqttCodeError(rc, "Could not subscribe to topic")
-        fut: asyncio.Future[None] = self.loop.create_future()
+        """SUBSCRIBE and wait for the SUBACK; MqttError if the broker refuses (0x80)."""
+        if self.lost.done() or self._closing:
+            raise self.error or MqttError("Disconnected")
+        mid = self.proto.subscribe([(name, qos)])
+        self._wrote()
+        fut: asyncio.Future[tuple[int, ...]] = self.loop.create_future()
         self.subacks[mid] = fut
         try:
             async with asyncio.timeout(timeout):
-                await fut
+                granted = await fut
         except TimeoutError:
             raise MqttError("Operation timed out") from None
         finally:
             self.subacks.pop(mid, None)
+        if granted[0] == mqttproto.SUBACK_FAILURE:
+            raise MqttError(f"the broker refused the subscription to {name!r} (SUBACK 0x80)")
 
-    async def next_message(self) -> paho.MQTTMessage:
+    async def next_message(self) -> mqttproto.Publish:
         """The next message received; MqttError once the connection is lost."""
         if not self.messages.empty():
             return self.messages.get_nowait()
@@ -262,112 +268,111 @@ class _Client:
             return getter.result()
         raise self.error or MqttError("Disconnected during message iteration")
 
-    def ack(self, message: paho.MQTTMessage) -> None:
-        """PUBACK a received message (with manual acks on; a no-op otherwise)."""
-        if message.qos > 0 and not self.lost.done():
-            self.paho.ack(message.mid, message.qos)
+    def ack(self, message: mqttproto.Publish) -> None:
+        """PUBACK (PUBREC for QoS 2) a received message; nothing for QoS 0 or once the
+        connection is gone (the broker then delivers it again)."""
+        if message.qos and not self.lost.done() and not self._closing:
+            self.proto.ack(message.mid, message.qos)
+            self._wrote()
 
-    # ---------------------------------------------------------------- paho callbacks
+    # ---------------------------------------------------------------- writing
 
-    def _on_connect(self, _c: paho.Client, _u: Any, _flags: paho.ConnectFlags,
-                    reason: ReasonCode, _p: Properties | None) -> None:
-        if not self.connack.done():
-            self.connack.set_result(reason)
+    def _wrote(self) -> None:
+        """The codec has bytes to send: one write per loop turn, however many calls
+        queued them (publishes from many tasks in one turn become one send())."""
+        if not self._flush_due:
+            self._flush_due = True
+            self.loop.call_soon(self._flush)
 
-    def _on_disconnect(self, _c: paho.Client, _u: Any, _flags: paho.DisconnectFlags,
-                       reason: ReasonCode, _p: Properties | None) -> None:
-        self._lose(MqttCodeError(reason, "Unexpected disconnection")
-                   if reason.is_failure else None)
+    def _flush(self) -> None:
+        self._flush_due = False
+        transport = self._transport
+        if transport is None or self._closed:
+            return  # before connection_made (it writes what is queued), or gone
+        data = self.proto.data_to_send()
+        if data:
+            transport.write(data)
+            self._last_out = self.loop.time()
 
-    def _on_publish(self, _c: paho.Client, _u: Any, mid: int, _r: ReasonCode,
-                    _p: Properties) -> None:
-        entry = self.acks.pop(mid, None)
-        if entry is not None and not entry[0].done():
-            entry[0].set_result(None)
+    # ---------------------------------------------------------------- asyncio.Protocol
 
-    def _on_subscribe(self, _c: paho.Client, _u: Any, mid: int, _r: list[ReasonCode],
-                      _p: Properties | None) -> None:
-        fut = self.subacks.pop(mid, None)
-        if fut is not None and not fut.done():
-            fut.set_result(None)
-
-    def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
-        self.messages.put_nowait(message)
-
-    def _on_socket_open(self, _c: paho.Client, _u: Any, sock: Any) -> None:
-        self._on_loop(self._opened, sock, sock.fileno())
-
-    def _on_socket_close(self, _c: paho.Client, _u: Any, _sock: Any) -> None:
-        self._on_loop(self._unregister)
-
-    def _on_socket_register_write(self, _c: paho.Client, _u: Any, sock: Any) -> None:
-        if threading.get_ident() == self._thread:
-            self.loop.add_writer(sock.fileno(), self._writable)
-        else:
-            self.loop.call_soon_threadsafe(self._register_write, sock.fileno())
-
-    def _on_socket_unregister_write(self, _c: paho.Client, _u: Any, sock: Any) -> None:
-        self._on_loop(self.loop.remove_writer, sock.fileno())
-
-    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        if threading.get_ident() == self._thread:
-            fn(*args)
-        else:
-            self.loop.call_soon_threadsafe(fn, *args)
-
-    # ---------------------------------------------------------------- the loop's side
-
-    def _opened(self, sock: Any, fd: int) -> None:
-        if self._closed:  # abandoned while paho was still connecting
-            sock.close()
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._closed:  # abandoned while connecting
+            transport.close()
             return
-        self._fd = fd
-        self.loop.add_reader(fd, self._readable)
-        self._misc = self.loop.call_later(MISC_INTERVAL, self._tick)
+        # No isinstance check: uvloop's transports are not asyncio.Transport subclasses.
+        self._transport = cast(asyncio.WriteTransport, transport)
+        self._last_in = self.loop.time()
+        self._flush()  # the CONNECT
+        if self.keepalive:
+            self._timer = self.loop.call_at(self._last_in + self.keepalive, self._tick)
 
-    def _register_write(self, fd: int) -> None:
-        if not self._closed and fd == self._fd:
-            self.loop.add_writer(fd, self._writable)
-
-    def _unregister(self) -> None:
-        if self._fd >= 0:
-            self.loop.remove_reader(self._fd)
-            self.loop.remove_writer(self._fd)
-            self._fd = -1
-        if self._misc is not None:
-            self._misc.cancel()
-            self._misc = None
-
-    def _readable(self) -> None:
-        client = self.paho
+    def data_received(self, data: bytes) -> None:
+        self._last_in = self.loop.time()
+        proto = self.proto
+        proto.receive_data(data)
         try:
-            while client.loop_read() == MQTTErrorCode.MQTT_ERR_SUCCESS:
-                # TLS may hold decrypted bytes the socket no longer signals
-                sock = client.socket()
-                if not isinstance(sock, ssl.SSLSocket) or not sock.pending():
-                    break
-        except Exception as exc:  # paho raises on a broken socket: the connection is gone
-            self._fail(exc)
+            while (event := proto.next_event()) is not mqttproto.NEED_DATA:
+                if isinstance(event, mqttproto.PubAck | mqttproto.PubComp):
+                    entry = self.acks.pop(event.mid, None)
+                    if entry is not None and not entry[0].done():
+                        entry[0].set_result(None)
+                elif isinstance(event, mqttproto.Publish):
+                    self.messages.put_nowait(event)
+                elif isinstance(event, mqttproto.SubAck):
+                    sub = self.subacks.pop(event.mid, None)
+                    if sub is not None and not sub.done():
+                        sub.set_result(event.granted)
+                elif isinstance(event, mqttproto.PingResp):
+                    self._ping_sent = None
+                elif isinstance(event, mqttproto.ConnAck) and not self.connack.done():
+                    self.connack.set_result(event)
+        except mqttproto.RemoteProtocolError as exc:
+            self._fail(MqttError(f"protocol error from the broker: {exc}"))
+            return
+        if proto.in_flight >= 0xFFFF:  # every packet id is taken: start afresh
+            self._fail(MqttError("65,535 publishes unacknowledged"))
+            return
+        self._wrote()  # the codec's own answers (PUBREL, PUBCOMP), if any
 
-    def _writable(self) -> None:
-        try:
-            self.paho.loop_write()
-        except Exception as exc:
-            self._fail(exc)
+    def eof_received(self) -> bool | None:
+        return None  # the broker closed its side: close ours (connection_lost follows)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._closing or self._closed:
+            self._lose(None)
+        elif exc is not None:
+            self._lose(MqttError(str(exc) or type(exc).__name__))
+        else:
+            self._lose(MqttError("connection closed by the broker"))
+
+    # ---------------------------------------------------------------- keepalive
 
     def _tick(self) -> None:
-        self._misc = None
-        try:
-            rc = self.paho.loop_misc()
-        except Exception as exc:
-            self._fail(exc)
+        """PINGREQ when nothing was sent or received for `keepalive` seconds (MQTT
+        3.1.1 §3.1.2.10); the connection is lost when its PINGRESP takes as long."""
+        self._timer = None
+        if self._closed or self._transport is None:
             return
-        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not self._closed and self._fd >= 0:
-            self._misc = self.loop.call_later(MISC_INTERVAL, self._tick)
-
-    def _fail(self, exc: Exception) -> None:
-        self._lose(MqttError(str(exc) or type(exc).__name__))
-        self.close()
+        now = self.loop.time()
+        keepalive = self.keepalive
+        if self._ping_sent is not None:
+            if now - self._ping_sent >= keepalive:
+                self._fail(MqttError(f"no PINGRESP within {keepalive}s"))
+                return
+            due = self._ping_sent + keepalive
+        elif now - self._last_out >= keepalive or now - self._last_in >= keepalive:
+            self.proto.ping()
+            self._flush()
+            self._ping_sent = now
+            due = now + keepalive
+        else:
+            due = min(self._last_out, self._last_in) + keepalive
+        self._timer = self.loop.call_at(due, self._tick)
 
 
 # --------------------------------------------------------------------------- the link
@@ -391,7 +396,6 @@ class MqttLink:
         reconnect_max: float = 30.0,
         keepalive: int = 30,
         timeout: float = 10.0,
-        max_inflight: int = 0,
         announce: bool = True,
     ) -> None:
         if not 0 < reconnect_min <= reconnect_max:
@@ -414,10 +418,6 @@ class MqttLink:
         self._reconnect_max = reconnect_max
         self._keepalive = keepalive
         self._timeout = timeout  # connect/CONNACK, subscribe, status publishes, disconnect
-        # paho's in-flight window for QoS > 0 (default 20; 0 = no limit). The outbox's
-        # concurrency is what bounds it; a limit > 0 also costs paho a scan of every
-        # pending message on each PUBACK.
-        self._max_inflight = max_inflight
         self._conn: _Client | None = None
         self._stopping = asyncio.Event()
         self._idle = asyncio.Event()  # clear while on_command runs
@@ -450,9 +450,10 @@ class MqttLink:
         attempt = 0
         while not self._stopping.is_set():
             up_since: float | None = None
-            conn = _Client(self._new_client(), loop)
+            conn = _Client(loop, self._keepalive)
             try:
-                await conn.connect(self.cfg.host, self.cfg.port, self._keepalive, self._timeout)
+                await conn.connect(self.cfg.host, self.cfg.port, self.cfg.tls, self._timeout,
+                                   **self._connect_args())
                 up_since = loop.time()
                 try:
                     await self._session(conn)
@@ -461,7 +462,7 @@ class MqttLink:
                 return  # stopped: "offline" published, DISCONNECT sent
             except (MqttError, OSError) as exc:
                 error = str(exc) or type(exc).__name__
-            except Exception as exc:  # a bug or a paho surprise: keep the link alive
+            except Exception as exc:  # a bug: keep the link alive
                 log.exception("mqtt.error", error=repr(exc))
                 error = repr(exc)
             finally:
@@ -500,29 +501,20 @@ class MqttLink:
             log.error("mqtt.link_failed", error=repr(task.exception()))
         log.info("mqtt.stopped", host=self.cfg.host, port=self.cfg.port)
 
-    def _new_client(self) -> paho.Client:
+    def _connect_args(self) -> dict[str, Any]:
+        """The CONNECT of every connection (`mqttproto.Connection.connect`)."""
         cfg = self.cfg
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
+        return {
+            "client_id": self.client_id,
             # With a command subscription, a persistent session: the broker keeps the
             # commands (QoS 1) published while the gateway is away and delivers them
             # when it is back. A publisher-only link (action worker) needs no session.
-            clean_session=not (self.announce and self._on_command is not None),
-            protocol=paho.MQTTv311,
-            reconnect_on_failure=False,  # `run()` reconnects, with a fresh client
-        )
-        client.max_inflight_messages_set(self._max_inflight)
-        client.max_queued_messages_set(0)  # unlimited; the outbox bounds what is queued
-        if cfg.username is not None:
-            client.username_pw_set(cfg.username, cfg.password_value())
-        if cfg.tls:
-            client.tls_set_context(ssl.create_default_context())
-        if self.announce:
-            client.will_set(self.status_topic, STATUS_OFFLINE, qos=1, retain=True)
-        if self._on_command is not None:
-            client.manual_ack_set(True)  # a command is acknowledged once stored
-        return client
+            "clean_session": not (self.announce and self._on_command is not None),
+            "username": cfg.username,
+            "password": cfg.password_value() if cfg.username is not None else None,
+            "will": mqttproto.Will(topic=self.status_topic, payload=STATUS_OFFLINE, qos=1,
+                                   retain=True) if self.announce else None,
+        }
 
     async def _session(self, conn: _Client) -> None:
         """One connection's life, from CONNACK to `stop()` or an MqttError."""
@@ -579,7 +571,7 @@ class MqttLink:
             if handler is None or message.topic != self.command_topic:
                 conn.ack(message)  # nothing of ours: never leave it pending
                 continue
-            payload = bytes(message.payload)
+            payload = message.payload
             self._idle.clear()
             try:
                 stored = await self._store_command(conn, handler, payload)
@@ -645,8 +637,8 @@ class MqttLink:
 
         Waits up to `timeout` seconds in all (for a connection, then for the ack).
         Raises `MqttNotConnectedError`, `MqttConnectionLostError`,
-        `MqttPublishTimeoutError`, `MqttCodeError` (paho refused it), or ValueError
-        (invalid topic or QoS, payload too large).
+        `MqttPublishTimeoutError`, or ValueError (invalid topic or QoS, payload too
+        large).
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

@@ -66,7 +66,7 @@ class MqttAction:
             return result(Outcome.RETRY, str(exc))
         except MqttError as exc:
             return result(Outcome.RETRY, f"publish failed: {exc}")
-        except ValueError as exc:  # paho: bad topic/QoS, payload too large
+        except ValueError as exc:  # the codec: bad topic/QoS, payload too large
             return result(Outcome.FAIL, f"publish refused: {exc}")
         except Exception as exc:  # never raise into the outbox
             return result(Outcome.RETRY, f"publish failed: {type(exc).__name__}: {exc}")
