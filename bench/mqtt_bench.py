@@ -19,10 +19,16 @@ For each concurrency C (``--concurrency``, default 16,64,128,256) it does K runs
 
 ``--raw`` adds a reference target: the same workers calling ``aiomqtt.Client.publish``
 (QoS 1, same max in-flight) directly, to show what the link/action layer costs.
-Prints the medians as a table; ``--json-out`` writes every run.
+``--paho`` adds the target ``paho``: the same action through the link as it was on
+paho-mqtt 2.2 (`bench/benchlib/paho_link.py`), the baseline of our own codec. Targets
+alternate run by run. ``--direct-writes`` makes our link write each packet at once
+instead of once per loop turn; ``--loop uvloop`` runs on uvloop (the daemon's default).
+Prints the medians as a table (with *us/event*, the publishing process's CPU per
+event); ``--json-out`` writes every run.
 
     .venv/bin/python bench/mqtt_bench.py
     .venv/bin/python bench/mqtt_bench.py --count 20000 --raw --json-out /tmp/mqtt.json
+    .venv/bin/python bench/mqtt_bench.py --count 10000 --concurrency 128 --paho --runs 3
 """
 
 from __future__ import annotations
@@ -50,14 +56,19 @@ import aiomqtt  # noqa: E402
 from benchlib import machine, percentile  # noqa: E402
 from paho.mqtt import __version__ as paho_version  # noqa: E402
 
+from gateway import eventloop  # noqa: E402
 from gateway.actions.base import Job, Outcome  # noqa: E402
 from gateway.actions.mqtt import MqttAction  # noqa: E402
 from gateway.config import MqttConfig  # noqa: E402
 from gateway.mqtt import MqttLink, topic  # noqa: E402
+from gateway.mqtt import _Client as OurClient  # noqa: E402
+
+AnyLink = Any  # gateway.mqtt.MqttLink or benchlib.paho_link.MqttLink
 
 END = b"__END__"
 SUMMARY_KEYS = (
-    "acked_per_s", "delivered_per_s", "p50_ms", "p99_ms", "cpu_s", "sub_cpu_s", "loadavg_1m",
+    "acked_per_s", "delivered_per_s", "p50_ms", "p99_ms", "cpu_s", "cpu_us_per_event",
+    "sub_cpu_s", "loadavg_1m",
 )  # fmt: skip
 
 
@@ -167,6 +178,7 @@ class Run:
     p50_ms: float
     p99_ms: float
     cpu_s: float
+    cpu_us_per_event: float
     sub_cpu_s: float
     received: int
     delivered_per_s: float
@@ -202,7 +214,7 @@ async def one_run(
     concurrency: int,
     index: int,
     args: argparse.Namespace,
-    link: MqttLink,
+    link: AnyLink,
     raw: aiomqtt.Client | None,
     sub: Subscriber,
     prefix: str,
@@ -210,7 +222,7 @@ async def one_run(
     name = topic(prefix, "mo", f"{target}-{concurrency}-{index}")
     payloads = [event(i) for i in range(args.count)]
 
-    if target == "action":
+    if target in ("action", "paho"):
         action = MqttAction(link, qos=1, publish_timeout=args.publish_timeout)
 
         async def call(i: int) -> tuple[bool, str, float]:
@@ -255,6 +267,7 @@ async def one_run(
         p50_ms=round(percentile(sorted(latencies), 50, math.nan), 2),
         p99_ms=round(percentile(sorted(latencies), 99, math.nan), 2),
         cpu_s=round(cpu, 3),
+        cpu_us_per_event=round(cpu / args.count * 1e6, 1),
         sub_cpu_s=round(float(report["cpu_delta"]), 3),
         received=received,
         delivered_per_s=round(delivered, 1),
@@ -262,7 +275,7 @@ async def one_run(
     )
 
 
-async def _mark(link: MqttLink, name: str) -> str:
+async def _mark(link: AnyLink, name: str) -> str:
     await link.publish(name, END, 1)
     return name
 
@@ -274,7 +287,8 @@ def _median(runs: list[Run], key: str) -> float:
 def print_table(groups: dict[tuple[str, int], list[Run]], count: int) -> None:
     header = (
         f"{'target':<7} {'conc':>5} {'PUBACKed/s':>11} {'delivered/s':>12} {'received':>9} "
-        f"{'p50 ms':>7} {'p99 ms':>7} {'CPU s':>6} {'sub CPU':>7} {'load':>5} {'not OK':>6}"
+        f"{'p50 ms':>7} {'p99 ms':>7} {'CPU s':>6} {'us/event':>8} {'sub CPU':>7} "
+        f"{'load':>5} {'not OK':>6}"
     )
     print(f"\nmedian of {len(next(iter(groups.values())))} runs, {count} QoS-1 events per run")
     print(header)
@@ -285,7 +299,8 @@ def print_table(groups: dict[tuple[str, int], list[Run]], count: int) -> None:
             f"{target:<7} {conc:>5} {_median(runs, 'acked_per_s'):>11,.0f} "
             f"{_median(runs, 'delivered_per_s'):>12,.0f} {min(r.received for r in runs):>9} "
             f"{_median(runs, 'p50_ms'):>7.1f} {_median(runs, 'p99_ms'):>7.1f} "
-            f"{_median(runs, 'cpu_s'):>6.2f} {_median(runs, 'sub_cpu_s'):>7.2f} "
+            f"{_median(runs, 'cpu_s'):>6.2f} {_median(runs, 'cpu_us_per_event'):>8.1f} "
+            f"{_median(runs, 'sub_cpu_s'):>7.2f} "
             f"{_median(runs, 'loadavg_1m'):>5.1f} {not_ok:>6}"
         )
 
@@ -293,28 +308,40 @@ def print_table(groups: dict[tuple[str, int], list[Run]], count: int) -> None:
 async def amain(args: argparse.Namespace) -> int:
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
     cfg = MqttConfig(url=f"mqtt://{args.host}:{args.port}", topic_prefix=prefix)
-    targets = ["action", "raw"] if args.raw else ["action"]
+    targets = ["action", *(["paho"] if args.paho else []), *(["raw"] if args.raw else [])]
     groups: dict[tuple[str, int], list[Run]] = {}
+    if args.direct_writes:  # each packet written at once, not once per loop turn
+        OurClient._wrote = OurClient._flush  # type: ignore[method-assign]
+    if args.paho:
+        from benchlib.paho_link import MqttLink as PahoLink
+        paho_link: AnyLink = PahoLink(cfg, gateway_name=f"bench-paho-{prefix}",
+                                      on_command=None)
+    else:
+        paho_link = contextlib.nullcontext()
     async with (
         Subscriber(args.host, args.port, f"{prefix}/mo/+", args.sub_qos) as sub,
         MqttLink(cfg, gateway_name=f"bench-{prefix}", on_command=None) as link,
+        paho_link,
         aiomqtt.Client(
             args.host, args.port, identifier=f"{prefix}-raw", max_inflight_messages=1024
         ) as raw,
     ):
         raw.pending_calls_threshold = 1 << 30
-        await asyncio.wait_for(link.connected.wait(), 10)
-        if args.warmup:
-            warm = MqttAction(link)
-            await asyncio.gather(*(
-                warm.run(Job(id=i, kind="mqtt", target=topic(prefix, "warmup"), event_id="w",
-                             payload=event(i), attempts=0))
-                for i in range(args.warmup)
-            ))  # fmt: skip
+        links = {"action": link, "raw": link, "paho": paho_link}
+        for name in dict.fromkeys(t for t in targets if t != "raw"):
+            await asyncio.wait_for(links[name].connected.wait(), 10)
+            if args.warmup:
+                warm = MqttAction(links[name])
+                await asyncio.gather(*(
+                    warm.run(Job(id=i, kind="mqtt", target=topic(prefix, "warmup"),
+                                 event_id="w", payload=event(i), attempts=0))
+                    for i in range(args.warmup)
+                ))  # fmt: skip
         for concurrency in args.concurrency:
-            for target in targets:
-                for k in range(args.runs):
-                    r = await one_run(target, concurrency, k, args, link, raw, sub, prefix)
+            for k in range(args.runs):
+                for target in targets:  # alternating: the same conditions for each
+                    r = await one_run(target, concurrency, k, args, links[target], raw,
+                                      sub, prefix)
                     groups.setdefault((target, concurrency), []).append(r)
                     print(
                         f"{target} c={concurrency} run {k + 1}: {r.acked_per_s:,.0f} PUBACKed/s, "
@@ -322,12 +349,15 @@ async def amain(args: argparse.Namespace) -> int:
                         file=sys.stderr,
                         flush=True,
                     )
-        # The link published a retained status: clear it.
+        # The links published a retained status: clear it.
         await raw.publish(link.status_topic, b"", qos=1, retain=True)
+        if args.paho:
+            await raw.publish(paho_link.status_topic, b"", qos=1, retain=True)
     print_table(groups, args.count)
     if args.json_out:
         out = {
-            "machine": machine(aiomqtt=aiomqtt.__version__, paho=paho_version),
+            "machine": machine(aiomqtt=aiomqtt.__version__, paho=paho_version,
+                               loop=args.loop, direct_writes=args.direct_writes),
             "args": {k: v for k, v in vars(args).items() if k != "subscriber"},
             "summary": [
                 {
@@ -364,6 +394,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--publish-timeout", type=float, default=30.0, help="seconds")
     p.add_argument("--sub-qos", type=int, default=1, choices=(0, 1), help="subscriber QoS")
     p.add_argument("--raw", action="store_true", help="add raw aiomqtt.Client.publish rows")
+    p.add_argument("--paho", action="store_true",
+                   help="add the paho-mqtt link (bench/benchlib/paho_link.py) as a target")
+    p.add_argument("--direct-writes", action="store_true",
+                   help="our link writes each packet at once (default: once per loop turn)")
+    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                   help="the event loop (default asyncio)")
     p.add_argument("--json-out", default=None, help="write every run as JSON here")
     p.add_argument("--subscriber", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--filter", default="#", help=argparse.SUPPRESS)
@@ -376,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(subscriber(args.host, args.port, args.filter, args.sub_qos))
         return 0
+    eventloop.install(args.loop)
     return asyncio.run(amain(args))
 
 
