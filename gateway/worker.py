@@ -46,14 +46,14 @@ log = structlog.get_logger("gateway.worker")
 INDEX_ENV = "VMN_ACTION_WORKER"  # the worker's number (0..N-1), set by the daemon
 _LEN = struct.Struct("!I")
 JobMsg = tuple[int, str, str, str, int, bytes]  # id, kind, target, event_id, attempts, raw
-ResultMsg = tuple[int, str, str, int | None, float]  # id, outcome, detail, status, ms
+ResultMsg = tuple[int, Outcome, str, int | None, float]  # id, outcome, detail, status, ms
 T = TypeVar("T")
 
 # id, attempts, then the byte lengths of kind, target, event_id, raw
 _JOB = struct.Struct("!qIIIII")
 # id, outcome (index in _OUTCOMES), has a status, status, latency ms, length of detail
 _RESULT = struct.Struct("!qBBidI")
-_OUTCOMES = tuple(o.value for o in Outcome)
+_OUTCOMES = tuple(Outcome)  # members: no Outcome(value) lookup per result
 _OUTCOME_INDEX = {v: i for i, v in enumerate(_OUTCOMES)}
 
 
@@ -262,7 +262,7 @@ class WorkerProcess:
         for job_id, outcome, detail, status, ms in items:
             done = pending.pop(job_id, None)
             if done is not None:
-                done(Result(outcome=Outcome(outcome), detail=detail, status=status,
+                done(Result(outcome=outcome, detail=detail, status=status,
                             latency_ms=ms))
 
     def _on_lost(self) -> None:
@@ -351,7 +351,7 @@ async def run(cfg: Config, fd: int) -> int:
                 res = await action.run(job)
             except Exception as exc:  # an action must not raise; if it does, retry
                 res = Result(outcome=Outcome.RETRY, detail=f"internal error: {exc!r}")
-        channel.send((job.id, res.outcome.value, res.detail, res.status, res.latency_ms))
+        channel.send((job.id, res.outcome, res.detail, res.status, res.latency_ms))
 
     def on_jobs(items: list[JobMsg]) -> None:
         for job_id, kind, target, event_id, attempts, raw in items:

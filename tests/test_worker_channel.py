@@ -8,6 +8,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.model import Outcome
 from gateway.worker import (
     Channel,
     JobMsg,
@@ -24,7 +25,7 @@ jobs = st.lists(st.tuples(st.integers(-2**63, 2**63 - 1), st.sampled_from(["webh
 # No lone surrogates in a detail: it is written as UTF-8 (a surrogate becomes "?").
 details = st.text(st.characters(exclude_categories=["Cs"]))
 results = st.lists(st.tuples(st.integers(-2**63, 2**63 - 1),
-                             st.sampled_from(["ok", "retry", "fail"]), details,
+                             st.sampled_from(list(Outcome)), details,
                              st.none() | st.integers(-2**31, 2**31 - 1),
                              st.floats(allow_nan=False)), max_size=20)
 
@@ -38,7 +39,10 @@ def test_jobs_round_trip(items: list[JobMsg]) -> None:
 @settings(max_examples=150, deadline=None)
 @given(results)
 def test_results_round_trip(items: list[ResultMsg]) -> None:
-    assert decode_results(encode_results(items)) == items
+    got = decode_results(encode_results(items))
+    assert got == items
+    # the outcome comes back as the enum member itself, ready for a Result
+    assert all(type(r[1]) is Outcome for r in got)
 
 
 @settings(max_examples=100, deadline=None)
