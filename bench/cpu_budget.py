@@ -29,7 +29,7 @@ from pathlib import Path
 # (bucket, regex over one frame "function (file:line)"): first match wins
 BUCKETS: list[tuple[str, str]] = [
     ("webhook: HTTP client", r"aiohttp|gateway/http/|webhook\.py|httptools"),
-    ("MQTT publish", r"paho|aiomqtt|actions/mqtt\.py|gateway/mqtt\.py"),
+    ("MQTT publish", r"paho|aiomqtt|actions/mqtt\.py|gateway/mqtt\.py|gateway/mqttproto\.py"),
     ("worker channel", r"gateway/worker\.py"),
     ("fan-out (expand, jobs, events)", r"gateway/fanout\.py|gateway/events\.py"),
     ("job outcomes (finish)", r"^finish \(gateway/storage/jobs"),
