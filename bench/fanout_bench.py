@@ -65,7 +65,8 @@ async def child(batch: int, batches: int, mix: bool) -> list[tuple[float, float]
 
     from gateway.config import parse_config
     from gateway.daemon import context_for
-    from gateway.fanout import expand
+    from gateway.fanout import Routed, expand
+    from gateway.model import MessageRow
     from gateway.storage.db import create_engine, migrate
     from gateway.storage.repo import Store
     from gateway.storage.schema import messages
@@ -93,9 +94,10 @@ async def child(batch: int, batches: int, mix: bool) -> list[tuple[float, float]
                         "route": "keyword" if keyword else "default", "status": "received",
                         "created_at": now, "updated_at": now, "attempts": 0, "fanout": 1})
                 await store.transaction(lambda c, r=rows: c.execute(insert(messages), r))
-                given = [{k: r[k] for k in ("id", "smsc", "vmn", "sender", "recipient",
-                                            "text", "data_coding", "segments", "status",
-                                            "created_at", "keyword", "route")}
+                # What the intake hands over: its rows, not routed yet (decision None:
+                # fan-out routes them, as for MOs found in the database).
+                given = [Routed(MessageRow(**{k: r[k] for k in MessageRow._fields
+                                                 if k in r}, raw_pdu=None, dedup_key=None))
                          for r in rows]
                 t0, c0 = time.perf_counter(), time.process_time()
                 stats = await store.relaxed(expand, ctx, now, given)
