@@ -15,9 +15,13 @@ message (PUBACK for QoS 1)::
 The protocol is ours: `gateway.mqttproto`, a sans-IO MQTT 3.1.1 client codec, behind an
 asyncio protocol (`_Client`) that owns the transport (TLS verified, with SNI, for
 ``mqtts://``), the keepalive timer and the futures a publish or subscribe waits on.
-Publishes queued in one loop turn go out in one write. One codec per connection:
-nothing of a broken connection (its unacknowledged publishes) is carried into the next
-one; the caller (the outbox) retries what was not acknowledged.
+Publishes queued in one loop turn go out in one write. One codec per connection; the
+caller (the outbox) retries what was not acknowledged. What a persistent session needs
+of a broken connection is carried into the next codec (`mqttproto.SessionState`): the
+packet id counter, and the ids of QoS 2 publishes without PUBCOMP, which the broker may
+still hold: they are released (PUBREL) after the CONNACK and never given to a new
+publish before their PUBCOMP, so a new event is never taken for a duplicate of one the
+broker holds (MQTT 3.1.1 §4.4).
 
 Commands are acknowledged to the broker (PUBACK) only once `on_command` has returned,
 that is once the command is stored: while it raises (the database is down) the link
@@ -126,9 +130,11 @@ class _Client(asyncio.Protocol):
     protocol. The codec decides every MQTT rule and answer; this owns the transport,
     the futures, the keepalive timer and when bytes are written."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, keepalive: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, keepalive: int,
+                 resume: mqttproto.SessionState | None = None) -> None:
         self.loop = loop
-        self.proto = mqttproto.Connection()
+        # resume: the previous connection's state, for a persistent session
+        self.proto = mqttproto.Connection(resume=resume)
         self.keepalive = keepalive
         # The CONNACK; None: the connection ended before it.
         self.connack: asyncio.Future[mqttproto.ConnAck | None] = loop.create_future()
@@ -448,9 +454,12 @@ class MqttLink:
         self._task = current
         loop = asyncio.get_running_loop()
         attempt = 0
+        # Handed from each connection to the next: with a persistent session the broker
+        # may still hold packet ids of our QoS 2 publishes (see mqttproto).
+        resume: mqttproto.SessionState | None = None
         while not self._stopping.is_set():
             up_since: float | None = None
-            conn = _Client(loop, self._keepalive)
+            conn = _Client(loop, self._keepalive, resume)
             try:
                 await conn.connect(self.cfg.host, self.cfg.port, self.cfg.tls, self._timeout,
                                    **self._connect_args())
@@ -467,6 +476,7 @@ class MqttLink:
                 error = repr(exc)
             finally:
                 conn.close()
+                resume = conn.proto.session_state()
             if up_since is not None and loop.time() - up_since >= self._reconnect_max:
                 attempt = 0  # a connection that lasted: start the backoff afresh
             delay = backoff.delay(attempt, self._reconnect_min, self._reconnect_max,

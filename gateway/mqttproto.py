@@ -24,8 +24,26 @@ from the broker that are not MQTT 3.1.1 (the connection is then unusable: every
 later `next_event` raises it again). Events before the bad packet are never lost:
 `next_event` returns them first.
 
-One `Connection` per network connection: nothing (packet ids in flight, QoS 2 state)
-carries over to the next; the gateway's outbox retries what was not acknowledged.
+One `Connection` per network connection. What a persistent session (CleanSession=0)
+needs from the last connection is handed over explicitly (MQTT 3.1.1 §4.4)::
+
+    state = old.session_state()              # after the old connection is lost
+    conn = Connection(resume=state)
+    conn.connect(client_id="gw1", clean_session=False)
+
+`SessionState.unreleased` are our QoS 2 publishes that got no PUBCOMP: the broker may
+still hold their packet ids ("PUBREC sent, waiting for PUBREL", §4.3.3) and would take
+a new message under one of them for a duplicate and never deliver it. Those ids stay
+reserved; once the CONNACK says the session is present, a PUBREL goes out for each
+(with or without a PUBREC seen: the broker releases what it holds, and answers an id it
+does not know with PUBCOMP) and the PUBCOMP frees the id, without an event: nothing of
+this connection waits for it. The PUBLISH itself is not re-sent (we keep no payloads):
+the gateway's outbox retries every publish not acknowledged, so a held message may
+reach subscribers twice (at least once, never lost). QoS 1 needs nothing: the broker
+keeps no state for a QoS 1 publish it received; packet ids go on from
+`SessionState.next_mid`, so an id in flight before the break is not reused until the
+65,535 ids come round. With a clean session, or a CONNACK without session present, the
+broker has forgotten everything: the held ids are freed and nothing is sent.
 """
 
 from __future__ import annotations
@@ -47,6 +65,7 @@ __all__ = [
     "PubComp",
     "Publish",
     "RemoteProtocolError",
+    "SessionState",
     "State",
     "SubAck",
     "Will",
@@ -177,6 +196,16 @@ class Will:
     payload: bytes
     qos: int = 0
     retain: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionState:
+    """What the next connection of a persistent session takes over from this one
+    (`Connection.session_state`, `Connection(resume=...)`): where packet ids go on, and
+    our QoS 2 publishes without PUBCOMP, whose ids the broker may still hold."""
+
+    next_mid: int = 1
+    unreleased: frozenset[int] = frozenset()
 
 
 # --------------------------------------------------------------------------- states
@@ -313,6 +342,11 @@ _BROKER_SENDS: Final = frozenset((PacketType.CONNACK, PacketType.PUBLISH, Packet
 _WAIT_PUBACK: Final = 1
 _WAIT_PUBREC: Final = 2
 _WAIT_PUBCOMP: Final = 3
+# An earlier connection's QoS 2 publish without PUBCOMP (`resume`): the id is reserved
+# until the CONNACK (_HELD), then PUBREL is sent and its PUBCOMP frees it (_RELEASING).
+_HELD: Final = 4
+_RELEASING: Final = 5
+_UNRELEASED: Final = frozenset((_WAIT_PUBREC, _WAIT_PUBCOMP, _HELD, _RELEASING))
 
 
 # --------------------------------------------------------------------------- connection
@@ -321,7 +355,10 @@ _WAIT_PUBCOMP: Final = 3
 class Connection:
     """One MQTT 3.1.1 client connection's protocol state (no IO)."""
 
-    def __init__(self, *, max_packet_size: int = MAX_REMAINING_LENGTH) -> None:
+    def __init__(self, *, max_packet_size: int = MAX_REMAINING_LENGTH,
+                 resume: SessionState | None = None) -> None:
+        """`resume`: the last connection's `session_state()`, for a persistent session
+        (used only if `connect` asks for one and the CONNACK says it is present)."""
         self.state = State.IDLE
         # Larger packets from the broker are refused before their body is read.
         self.max_packet_size = max_packet_size
@@ -334,6 +371,15 @@ class Connection:
         self._subscribing: dict[int, int] = {}  # mid -> how many filters
         # Their QoS 2 publishes seen and not yet released: mid -> PUBREC sent (acked).
         self._incoming_qos2: dict[int, bool] = {}
+        self._clean_session: bool | None = None  # None: before connect()
+        if resume is not None:
+            if not 0 < resume.next_mid <= 0xFFFF:
+                raise LocalProtocolError(f"packet id {resume.next_mid} is not in 1..65535")
+            for mid in resume.unreleased:
+                if not 0 < mid <= 0xFFFF:
+                    raise LocalProtocolError(f"packet id {mid} is not in 1..65535")
+                self._outgoing[mid] = _HELD
+            self._next_mid = resume.next_mid
 
     # ---------------------------------------------------------------- state
 
@@ -349,8 +395,18 @@ class Connection:
 
     @property
     def in_flight(self) -> int:
-        """How many of our QoS 1/2 publishes await their acknowledgement."""
+        """How many of our QoS 1/2 publishes await their acknowledgement (with an
+        earlier connection's QoS 2 publishes not yet released)."""
         return len(self._outgoing)
+
+    def session_state(self) -> SessionState:
+        """What the next connection of a persistent session must take over (pass it as
+        `Connection(resume=...)`): call it once this connection is lost. After a clean
+        session there is nothing to release: the broker discarded the session."""
+        if self._clean_session:
+            return SessionState(next_mid=self._next_mid)
+        return SessionState(next_mid=self._next_mid, unreleased=frozenset(
+            mid for mid, wait in self._outgoing.items() if wait in _UNRELEASED))
 
     # ---------------------------------------------------------------- outgoing
 
@@ -397,6 +453,9 @@ class Connection:
         body += keepalive.to_bytes(2, "big")
         body += payload
         self._apply("connect")
+        self._clean_session = clean_session
+        if clean_session:  # the broker discards the old session: nothing is held
+            self._forget_held()
         self._out += b"\x10" + encode_remaining_length(len(body)) + body
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> int:
@@ -570,16 +629,21 @@ class Connection:
         mid = buf[start] << 8 | buf[start + 1]
         if kind == PacketType.PUBREC:
             state = self._outgoing.get(mid)
-            if state in (_WAIT_PUBREC, _WAIT_PUBCOMP):
-                self._outgoing[mid] = _WAIT_PUBCOMP
+            if state in (_WAIT_PUBREC, _WAIT_PUBCOMP, _RELEASING):
+                if state == _WAIT_PUBREC:
+                    self._outgoing[mid] = _WAIT_PUBCOMP
                 self._out += b"\x62\x02" + mid.to_bytes(2, "big")  # PUBREL, again if resent
                 return None
             self._unexpected_ack(mid, "PUBREC")
             return None
         if kind == PacketType.PUBCOMP:
-            if self._outgoing.get(mid) == _WAIT_PUBCOMP:
+            state = self._outgoing.get(mid)
+            if state == _WAIT_PUBCOMP:
                 del self._outgoing[mid]
                 return PubComp(mid=mid)
+            if state == _RELEASING:  # an earlier connection's: nobody here waits for it
+                del self._outgoing[mid]
+                return None
             self._unexpected_ack(mid, "PUBCOMP")
             return None
         if kind == PacketType.PUBREL:
@@ -604,7 +668,25 @@ class Connection:
         if return_code and flags:
             raise self._fail("CONNACK refusing with session present set (§3.2.2.2)")
         self._apply("CONNACK refused" if return_code else "CONNACK accepted", remote=True)
+        if not return_code:
+            if flags and not self._clean_session:
+                self._release_held()
+            else:  # a new session: the broker holds none of our ids
+                self._forget_held()
         return ConnAck(session_present=bool(flags), return_code=return_code)
+
+    def _release_held(self) -> None:
+        """PUBREL for each QoS 2 publish of an earlier connection (§4.4): the broker
+        releases what it holds under that id, and answers PUBCOMP either way."""
+        outgoing = self._outgoing
+        for mid in sorted(m for m, wait in outgoing.items() if wait == _HELD):
+            outgoing[mid] = _RELEASING
+            self._out += b"\x62\x02" + mid.to_bytes(2, "big")
+
+    def _forget_held(self) -> None:
+        outgoing = self._outgoing
+        for mid in [m for m, wait in outgoing.items() if wait == _HELD]:
+            del outgoing[mid]
 
     def _publish(self, first: int, body: bytes) -> Publish | None:
         qos = (first >> 1) & 3

@@ -22,12 +22,12 @@ from typing import Any
 import aiomqtt
 import pytest
 import trustme
-from mqttwire import ClientDecoder, Packet, connack, puback, suback
+from mqttwire import ClientDecoder, Packet, connack, puback, pubcomp, pubrec, suback
 from structlog.testing import capture_logs
 
 from gateway import mqttproto
 from gateway.config import MqttConfig
-from gateway.mqtt import MqttCodeError, MqttLink, topic
+from gateway.mqtt import MqttCodeError, MqttConnectionLostError, MqttLink, topic
 
 HOST = os.environ.get("MQTT_HOST", "127.0.0.1")
 PORT = int(os.environ.get("MQTT_PORT", "1883"))
@@ -73,13 +73,30 @@ async def clear_retained(name: str) -> None:
 # --------------------------------------------------------------------------- a proxy
 
 
+def whole_packet(buf: bytes) -> int:
+    """The length of the first whole MQTT packet in `buf` (0: not all of it yet)."""
+    length, mult, i = 0, 1, 1
+    while True:
+        if i >= len(buf):
+            return 0
+        length += (buf[i] & 127) * mult
+        mult *= 128
+        i += 1
+        if buf[i - 1] < 128:
+            return i + length if len(buf) >= i + length else 0
+
+
 class Proxy:
     """A TCP proxy in front of the broker: keeps what the client sent on each
-    connection (decoded) and can cut every connection."""
+    connection (decoded) and what the broker sent (whole packets), and can cut every
+    connection: at once (`cut`), or in place of passing on the broker's next PUBREC
+    (`cut_at_pubrec`), so that the client's PUBREL never reaches the broker."""
 
     def __init__(self, port: int = PORT) -> None:
         self.upstream = port
         self.sent: list[list[Packet]] = []  # per connection, client -> broker
+        self.received: list[list[bytes]] = []  # per connection, broker -> client
+        self.cut_at_pubrec = False
         self._writers: list[asyncio.StreamWriter] = []
         self.server: asyncio.Server | None = None
         self.port = 0
@@ -104,18 +121,36 @@ class Proxy:
         self._writers += [writer, up_w]
         packets: list[Packet] = []
         self.sent.append(packets)
+        answers: list[bytes] = []
+        self.received.append(answers)
         decoder = ClientDecoder()
 
-        async def pump(r: asyncio.StreamReader, w: asyncio.StreamWriter,
-                       record: bool) -> None:
+        async def up() -> None:
             with contextlib.suppress(OSError):
-                while data := await r.read(65536):
-                    if record:
-                        packets.extend(decoder.feed(data))
-                    w.write(data)
-            w.transport.abort()
+                while data := await reader.read(65536):
+                    packets.extend(decoder.feed(data))
+                    up_w.write(data)
+            up_w.transport.abort()
 
-        await asyncio.gather(pump(reader, up_w, True), pump(up_r, writer, False))
+        async def down() -> None:  # packet by packet, to cut before one
+            buf = b""
+            with contextlib.suppress(OSError):
+                while data := await up_r.read(65536):
+                    buf += data
+                    out = b""
+                    while n := whole_packet(buf):
+                        p, buf = buf[:n], buf[n:]
+                        if p[0] == 0x50 and self.cut_at_pubrec:
+                            self.cut_at_pubrec = False
+                            writer.write(out)
+                            self.cut()
+                            return
+                        answers.append(p)
+                        out += p
+                    writer.write(out)
+            writer.transport.abort()
+
+        await asyncio.gather(up(), down())
 
 
 # --------------------------------------------------------------------------- Mosquitto
@@ -212,6 +247,61 @@ async def test_a_command_not_acknowledged_comes_back_after_the_connection_breaks
         first, second = proxy.sent[0], proxy.sent[1]
         assert not [p for p in first if p.kind == "PUBACK"]  # never acknowledged there
         await until(lambda: any(p.kind == "PUBACK" for p in second))
+    finally:
+        await forget_session(f"vmn-gateway-{name}")
+        await clear_retained(link.status_topic)
+
+
+@needs_broker
+async def test_a_qos2_event_cut_before_its_pubrel_costs_no_later_event(prefix: str) -> None:
+    """The connection breaks right after the broker's PUBREC of a QoS 2 event: our
+    PUBREL never reaches it, and the persistent session holds that packet id, waiting
+    for it. On the next connection the link releases the id (PUBREL right after the
+    CONNACK, then the broker's PUBCOMP) and gives it to no new publish (MQTT 3.1.1
+    §4.4); every event reaches a subscriber. A fresh codec numbering from 1 again gave
+    a new event the held id. Mosquitto (since 2.0.9) takes a different payload under a
+    held id for a new message and so delivers it anyway; a broker holding ids by the
+    letter of §4.3.3 drops it (`test_a_new_event_never_takes_a_packet_id_...`)."""
+    name = f"gw-{prefix}"
+    events = topic(prefix, "mo", "x")
+
+    async def store(_payload: bytes) -> None:
+        pass
+
+    link = MqttLink(cfg(prefix), gateway_name=name, on_command=store,
+                    reconnect_min=0.05, reconnect_max=0.2)
+    got: list[bytes] = []
+    try:
+        async with Proxy() as proxy, aiomqtt.Client(HOST, PORT) as watcher:
+            await watcher.subscribe(events, qos=2)
+            link.cfg = cfg(prefix, port=proxy.port)
+            async with link:
+                await asyncio.wait_for(link.connected.wait(), 10)
+                assert proxy.sent[0][0].fields["clean_session"] is False
+                proxy.cut_at_pubrec = True
+                with pytest.raises(MqttConnectionLostError):
+                    await link.publish(events, b"e1", 2, timeout=5)
+                await until(lambda: len(proxy.sent) >= 2 and link.connected.is_set())
+                for n in (2, 3, 4):
+                    await link.publish(events, f"e{n}".encode(), 2, timeout=5)
+                await link.publish(events, b"e1", 2, timeout=5)  # the outbox's retry
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(5):
+                        async for message in watcher.messages:
+                            assert isinstance(message.payload, bytes)
+                            got.append(message.payload)
+                            if {b"e1", b"e2", b"e3", b"e4"} <= set(got):
+                                break
+        # Every event arrived, once; e1 perhaps twice (at least once): the broker
+        # released the copy it held, and the retry is a new message.
+        assert sorted(set(got)) == [b"e1", b"e2", b"e3", b"e4"], got
+        assert [got.count(e) for e in (b"e2", b"e3", b"e4")] == [1, 1, 1], got
+        [held] = [p.mid for p in proxy.sent[0] if p.kind == "PUBLISH"
+                  and p.fields["payload"] == b"e1"]
+        again = proxy.sent[1]
+        assert again[0].kind == "CONNECT" and again[1] == Packet("PUBREL", held), again
+        assert not [p for p in again if p.kind == "PUBLISH" and p.mid == held], again
+        assert b"\x70\x02" + held.to_bytes(2, "big") in proxy.received[1]  # PUBCOMP
     finally:
         await forget_session(f"vmn-gateway-{name}")
         await clear_retained(link.status_topic)
@@ -440,6 +530,106 @@ async def test_an_ack_before_garbage_still_completes_its_publish() -> None:
     drops = [e for e in logs if e["event"] == "mqtt.disconnected"]
     assert drops and drops[0]["was_connected"]
     assert "PUBACK with remaining length 9" in drops[0]["error"]
+
+
+class StrictBroker:
+    """A broker of QoS 2 by the letter of MQTT 3.1.1 (§4.3.3, the receiver's method B,
+    as most brokers do it): a QoS 2 PUBLISH is stored and PUBRECed, and delivered on its
+    PUBREL; a PUBLISH under an id it holds is a duplicate: PUBREC, nothing delivered.
+    Sessions of clean_session=0 clients (their held ids) outlive the connection.
+    Mosquitto (since 2.0.9) instead takes a different topic or payload under a held id
+    for a new message, which hides a client reusing such an id. `cut_at_qos2`: store the
+    next QoS 2 PUBLISH, then drop the connection instead of answering PUBREC."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[str, dict[int, bytes]] = {}  # client id -> held mid -> payload
+        self.delivered: list[bytes] = []  # what subscribers got
+        self.connections: list[list[Packet]] = []
+        self.cut_at_qos2 = False
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> StrictBroker:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for w in self._writers:
+            w.transport.abort()
+        assert self._server is not None
+        self._server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        packets: list[Packet] = []
+        self.connections.append(packets)
+        decoder = ClientDecoder()
+        with contextlib.suppress(OSError):
+            connect = await read_packets(reader, packets, "CONNECT", decoder)
+            client_id = str(connect.fields["client_id"])
+            present = not connect.fields["clean_session"] and client_id in self.sessions
+            if connect.fields["clean_session"]:
+                self.sessions.pop(client_id, None)
+            held = self.sessions.setdefault(client_id, {})
+            writer.write(connack(session_present=present))
+            while data := await reader.read(4096):
+                for p in decoder.feed(data):
+                    packets.append(p)
+                    payload = p.fields.get("payload")
+                    if p.kind == "SUBSCRIBE":
+                        writer.write(suback(p.mid, [1]))
+                    elif p.kind == "PUBLISH" and p.fields["qos"] == 1:
+                        assert isinstance(payload, bytes)
+                        self.delivered.append(payload)
+                        writer.write(puback(p.mid))
+                    elif p.kind == "PUBLISH" and p.fields["qos"] == 2:
+                        assert isinstance(payload, bytes)
+                        held.setdefault(p.mid, payload)  # a duplicate changes nothing
+                        if self.cut_at_qos2:
+                            self.cut_at_qos2 = False
+                            writer.transport.abort()
+                            return
+                        writer.write(pubrec(p.mid))
+                    elif p.kind == "PUBREL":
+                        if p.mid in held:
+                            self.delivered.append(held.pop(p.mid))
+                        writer.write(pubcomp(p.mid))
+                    elif p.kind == "PINGREQ":
+                        writer.write(b"\xd0\x00")
+        writer.transport.abort()
+
+
+async def test_a_new_event_never_takes_a_packet_id_the_broker_still_holds() -> None:
+    """Against a broker that holds QoS 2 ids by the letter of the specification: the
+    connection breaks after a QoS 2 event reached the broker, before its PUBREL. Every
+    event published after the reconnect is delivered. A fresh codec numbering from 1
+    again gave the next event the held id: PUBREC, PUBCOMP, a publish that returned
+    success, and nothing delivered (the held event was released in its place)."""
+    async def store(_payload: bytes) -> None:
+        pass
+
+    async with StrictBroker() as broker:
+        link = MqttLink(cfg("strict", port=broker.port), gateway_name="gw", on_command=store,
+                        reconnect_min=0.05, reconnect_max=0.1)
+        async with link:
+            await asyncio.wait_for(link.connected.wait(), 10)
+            broker.cut_at_qos2 = True
+            with pytest.raises(MqttConnectionLostError):
+                await link.publish("strict/mo/1", b"e1", 2, timeout=5)
+            await until(lambda: len(broker.connections) >= 2 and link.connected.is_set())
+            for n in (2, 3, 4):
+                await link.publish("strict/mo/1", f"e{n}".encode(), 2, timeout=5)
+            await link.publish("strict/mo/1", b"e1", 2, timeout=5)  # the outbox's retry
+    # e1 twice: the held copy released, and the retry (at least once)
+    events = [d for d in broker.delivered if d.startswith(b"e")]
+    assert sorted(events) == [b"e1", b"e1", b"e2", b"e3", b"e4"], broker.delivered
+    [held] = [p.mid for p in broker.connections[0] if p.kind == "PUBLISH"
+              and p.fields["payload"] == b"e1"]
+    again = broker.connections[1]
+    assert [(p.kind, p.mid) for p in again[:2]] == [("CONNECT", 0), ("PUBREL", held)]
+    assert broker.sessions["vmn-gateway-gw"] == {}  # nothing left held
 
 
 def test_codec_errors_are_protocol_errors() -> None:

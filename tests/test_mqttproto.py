@@ -34,6 +34,7 @@ from gateway.mqttproto import (
     PubComp,
     Publish,
     RemoteProtocolError,
+    SessionState,
     State,
     SubAck,
     Will,
@@ -536,3 +537,164 @@ def test_valid_packets_then_garbage(packets: list[bytes], garbage: bytes,
             cut_points.append(at)
         results.append(_outcome(conn, stream, cut_points))
     assert results[0] == results[1]
+
+
+# --------------------------------------------------------------------------- resuming a session
+
+
+def lost_with_unfinished_publishes() -> tuple[Connection, int, int, int, int]:
+    """A persistent session's connection that broke with: a QoS 2 publish PUBRECed (PUBREL
+    sent, no PUBCOMP), a QoS 2 publish without PUBREC, a QoS 1 publish without PUBACK,
+    and a QoS 2 publish completed. Returns it and those four ids."""
+    conn, wire = connected(clean_session=False)
+    recd, sent, qos1, done = (conn.publish("t", b"x", q) for q in (2, 2, 1, 2))
+    wire.feed(conn.data_to_send())
+    conn.receive_data(pubrec(recd) + pubrec(done) + pubcomp(done))
+    assert drain(conn) == [PubComp(mid=done)]
+    assert wire.feed(conn.data_to_send()) == [Packet("PUBREL", recd), Packet("PUBREL", done)]
+    return conn, recd, sent, qos1, done
+
+
+def resumed(state: SessionState, *, clean: bool = False,
+            session_present: bool = True) -> tuple[Connection, ClientDecoder, list[Packet]]:
+    """The next connection, up to its CONNACK; returns what it sent after the CONNECT."""
+    conn = Connection(resume=state)
+    conn.connect(client_id="c1", clean_session=clean)
+    wire = ClientDecoder()
+    assert [p.kind for p in wire.feed(conn.data_to_send())] == ["CONNECT"]
+    conn.receive_data(connack(session_present=session_present))
+    assert drain(conn) == [ConnAck(session_present=session_present, return_code=0)]
+    return conn, wire, wire.feed(conn.data_to_send())
+
+
+def test_session_state_holds_the_qos2_publishes_without_pubcomp_and_the_id_counter() -> None:
+    conn, recd, sent, _qos1, _done = lost_with_unfinished_publishes()
+    assert conn.session_state() == SessionState(next_mid=5, unreleased=frozenset({recd, sent}))
+    assert Connection().session_state() == SessionState(next_mid=1, unreleased=frozenset())
+
+
+def test_a_resumed_session_releases_each_held_id_after_the_connack_and_never_reuses_it(
+        ) -> None:
+    old, recd, sent, qos1, done = lost_with_unfinished_publishes()
+    conn = Connection(resume=old.session_state())
+    conn.connect(client_id="c1", clean_session=False)
+    early = conn.publish("t", b"before the CONNACK", 2)  # allowed (§3.1.4): a fresh id
+    assert early == 5 and conn.in_flight == 3
+    wire = ClientDecoder()
+    assert [(p.kind, p.mid) for p in wire.feed(conn.data_to_send())] == [
+        ("CONNECT", 0), ("PUBLISH", early)]  # no PUBREL before the broker says it kept us
+    conn.receive_data(connack(session_present=True))
+    assert drain(conn) == [ConnAck(session_present=True, return_code=0)]
+    assert wire.feed(conn.data_to_send()) == [Packet("PUBREL", recd), Packet("PUBREL", sent)]
+    # Even when the counter comes round to them, a held id is never given to a new
+    # publish (the QoS 1's and the completed one's are free: the broker holds neither).
+    conn._next_mid = recd
+    mids = [conn.publish("t", b"new", 2) for _ in range(3)]
+    assert not {recd, sent} & set(mids) and qos1 in mids and done in mids
+    # A broker resending PUBREC for a held id gets the PUBREL again.
+    conn.receive_data(pubrec(sent))
+    assert drain(conn) == []
+    assert wire.feed(conn.data_to_send())[-1] == Packet("PUBREL", sent)
+    # Their PUBCOMPs free the ids without an event: nothing of this connection waits.
+    conn.receive_data(pubcomp(recd) + pubcomp(sent))
+    assert drain(conn) == [] and conn.in_flight == 4  # early and the three new ones
+    assert conn.session_state().unreleased == frozenset({early, *mids})
+    conn.receive_data(pubcomp(recd))  # a duplicate PUBCOMP: nothing waits for it
+    assert drain(conn) == []
+    conn._next_mid = recd
+    assert conn.publish("t", b"reuse", 1) == recd  # released: free again
+
+
+@pytest.mark.parametrize(("clean", "session_present"), [(True, False), (False, False)])
+def test_a_new_session_forgets_the_held_ids_and_sends_no_pubrel(
+        clean: bool, session_present: bool) -> None:
+    old, recd, sent, _qos1, _done = lost_with_unfinished_publishes()
+    conn, _wire, after = resumed(old.session_state(), clean=clean,
+                                 session_present=session_present)
+    assert after == [] and conn.in_flight == 0
+    assert conn.session_state().unreleased == frozenset()
+    conn._next_mid = recd
+    assert [conn.publish("t", b"x", 2) for _ in range(2)] == [recd, sent]
+
+
+def test_a_clean_session_hands_nothing_over() -> None:
+    conn, _ = connected(clean_session=True)
+    mid = conn.publish("t", b"x", 2)
+    assert conn.session_state() == SessionState(next_mid=mid + 1, unreleased=frozenset())
+
+
+def test_held_ids_carry_over_again_until_released() -> None:
+    """A connection refused, or lost before the PUBCOMP: the next one still holds them."""
+    old, recd, sent, _qos1, _done = lost_with_unfinished_publishes()
+    state = old.session_state()
+    refused = Connection(resume=state)
+    refused.connect(client_id="c1", clean_session=False)
+    refused.receive_data(connack(3))
+    assert drain(refused) == [ConnAck(session_present=False, return_code=3)]
+    assert refused.session_state() == state
+    second, _wire, after = resumed(refused.session_state())
+    assert after == [Packet("PUBREL", recd), Packet("PUBREL", sent)]
+    second.receive_data(pubcomp(recd))
+    assert drain(second) == []
+    assert second.session_state() == SessionState(next_mid=5, unreleased=frozenset({sent}))
+    _third, _wire, after = resumed(second.session_state())
+    assert after == [Packet("PUBREL", sent)]
+
+
+@pytest.mark.parametrize("bad", [
+    SessionState(next_mid=0), SessionState(next_mid=65_536),
+    SessionState(unreleased=frozenset({0})), SessionState(unreleased=frozenset({65_536})),
+])  # fmt: skip
+def test_a_resume_with_an_impossible_packet_id_is_refused(bad: SessionState) -> None:
+    with pytest.raises(LocalProtocolError, match="packet id"):
+        Connection(resume=bad)
+
+
+# (qos, what the broker answered before the break) per publish of the lost connection
+_ANSWERS = {1: ("none", "PUBACK"), 2: ("none", "PUBREC", "PUBREC+PUBCOMP")}
+
+
+@given(history=st.lists(st.integers(1, 2).flatmap(lambda q: st.tuples(
+           st.just(q), st.sampled_from(_ANSWERS[q]))), max_size=40),
+       start=st.integers(1, 65_535), new=st.lists(st.integers(0, 2), max_size=40),
+       session_present=st.booleans(), cuts=fragments)
+def test_resume_releases_exactly_the_unfinished_qos2_ids_and_new_publishes_avoid_them(
+        history: list[tuple[int, str]], start: int, new: list[int], session_present: bool,
+        cuts: list[int]) -> None:
+    old, _wire = connected(clean_session=False)
+    old._next_mid = start
+    answers = b""
+    unfinished: set[int] = set()
+    in_flight: set[int] = set()  # QoS 1 or 2, unacknowledged when the connection broke
+    for qos, answer in history:
+        mid = old.publish("t", b"x", qos)
+        if answer == "PUBACK":
+            answers += puback(mid)
+        elif answer == "PUBREC":
+            answers += pubrec(mid)
+        elif answer == "PUBREC+PUBCOMP":
+            answers += pubrec(mid) + pubcomp(mid)
+        if answer in ("none", "PUBREC"):
+            in_flight.add(mid)
+            if qos == 2:
+                unfinished.add(mid)
+    cut_points, at = [], 0
+    for c in cuts:
+        at += c
+        cut_points.append(at)
+    feed(old, answers, cut_points)
+    state = old.session_state()
+    assert state.unreleased == unfinished and old.in_flight == len(in_flight)
+
+    conn, _wire, after = resumed(state, session_present=session_present)
+    if session_present:
+        assert after == [Packet("PUBREL", m) for m in sorted(unfinished)]
+    else:
+        assert after == []
+    mids = [conn.publish("t", b"new", q) for q in new]
+    taken = [m for m in mids if m]
+    assert len(set(taken)) == len(taken)
+    assert not set(taken) & in_flight  # the counter went on: no id of the lost connection
+    conn.receive_data(b"".join(pubcomp(m) for m in sorted(unfinished)))
+    assert drain(conn) == []  # releases are not this connection's events
+    assert conn.in_flight == len(taken)
