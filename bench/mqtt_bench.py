@@ -20,7 +20,8 @@ For each concurrency C (``--concurrency``, default 16,64,128,256) it does K runs
 ``--raw`` adds a reference target: the same workers calling ``aiomqtt.Client.publish``
 (QoS 1, same max in-flight) directly, to show what the link/action layer costs.
 ``--paho`` adds the target ``paho``: the same action through the link as it was on
-paho-mqtt 2.2 (`bench/benchlib/paho_link.py`), the baseline of our own codec. Targets
+paho-mqtt 2.2 (`gateway/mqtt.py` as it was at ``--paho-rev``, loaded from git history
+by `load_paho_link`), the baseline of our own codec. Targets
 alternate run by run. ``--direct-writes`` makes our link write each packet at once
 instead of once per loop turn; ``--loop uvloop`` runs on uvloop (the daemon's default).
 Prints the medians as a table (with *us/event*, the publishing process's CPU per
@@ -36,11 +37,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import json
 import math
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -63,7 +67,24 @@ from gateway.config import MqttConfig  # noqa: E402
 from gateway.mqtt import MqttLink, topic  # noqa: E402
 from gateway.mqtt import _Client as OurClient  # noqa: E402
 
-AnyLink = Any  # gateway.mqtt.MqttLink or benchlib.paho_link.MqttLink
+AnyLink = Any  # gateway.mqtt.MqttLink, or the paho one from `load_paho_link`
+# The last commit whose gateway/mqtt.py drove paho-mqtt (before gateway/mqttproto.py).
+PAHO_REV = "b2d0858"
+
+
+def load_paho_link(rev: str) -> Any:
+    """The `MqttLink` class of `gateway/mqtt.py` at commit `rev`, loaded from git history
+    as a module of its own (`paho_mqtt_link`): the baseline, without a copy of it in the
+    tree. Its imports (gateway.backoff, gateway.config, gateway.log) are today's."""
+    src = subprocess.run(["git", "-C", str(REPO_DIR), "show", f"{rev}:gateway/mqtt.py"],
+                         capture_output=True, text=True, check=True).stdout
+    path = Path(tempfile.mkdtemp(prefix="paho-link-")) / "paho_mqtt_link.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location("paho_mqtt_link", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.MqttLink
 
 END = b"__END__"
 SUMMARY_KEYS = (
@@ -313,7 +334,7 @@ async def amain(args: argparse.Namespace) -> int:
     if args.direct_writes:  # each packet written at once, not once per loop turn
         OurClient._wrote = OurClient._flush  # type: ignore[method-assign]
     if args.paho:
-        from benchlib.paho_link import MqttLink as PahoLink
+        PahoLink = load_paho_link(args.paho_rev)
         paho_link: AnyLink = PahoLink(cfg, gateway_name=f"bench-paho-{prefix}",
                                       on_command=None)
     else:
@@ -395,7 +416,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sub-qos", type=int, default=1, choices=(0, 1), help="subscriber QoS")
     p.add_argument("--raw", action="store_true", help="add raw aiomqtt.Client.publish rows")
     p.add_argument("--paho", action="store_true",
-                   help="add the paho-mqtt link (bench/benchlib/paho_link.py) as a target")
+                   help="add the paho-mqtt link (gateway/mqtt.py at --paho-rev) as a target")
+    p.add_argument("--paho-rev", default=PAHO_REV,
+                   help="the commit whose gateway/mqtt.py is the paho baseline")
     p.add_argument("--direct-writes", action="store_true",
                    help="our link writes each packet at once (default: once per loop turn)")
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",

@@ -1,5 +1,5 @@
 """The bench library, shared by the benchmark scripts (bench/ is on sys.path when they
-run as scripts; none of it imports the gateway package but ``paho_link``).
+run as scripts; none of it imports the gateway package).
 
 - ``measure``: percentiles, CPU time (process, threads, machine; CpuMeter), peak RSS of a
   process tree, the machine description;
@@ -9,9 +9,7 @@ run as scripts; none of it imports the gateway package but ``paho_link``).
   stats/dump/quit protocol (bench/sink.py speaks it too) and ``Helper`` to drive them;
 - ``broker``: a Mosquitto of the bench's own;
 - ``results``: the ``--json-out`` document (params, machine, time, ...);
-- ``cli``: the options the benches share;
-- ``paho_link``: the MQTT link as it was on paho-mqtt, the baseline of
-  ``bench/mqtt_bench.py --paho``.
+- ``cli``: the options the benches share.
 
 The names below are the ones every bench used from the former benchlib.py.
 """
