@@ -22,6 +22,7 @@ from typing import Any
 
 import aiomqtt
 import pytest
+from peers import broker_up
 from structlog.testing import capture_logs
 
 from gateway.actions.base import Job, Outcome, Result
@@ -35,11 +36,7 @@ PORT = int(os.environ.get("MQTT_PORT", "1883"))
 
 
 def _broker_up() -> bool:
-    try:
-        socket.create_connection((HOST, PORT), timeout=1).close()
-    except OSError:
-        return False
-    return True
+    return broker_up(HOST, PORT)
 
 
 pytestmark = pytest.mark.skipif(not _broker_up(), reason=f"no MQTT broker on {HOST}:{PORT}")

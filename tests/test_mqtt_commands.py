@@ -18,7 +18,7 @@ from typing import Any
 import aiomqtt
 import pytest
 from conftest import PG_URL, Gateway, gateway_config, run_sql, wait_for
-from peers import MQTT_HOST, MQTT_PORT, MqttWatcher
+from peers import MQTT_HOST, MQTT_PORT, MqttWatcher, broker_up
 from simctl import Simulator
 
 from gateway.config import MqttConfig
@@ -28,11 +28,7 @@ VMN = "5551000100"
 
 
 def _broker_up() -> bool:
-    try:
-        socket.create_connection((MQTT_HOST, MQTT_PORT), timeout=1).close()
-    except OSError:
-        return False
-    return True
+    return broker_up(MQTT_HOST, MQTT_PORT)
 
 
 pytestmark = pytest.mark.skipif(not _broker_up(),

@@ -17,12 +17,13 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiomqtt
 import pytest
 import trustme
 from mqttwire import ClientDecoder, Packet, connack, puback, pubcomp, pubrec, suback
+from peers import broker_up
 from structlog.testing import capture_logs
 
 from gateway import mqttproto
@@ -34,11 +35,7 @@ PORT = int(os.environ.get("MQTT_PORT", "1883"))
 
 
 def _broker_up() -> bool:
-    try:
-        socket.create_connection((HOST, PORT), timeout=1).close()
-    except OSError:
-        return False
-    return True
+    return broker_up(HOST, PORT)
 
 
 def cfg(prefix: str, *, url: str | None = None, port: int = PORT) -> MqttConfig:
@@ -393,17 +390,17 @@ Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter, list[Packet]],
                      Awaitable[None]]
 
 
-class Hostile:
-    """A TCP server that reads the client's packets and answers as `behaviour` says."""
+class ScriptedServer:
+    """A TCP server on a free port of 127.0.0.1 that keeps each connection's packets from
+    the client (`connections`) and drops every connection on leaving; `_serve` answers."""
 
-    def __init__(self, behaviour: Behaviour) -> None:
-        self.behaviour = behaviour
+    def __init__(self) -> None:
         self.connections: list[list[Packet]] = []
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: list[asyncio.StreamWriter] = []
 
-    async def __aenter__(self) -> Hostile:
+    async def __aenter__(self) -> Self:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -418,6 +415,22 @@ class Hostile:
         self._writers.append(writer)
         packets: list[Packet] = []
         self.connections.append(packets)
+        await self._serve(reader, writer, packets)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     packets: list[Packet]) -> None:
+        raise NotImplementedError
+
+
+class Hostile(ScriptedServer):
+    """A TCP server that reads the client's packets and answers as `behaviour` says."""
+
+    def __init__(self, behaviour: Behaviour) -> None:
+        super().__init__()
+        self.behaviour = behaviour
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     packets: list[Packet]) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             await self.behaviour(reader, writer, packets)
             while data := await reader.read(4096):  # then listen until the client goes
@@ -532,7 +545,7 @@ async def test_an_ack_before_garbage_still_completes_its_publish() -> None:
     assert "PUBACK with remaining length 9" in drops[0]["error"]
 
 
-class StrictBroker:
+class StrictBroker(ScriptedServer):
     """A broker of QoS 2 by the letter of MQTT 3.1.1 (§4.3.3, the receiver's method B,
     as most brokers do it): a QoS 2 PUBLISH is stored and PUBRECed, and delivered on its
     PUBREL; a PUBLISH under an id it holds is a duplicate: PUBREC, nothing delivered.
@@ -542,29 +555,13 @@ class StrictBroker:
     next QoS 2 PUBLISH, then drop the connection instead of answering PUBREC."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.sessions: dict[str, dict[int, bytes]] = {}  # client id -> held mid -> payload
         self.delivered: list[bytes] = []  # what subscribers got
-        self.connections: list[list[Packet]] = []
         self.cut_at_qos2 = False
-        self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: list[asyncio.StreamWriter] = []
 
-    async def __aenter__(self) -> StrictBroker:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for w in self._writers:
-            w.transport.abort()
-        assert self._server is not None
-        self._server.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._writers.append(writer)
-        packets: list[Packet] = []
-        self.connections.append(packets)
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     packets: list[Packet]) -> None:
         decoder = ClientDecoder()
         with contextlib.suppress(OSError):
             connect = await read_packets(reader, packets, "CONNECT", decoder)
