@@ -225,6 +225,11 @@ class _Client(asyncio.Protocol):
         refuses."""
         if self.lost.done() or self._closing:
             raise MqttConnectionLostError(f"connection lost before {ack_name(qos)}")
+        if qos and self.proto.in_flight >= 0xFFFF:
+            # Every packet id is taken (the broker acknowledges nothing): this
+            # connection cannot go on; the caller retries on the next one.
+            self._fail(MqttError("65,535 publishes unacknowledged"))
+            raise MqttConnectionLostError(f"connection lost before {ack_name(qos)}")
         mid = self.proto.publish(name, payload, qos, retain)
         self._wrote()
         if not qos:
@@ -335,9 +340,6 @@ class _Client(asyncio.Protocol):
                     self.connack.set_result(event)
         except mqttproto.RemoteProtocolError as exc:
             self._fail(MqttError(f"protocol error from the broker: {exc}"))
-            return
-        if proto.in_flight >= 0xFFFF:  # every packet id is taken: start afresh
-            self._fail(MqttError("65,535 publishes unacknowledged"))
             return
         self._wrote()  # the codec's own answers (PUBREL, PUBCOMP), if any
 

@@ -319,6 +319,18 @@ def _topic_filter(pattern: str) -> bytes:
     return _string(pattern, "topic filter")
 
 
+def _check_mid(mid: int) -> int:
+    """`mid` if it is a packet id (1..65535), else LocalProtocolError."""
+    if not 0 < mid <= 0xFFFF:
+        raise LocalProtocolError(f"packet id {mid} is not in 1..65535")
+    return mid
+
+
+def _pubrel(mid: int) -> bytes:
+    """PUBREL (its fixed flags 0b0010) for packet id `mid`."""
+    return b"\x62\x02" + mid.to_bytes(2, "big")
+
+
 def _check_qos(qos: int) -> None:
     if qos not in (0, 1, 2):
         raise LocalProtocolError(f"expected qos 0, 1 or 2 (got {qos!r})")
@@ -373,12 +385,9 @@ class Connection:
         self._incoming_qos2: dict[int, bool] = {}
         self._clean_session: bool | None = None  # None: before connect()
         if resume is not None:
-            if not 0 < resume.next_mid <= 0xFFFF:
-                raise LocalProtocolError(f"packet id {resume.next_mid} is not in 1..65535")
+            _check_mid(resume.next_mid)
             for mid in resume.unreleased:
-                if not 0 < mid <= 0xFFFF:
-                    raise LocalProtocolError(f"packet id {mid} is not in 1..65535")
-                self._outgoing[mid] = _HELD
+                self._outgoing[_check_mid(mid)] = _HELD
             self._next_mid = resume.next_mid
 
     # ---------------------------------------------------------------- state
@@ -502,8 +511,7 @@ class Connection:
         if qos == 0:
             return
         _check_qos(qos)
-        if not 0 < mid <= 0xFFFF:
-            raise LocalProtocolError(f"packet id {mid} is not in 1..65535")
+        _check_mid(mid)
         self._apply("ack")
         if qos == 1:
             self._out += b"\x40\x02" + mid.to_bytes(2, "big")
@@ -632,7 +640,7 @@ class Connection:
             if state in (_WAIT_PUBREC, _WAIT_PUBCOMP, _RELEASING):
                 if state == _WAIT_PUBREC:
                     self._outgoing[mid] = _WAIT_PUBCOMP
-                self._out += b"\x62\x02" + mid.to_bytes(2, "big")  # PUBREL, again if resent
+                self._out += _pubrel(mid)  # PUBREL, again if resent
                 return None
             self._unexpected_ack(mid, "PUBREC")
             return None
@@ -681,7 +689,7 @@ class Connection:
         outgoing = self._outgoing
         for mid in sorted(m for m, wait in outgoing.items() if wait == _HELD):
             outgoing[mid] = _RELEASING
-            self._out += b"\x62\x02" + mid.to_bytes(2, "big")
+            self._out += _pubrel(mid)
 
     def _forget_held(self) -> None:
         outgoing = self._outgoing
