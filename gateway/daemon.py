@@ -70,6 +70,10 @@ if TYPE_CHECKING:  # optional parts, imported when configured
 
 log = structlog.get_logger("gateway.daemon")
 
+# How long the binds wait for the action workers to start (`_bind`); then they bind
+# anyway (the acks do not need the workers; their jobs wait in the queue).
+WORKER_READY_WAIT = 10.0
+
 
 # SMPP 3.4 appendix B receipt states.
 STATS = frozenset({"DELIVRD", "EXPIRED", "DELETED", "UNDELIV", "ACCEPTD", "UNKNOWN",
@@ -534,10 +538,20 @@ class Daemon:
             tasks.append(tg.create_task(parts.mqtt_link.run(), name="mqtt"))
         if parts.worker is not None:
             tasks.append(tg.create_task(parts.worker.run(), name="action-worker"))
-        tasks += [tg.create_task(s.run(), name=f"smpp:{s.name}") for s in parts.sessions]
+        tasks += [tg.create_task(self._bind(s, parts.worker), name=f"smpp:{s.name}")
+                  for s in parts.sessions]
         if parts.api is not None:
             parts.api.start(tg)
         return tasks
+
+    @staticmethod
+    async def _bind(session: SmppSession, worker: WorkerPool | None) -> None:
+        """Run a bind once the action workers are up (at most WORKER_READY_WAIT): an
+        SMSC delivers its backlog as soon as we bind, and N interpreters importing beside
+        the intake took a third of the acks' CPU from the first seconds of it."""
+        if worker is not None and not await worker.wait_ready(WORKER_READY_WAIT):
+            log.warning("daemon.workers_not_ready", waited=WORKER_READY_WAIT)
+        await session.run()
 
     # -- shutdown: in order, within [gateway] shutdown_timeout --------------------------
     async def _shutdown(self, parts: Parts) -> None:

@@ -14,6 +14,10 @@ frame: a 4-byte length, then the items in a plain binary layout (`encode_jobs`,
 `encode_results`: fixed-size headers, UTF-8 strings, the stored body as it is; no
 pickle).
 
+A worker says it is ready (its imports done, its actions built) with an empty frame;
+the daemon binds to its SMSCs only then (`WorkerPool.wait_ready`), so that a backlog an
+SMSC delivers on bind is not acknowledged while N interpreters start beside it.
+
 If a worker dies, the jobs it held come back as retryable failures (an attempt is
 recorded, the job is retried with backoff: at-least-once, as after a crash), and the
 daemon starts a new one. SIGHUP to the daemon is passed on: the workers re-read the
@@ -128,6 +132,11 @@ class Channel(asyncio.Protocol, Generic[T]):
             asyncio.get_running_loop().call_soon(self._flush)
         self._out.append(item)
 
+    def send_empty(self) -> None:
+        """An empty frame (no item): the worker's "ready"."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_LEN.pack(0))
+
     def _flush(self) -> None:
         items, self._out = self._out, []
         if self.transport is None or self.transport.is_closing():
@@ -206,6 +215,17 @@ class WorkerPool:
             worker = min(workers, key=lambda w: (w.channel is None, len(w.pending)))
         worker.start(job, done)
 
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until every worker said it is ready, at most `timeout` seconds; whether
+        they all did."""
+        try:
+            async with asyncio.timeout(timeout):
+                for w in self.workers:
+                    await w.ready.wait()
+        except TimeoutError:
+            return False
+        return True
+
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             for w in self.workers:
@@ -230,6 +250,7 @@ class WorkerProcess:
         self.proc: asyncio.subprocess.Process | None = None
         self.channel: Channel[JobMsg] | None = None
         self.connected = asyncio.Event()
+        self.ready = asyncio.Event()  # its first frame came: it is up (stays set)
         self.pending: dict[int, Done] = {}
         self._waiting: list[tuple[Job, Done]] = []  # sent once the worker is connected
         self._stopping = False
@@ -258,6 +279,9 @@ class WorkerProcess:
                 self.start(job, done)
 
     def _on_results(self, items: list[ResultMsg]) -> None:
+        if not items:  # the worker's ready frame (see `run` below)
+            self.ready.set()
+            return
         pending = self.pending
         for job_id, outcome, detail, status, ms in items:
             done = pending.pop(job_id, None)
@@ -376,6 +400,7 @@ async def run(cfg: Config, fd: int) -> int:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
     log.info("worker.started", actions=sorted(actions))
+    channel.send_empty()  # ready: the daemon may bind now
     link_task = loop.create_task(link.run(), name="mqtt") if link is not None else None
     try:
         await stop.wait()

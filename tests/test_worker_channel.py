@@ -13,6 +13,7 @@ from gateway.worker import (
     Channel,
     JobMsg,
     ResultMsg,
+    WorkerPool,
     decode_jobs,
     decode_results,
     encode_jobs,
@@ -54,3 +55,14 @@ def test_frames_split_anywhere_by_the_socket(frames: list[list[JobMsg]], chunk: 
     for i in range(0, len(wire), chunk):
         ch.data_received(wire[i:i + chunk])
     assert got == [j for f in frames for j in f]
+
+
+async def test_the_pool_is_ready_when_every_worker_said_so() -> None:
+    """`WorkerPool.wait_ready`: the binds wait on it (at most a bound), so it must not
+    return True before the last worker's ready frame, and must return at the bound."""
+    pool = WorkerPool("unused.toml", 2)
+    assert not await pool.wait_ready(0.01)
+    pool.workers[0]._on_results([])  # the ready frame: no result in it
+    assert not await pool.wait_ready(0.01)
+    pool.workers[1]._on_results([])
+    assert await pool.wait_ready(0.01)
