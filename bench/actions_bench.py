@@ -629,7 +629,7 @@ async def _amain_runs(args: argparse.Namespace, targets: list[str],
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = bench_parser(__doc__)
     p.add_argument("--targets", default=",".join(TARGETS), help="comma list of: %(default)s")
-    p.add_argument("--action-workers", type=int, choices=[0, 1], default=0,
+    p.add_argument("--action-workers", type=int, choices=range(0, 9), metavar="N", default=0,
                    help="[gateway] action_workers for the gateway targets")
     p.add_argument("--durability", choices=["power-loss", "crash"], default="power-loss",
                    help="[gateway] durability for the gateway targets")

@@ -2,8 +2,9 @@
 """Per-MO CPU budget of the gateway from a py-spy profile: which thread, and what in it,
 costs how many microseconds per MO.
 
-Record (while a bench pushes MOs through the daemon; `bench/profile_actions.sh` does
-both), then bucket:
+Record while a bench pushes MOs through the daemon (e.g. `bench/actions_bench.py
+--targets gateway-actions --json-out result.json`, attaching py-spy to the daemon's pid
+once it is bound), then bucket:
 
     py-spy record --pid PID -d 20 -r 250 --threads -f raw -o prof.txt
     .venv/bin/python bench/cpu_budget.py prof.txt --bench result.json

@@ -51,3 +51,43 @@ async def test_a_drain_at_the_mark_runs_at_once_and_an_idle_intake_never_holds_i
     idle = _intake(tmp_path)
     await asyncio.wait_for(idle.quiet(0), 0.01)
 
+
+
+def _window(n: int) -> pipeline.Batch:
+    """A batch of `n` PDUs' acks (what `_start` reads of it: their count)."""
+    batch = pipeline.Batch()
+    batch.acks.extend((None, 5, seq, None, 0.0, None) for seq in range(n))  # type: ignore[misc]
+    return batch
+
+
+async def test_a_large_batch_that_waited_behind_another_write_is_no_burst(
+        tmp_path: Path) -> None:
+    """At a steady 4,500 MO/s a drain's step on the single writer made the next batch
+    30-45 PDUs: counted as a burst, every step made the drains wait again (fan-out fell
+    to one step a second). A batch that large with nothing in between still is one."""
+    intake = _intake(tmp_path)
+    intake.store.other_writes += 1  # a drain's step committed since the last batch
+    intake._start(_window(pipeline.BUSY_BATCH + 10), alone=True)
+    await asyncio.wait_for(intake.quiet(0), 0.01)  # not under a burst: no wait
+    intake._start(_window(pipeline.BUSY_BATCH + 10), alone=True)  # nothing in between
+    waiter = asyncio.ensure_future(intake.quiet(0))
+    await asyncio.sleep(pipeline.BUSY_HOLD / 5)
+    assert not waiter.done()
+    await asyncio.wait_for(waiter, 10)
+
+
+async def test_the_ack_rate_over_the_span_marks_a_burst_but_a_steady_flow_does_not(
+        tmp_path: Path) -> None:
+    intake = _intake(tmp_path)
+    # A steady flow below BUSY_RATE in small batches (a late loop only spreads it more).
+    per = 10
+    pause = per / (pipeline.BUSY_RATE / 2)
+    start = time.monotonic()
+    while time.monotonic() - start < pipeline.BUSY_SPAN * 3:
+        intake._note_rate(per)
+        await asyncio.sleep(pause)
+    await asyncio.wait_for(intake.quiet(0), 0.01)
+    # BUSY_RATE over the span in batches each below BUSY_BATCH: a burst.
+    for _ in range(int(pipeline.BUSY_RATE * pipeline.BUSY_SPAN) // per + 1):
+        intake._note_rate(per)
+    assert intake._busy_until > time.monotonic()

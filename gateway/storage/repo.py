@@ -107,6 +107,9 @@ class Store:
         self._sync_conn: Connection | None = None
         self._synchronous = synchronous
         self._sync_durable = True
+        # Write transactions other than the intake's, completed so far: the intake
+        # tells from it whether a batch of its waited behind one (pipeline.py `_start`).
+        self.other_writes = 0
         self.wal: WalGuard | None = None
         self._read_executor: ThreadPoolExecutor | None = None
         if self.is_sqlite:
@@ -168,6 +171,13 @@ class Store:
                           *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `fn(conn, ...)` in one durable write transaction: on the SQLite writer
         thread, or on a pooled PostgreSQL connection."""
+        try:
+            return await self._durable(fn, *args, **kwargs)
+        finally:
+            self.other_writes += 1
+
+    async def _durable(self, fn: Callable[Concatenate[Connection, P], T],
+                       *args: P.args, **kwargs: P.kwargs) -> T:
         if self._executor is not None:
             return await asyncio.get_running_loop().run_in_executor(
                 self._executor, lambda: self._run_sync(fn, True, *args, **kwargs))
@@ -181,14 +191,17 @@ class Store:
         its flag): it commits without waiting for the disk (SQLite: synchronous=NORMAL,
         PostgreSQL: synchronous_commit=off, for that transaction; the next durable
         commit flushes it too)."""
-        if self._executor is not None:
-            return await asyncio.get_running_loop().run_in_executor(
-                self._executor, lambda: self._run_sync(fn, False, *args, **kwargs))
-        async with self.engine.begin() as conn:
-            # PostgreSQL: the same, for this transaction only (the session's setting is
-            # the durability mode's, see storage/db.py).
-            await conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
-            return await conn.run_sync(fn, *args, **kwargs)
+        try:
+            if self._executor is not None:
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._executor, lambda: self._run_sync(fn, False, *args, **kwargs))
+            async with self.engine.begin() as conn:
+                # PostgreSQL: the same, for this transaction only (the session's setting
+                # is the durability mode's, see storage/db.py).
+                await conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
+                return await conn.run_sync(fn, *args, **kwargs)
+        finally:
+            self.other_writes += 1
 
     def _run_sync(self, fn: Callable[Concatenate[Connection, P], T], durable: bool,
                   *args: P.args, **kwargs: P.kwargs) -> T:
@@ -261,8 +274,8 @@ class Store:
         the events) sees the text that was stored, and the receipts of `receipt_list`
         are corrected the same way."""
         self._make_storable(msgs, receipt_rows, receipt_list)
-        return await self.transaction(self._write_intake, msgs, parts, closed_groups,
-                                      receipt_rows, receipt_list, then)
+        return await self._durable(self._write_intake, msgs, parts, closed_groups,
+                                   receipt_rows, receipt_list, then)
 
     @staticmethod
     def _make_storable(msgs: MutableSequence[MessageRow], receipt_rows: Sequence[ReceiptRow],
