@@ -133,9 +133,8 @@ class Channel(asyncio.Protocol, Generic[T]):
         self._out.append(item)
 
     def send_empty(self) -> None:
-        """An empty frame (no item): the worker's "ready"."""
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(_LEN.pack(0))
+        """An empty frame (nothing is queued yet): the worker's "ready"."""
+        self._flush()
 
     def _flush(self) -> None:
         items, self._out = self._out, []

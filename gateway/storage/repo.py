@@ -107,8 +107,9 @@ class Store:
         self._sync_conn: Connection | None = None
         self._synchronous = synchronous
         self._sync_durable = True
-        # Write transactions other than the intake's, completed so far: the intake
-        # tells from it whether a batch of its waited behind one (pipeline.py `_start`).
+        # SQLite: write transactions other than the intake's completed so far on the
+        # single writer; the intake tells from it whether a batch of its waited behind
+        # one (pipeline.py `_start`). PostgreSQL: stays 0 (no single writer to wait on).
         self.other_writes = 0
         self.wal: WalGuard | None = None
         self._read_executor: ThreadPoolExecutor | None = None
@@ -174,7 +175,7 @@ class Store:
         try:
             return await self._durable(fn, *args, **kwargs)
         finally:
-            self.other_writes += 1
+            self._wrote()
 
     async def _durable(self, fn: Callable[Concatenate[Connection, P], T],
                        *args: P.args, **kwargs: P.kwargs) -> T:
@@ -201,6 +202,11 @@ class Store:
                 await conn.exec_driver_sql("SET LOCAL synchronous_commit TO off")
                 return await conn.run_sync(fn, *args, **kwargs)
         finally:
+            self._wrote()
+
+    def _wrote(self) -> None:
+        """A write other than the intake's is over (`other_writes`)."""
+        if self._executor is not None:
             self.other_writes += 1
 
     def _run_sync(self, fn: Callable[Concatenate[Connection, P], T], durable: bool,
