@@ -73,6 +73,9 @@ log = structlog.get_logger("gateway.daemon")
 # How long the binds wait for the action workers to start (`_bind`); then they bind
 # anyway (the acks do not need the workers; their jobs wait in the queue).
 WORKER_READY_WAIT = 10.0
+# SQLite: a PASSIVE checkpoint this often, off the writer (and at once when the WAL is
+# over its limit, see `_checkpoint_loop`).
+CHECKPOINT_INTERVAL = 1.0
 
 
 # SMPP 3.4 appendix B receipt states.
@@ -652,15 +655,31 @@ class Daemon:
             intake.expire_groups()
 
     async def _checkpoint_loop(self, store: Store) -> None:
-        """SQLite: move the WAL into the database off the ack path, once a second."""
+        """SQLite: move the WAL into the database off the ack path, once a second, and
+        at once when the writer finds the WAL over its limit: the restart that follows
+        a pass has little left to copy (`WalGuard`)."""
         if not store.is_sqlite:
             return
-        while True:
-            await asyncio.sleep(1.0)
-            try:
-                await store.checkpoint()
-            except Exception as exc:
-                log.warning("storage.checkpoint_failed", error=str(exc))
+        due = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def wake() -> None:  # on the writer thread
+            loop.call_soon_threadsafe(due.set)
+
+        if store.wal is not None:
+            store.wal.checkpointer = wake
+        try:
+            while True:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(due.wait(), CHECKPOINT_INTERVAL)
+                due.clear()
+                try:
+                    await store.checkpoint()
+                except Exception as exc:
+                    log.warning("storage.checkpoint_failed", error=str(exc))
+        finally:
+            if store.wal is not None:
+                store.wal.checkpointer = None  # the writer restarts on its own again
 
     def _status(self, sessions: list[SmppSession]) -> str:
         """The systemd STATUS= line: e.g. "1/2 binds up: alpha bound, beta down"."""

@@ -116,7 +116,7 @@ class GatewayConfig(_Model):
     durability: Annotated[Durability, BeforeValidator(_lower)] = Durability.POWER_LOSS
     # PostgreSQL only: intake transactions in flight at once (SQLite has one writer).
     pg_intake_commits: Annotated[int, Strict(), Field(ge=1, le=8)] = 4
-    # Bytes. Over it the writer truncates the WAL (SQLite only; see storage/db.py).
+    # Bytes. Over it the WAL is checkpointed and restarted (SQLite only; storage/db.py).
     sqlite_wal_limit: Annotated[int, Strict(), Field(ge=65536)] = 64 * 1024 * 1024
     # Open long MOs held in memory; over either cap the oldest is delivered incomplete.
     reassembly_max_groups: Annotated[int, Strict(), Field(ge=1)] = 10000

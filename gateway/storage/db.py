@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -132,12 +133,24 @@ class WalGuard:
     The daemon checkpoints PASSIVE once a second off the ack path, but under steady
     writes a checkpoint never catches up with the last frame, so the WAL is never
     restarted and grows without end (447 MB in 60 s at 300 MO/s). Once the file is over
-    the limit, the writer (between its transactions, so no write of ours can slip in)
-    runs a RESTART checkpoint: it copies what is left and waits briefly for readers of
-    older snapshots; the next transaction then writes from the start of the file, over
-    the old frames, and `journal_size_limit` trims what lies beyond the limit. So the WAL
-    stays within the limit plus one transaction; a reader that holds a snapshot longer
-    than CHECKPOINT_WAIT only postpones the restart by RETRY_AFTER.
+    the limit, a RESTART checkpoint on the writer (between its transactions, so no write
+    of ours can slip in) copies what is left and waits briefly for readers of older
+    snapshots; the next transaction then writes from the start of the file, over the old
+    frames, and `journal_size_limit` trims what lies beyond the limit. A reader that
+    holds a snapshot longer than CHECKPOINT_WAIT only postpones the restart by
+    RETRY_AFTER.
+
+    When that restart runs matters: it holds the writer while it copies every frame the
+    last PASSIVE pass did not, and syncs the database file. Run at whatever commit
+    crossed the limit, that was up to a second of frames: 17-50 ms during which no MO
+    was committed or acked and no job claimed (MO->webhook p99 at 1,000 MO/s 25-39 ms
+    against 8-13 ms in the runs without one, docs/PERFORMANCE.md). Run right after a
+    PASSIVE pass, 4 ms. So when a `checkpointer` is set (the daemon's checkpoint loop),
+    the writer over the limit only wakes it; the loop runs a PASSIVE pass, then asks the
+    writer for the restart (`after_passive`). Only over `limit` + HEADROOM x `limit`
+    (the loop stalled, or writes far faster than a pass) does the writer restart at
+    once, as without a loop. So the WAL stays within (1 + HEADROOM) x `limit` plus one
+    transaction.
 
     Not TRUNCATE: emptying the file cost an ftruncate (~33 ms of a 64 MiB WAL) on the
     writer, and then every commit grew the file again, so its fdatasync wrote the new
@@ -147,14 +160,29 @@ class WalGuard:
 
     CHECKPOINT_WAIT_MS = 250
     RETRY_AFTER = 1.0
+    HEADROOM = 0.25
 
     def __init__(self, path: Path, limit: int) -> None:
         self.path = path
         self.limit = limit
+        self.hard_limit = limit + int(limit * self.HEADROOM)
         self.truncations = 0
         self.failures = 0
+        # Called (on the writer thread) when the WAL is over the limit: it must run a
+        # PASSIVE checkpoint soon, then `after_passive` on the writer. None: restart
+        # at once.
+        self.checkpointer: Callable[[], None] | None = None
+        self._asked = False  # the checkpointer was woken and has not answered yet
         self._retry_at = 0.0
         self._configured: Any = None  # the driver connection set up for the limit
+
+    def over(self) -> bool:
+        """Whether the WAL is over the limit (and not backing off from a long reader)."""
+        return wal_bytes(self.path) > self.limit and time.monotonic() >= self._retry_at
+
+    def due(self) -> bool:
+        """Whether the checkpointer should call `after_passive` after its pass."""
+        return self._asked or self.over()
 
     def after_write(self, dbapi_conn: sqlite3.Connection) -> None:
         """Never raises: the transaction before it is committed already."""
@@ -162,10 +190,28 @@ class WalGuard:
             if self._configured is not dbapi_conn:
                 dbapi_conn.execute(f"PRAGMA journal_size_limit={self.limit}")
                 self._configured = dbapi_conn
-            if wal_bytes(self.path) <= self.limit or time.monotonic() < self._retry_at:
+            size = wal_bytes(self.path)
+            if size <= self.limit or time.monotonic() < self._retry_at:
+                return
+            checkpointer = self.checkpointer
+            if checkpointer is not None and size <= self.hard_limit:
+                if not self._asked:
+                    self._asked = True
+                    checkpointer()
                 return
             self._restart(dbapi_conn)
         except Exception as exc:  # the next write tries again
+            self.failures += 1
+            log.warning("storage.wal_checkpoint_failed", error=str(exc) or type(exc).__name__)
+
+    def after_passive(self, dbapi_conn: sqlite3.Connection) -> None:
+        """On the writer, right after a PASSIVE checkpoint pass: restart the WAL if it is
+        over the limit (little is left to copy). Never raises."""
+        self._asked = False
+        try:
+            if self.over():
+                self._restart(dbapi_conn)
+        except Exception as exc:
             self.failures += 1
             log.warning("storage.wal_checkpoint_failed", error=str(exc) or type(exc).__name__)
 

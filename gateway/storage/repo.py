@@ -209,8 +209,8 @@ class Store:
         if self._executor is not None:
             self.other_writes += 1
 
-    def _run_sync(self, fn: Callable[Concatenate[Connection, P], T], durable: bool,
-                  *args: P.args, **kwargs: P.kwargs) -> T:
+    def _writer(self) -> Connection:
+        """The writer thread's connection (opened again after a failure)."""
         conn = self._sync_conn
         if conn is None or conn.closed or conn.invalidated:
             conn = self._sync_conn = self._sync_engine.connect()
@@ -219,6 +219,11 @@ class Store:
             conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
             conn.commit()
             self._sync_durable = True
+        return conn
+
+    def _run_sync(self, fn: Callable[Concatenate[Connection, P], T], durable: bool,
+                  *args: P.args, **kwargs: P.kwargs) -> T:
+        conn = self._writer()
         if durable != self._sync_durable and self._synchronous == "FULL":
             # On the driver connection: through SQLAlchemy it would autobegin a
             # transaction, and SQLite refuses to change the level inside one.
@@ -255,11 +260,25 @@ class Store:
             return fn(conn, *args, **kwargs)
 
     async def checkpoint(self) -> None:
-        """A PASSIVE WAL checkpoint (SQLite): never blocks the writer."""
+        """A PASSIVE WAL checkpoint (SQLite), which never blocks the writer; then, if the
+        WAL is over its limit, its restart on the writer: only what was written during
+        the pass is left to copy (`WalGuard`)."""
         if not self.is_sqlite:
             return
         async with self.reader.connect() as conn:
             await conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        if self.wal is not None and self._executor is not None and self.wal.due():
+            try:
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self._after_passive)
+            finally:
+                self._wrote()  # it held the writer: the intake's next batch waited
+
+    def _after_passive(self) -> None:
+        assert self.wal is not None
+        raw = self._writer().connection.driver_connection
+        assert raw is not None
+        self.wal.after_passive(raw)
 
     # -- intake -----------------------------------------------------------------------
     async def write_intake(
