@@ -5,7 +5,9 @@
 `Store.relaxed` on the writer thread) for batches of `--batch` MOs (default 128, the
 daemon's BATCH) with a webhook and MQTT events configured: each MO becomes its `mo`
 event as an MQTT job and a webhook job, claimed at once. `--mix` routes the MOs to
-keywords with a reply, a lead and a poll as well.
+keywords with a reply, a lead and a poll as well. `--scan`: the batches are found in
+the database (`expand(..., given=None)`, the scan a burst beyond the intake's hand-over
+queue takes) instead of handed over.
 
 Each variant is a child process with its own PYTHONPATH (`--variant NAME=PATH`, e.g.
 `old=/work/main new=.`); the variants alternate for `--runs` rounds and the figures are
@@ -60,7 +62,8 @@ poll = { name = "color", options = ["RED", "BLUE"] }
 """
 
 
-async def child(batch: int, batches: int, mix: bool) -> list[tuple[float, float]]:
+async def child(batch: int, batches: int, mix: bool,
+                scan: bool = False) -> list[tuple[float, float]]:
     from sqlalchemy import insert
 
     from gateway.config import parse_config
@@ -96,9 +99,9 @@ async def child(batch: int, batches: int, mix: bool) -> list[tuple[float, float]
                 await store.transaction(lambda c, r=rows: c.execute(insert(messages), r))
                 # What the intake hands over: its rows, not routed yet (decision None:
                 # fan-out routes them, as for MOs found in the database).
-                given = [Routed(MessageRow(**{k: r[k] for k in MessageRow._fields
-                                                 if k in r}, raw_pdu=None, dedup_key=None))
-                         for r in rows]
+                given: list[Routed] | None = None if scan else [
+                    Routed(MessageRow(**{k: r[k] for k in MessageRow._fields if k in r},
+                                      raw_pdu=None, dedup_key=None)) for r in rows]
                 t0, c0 = time.perf_counter(), time.process_time()
                 stats = await store.relaxed(expand, ctx, now, given)
                 out.append((time.perf_counter() - t0, time.process_time() - c0))
@@ -118,10 +121,12 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=10, help="batches not counted")
     p.add_argument("--runs", type=int, default=5, help="rounds (each variant once)")
     p.add_argument("--mix", action="store_true", help="keywords with reply, lead, poll")
+    p.add_argument("--scan", action="store_true", help="MOs found by the scan, not handed over")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        times = asyncio.run(child(args.batch, args.batches + args.warmup, args.mix))
+        times = asyncio.run(child(args.batch, args.batches + args.warmup, args.mix,
+                                 args.scan))
         print(json.dumps(times[args.warmup:]))
         return 0
     variants = [v.split("=", 1) for v in args.variant] or [["here", "."]]
@@ -134,6 +139,8 @@ def main() -> int:
                    "--batches", str(args.batches), "--warmup", str(args.warmup)]
             if args.mix:
                 cmd.append("--mix")
+            if args.scan:
+                cmd.append("--scan")
             res = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
             per[name] += json.loads(res.stdout)
     for name, times in per.items():

@@ -23,6 +23,7 @@ from gateway.model import MessageRow
 from gateway.outbox import Outbox
 from gateway.storage import jobs as jobq
 from gateway.storage.db import create_engine, migrate
+from gateway.storage.fanout import flagged
 from gateway.storage.repo import Store
 from gateway.storage.schema import jobs, messages
 
@@ -246,3 +247,37 @@ def test_the_intakes_decision_is_used_unless_the_routing_changed_since(db_url: s
     ready, job_rows = asyncio.run(main())
     assert [j.kind for j in ready] == ["webhook"]
     assert job_rows == [("webhook", "m2")]  # m1: the carried decision; m2: routed again
+
+
+def test_the_scan_reads_back_the_intakes_rows_oldest_first(db_url: str) -> None:
+    """`flagged` (storage/fanout.py) selects MessageRow's fields in order at the driver
+    level: each MO comes back as the intake stored it (but its raw PDU and dedup key),
+    oldest first, up to the limit, and only while flagged."""
+    async def main() -> list[MessageRow]:
+        engine, store = await _store(db_url)
+        try:
+            now = time.time()
+            rows = [{**_mo(f"m{i}", now - i), "text": f"h\u00e9llo {i} \U0001f600",
+                     "data_coding": 8, "segments": 2, "keyword": "KW" if i % 2 else None,
+                     "raw_pdu": b"\x00pdu", "dedup_key": f"k{i}"} for i in range(5)]
+            rows[4]["fanout"] = 0  # the oldest, expanded already: not found
+            await store.transaction(lambda c: c.execute(insert(messages), rows))
+            return await store.relaxed(flagged, 3)
+        finally:
+            await store.close()
+            await engine.dispose()
+
+    found = asyncio.run(main())
+    now_ids = [m.id for m in found]
+    assert now_ids == ["m3", "m2", "m1"]  # oldest first, m4 not flagged, limit 3
+    for m in found:
+        assert type(m) is MessageRow
+        i = int(m.id[1:])
+        assert m.raw_pdu is None and m.dedup_key is None
+        assert (m.direction, m.smsc, m.vmn, m.msisdn, m.sender, m.recipient) == (
+            "mo", "s", "5551000100", "15550001111", "15550001111", "5551000100")
+        assert m.text == f"h\u00e9llo {i} \U0001f600"
+        assert (m.data_coding, m.segments, m.status, m.route, m.fanout) == (
+            8, 2, "received", "default", 1)
+        assert m.keyword == ("KW" if i % 2 else None)
+        assert isinstance(m.created_at, float) and isinstance(m.updated_at, float)

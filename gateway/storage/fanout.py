@@ -5,29 +5,41 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import select, text
 from sqlalchemy.engine import Connection
 
 from gateway.model import MessageRow
-from gateway.storage.schema import messages
-
-_PENDING = text("fanout = 1")  # literal: matches the partial index
-
 
 # The scan reads the intake's row but the raw PDU and the dedup key (fan-out reads
-# neither: None in the rows it builds).
+# neither: None in the rows it builds). Its SELECT lists MessageRow's fields in order (NULL
+# for those two), so each row fetched is the tuple a MessageRow is; on SQLite it runs on
+# the DBAPI cursor. Through a Core select, SQLAlchemy's per-row fetch and
+# `MessageRow(**row._mapping)` were 28% of the fan-out's CPU in a 30k burst with webhook +
+# MQTT (py-spy: 14 us per MO on the single writer, of its 106).
 _UNREAD = ("raw_pdu", "dedup_key")
-_SCAN_COLS = tuple(messages.c[f] for f in MessageRow._fields if f not in _UNREAD)
+_SCAN_COLS = ", ".join("NULL" if f in _UNREAD else f'"{f}"' for f in MessageRow._fields)
+# `fanout = 1` literal: matches the partial index (created_at) the ORDER BY walks.
+_SCAN = f"SELECT {_SCAN_COLS} FROM messages WHERE fanout = 1 ORDER BY created_at LIMIT "
+_SCAN_SQLITE = _SCAN + "?"
+_SCAN_PG = _SCAN + "$1 FOR UPDATE SKIP LOCKED"  # skipping MOs another instance locked
+_new_row = tuple.__new__
 
 
 def flagged(conn: Connection, limit: int) -> list[MessageRow]:
     """Up to `limit` flagged MOs, oldest first (PostgreSQL: skipping those another
     instance has locked), as the intake's rows (without the raw PDU and dedup key)."""
-    q = select(*_SCAN_COLS).where(_PENDING).order_by(messages.c.created_at).limit(limit)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    return [MessageRow(**r._mapping, raw_pdu=None, dedup_key=None) for r in conn.execute(q)]
+    rows: Sequence[Any]
+    if conn.dialect.paramstyle == "qmark":  # SQLite
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.execute(_SCAN_SQLITE, (limit,))
+            rows = cur.fetchall()
+        finally:
+            cur.close()
+    else:
+        rows = conn.exec_driver_sql(_SCAN_PG, (limit,)).all()
+    return [_new_row(MessageRow, r) for r in rows]
 
 
 def claim(conn: Connection, ids: Sequence[str]) -> set[str]:
