@@ -201,8 +201,7 @@ class WalGuard:
                 return
             self._restart(dbapi_conn)
         except Exception as exc:  # the next write tries again
-            self.failures += 1
-            log.warning("storage.wal_checkpoint_failed", error=str(exc) or type(exc).__name__)
+            self._failed(exc)
 
     def after_passive(self, dbapi_conn: sqlite3.Connection) -> None:
         """On the writer, right after a PASSIVE checkpoint pass: restart the WAL if it is
@@ -211,9 +210,12 @@ class WalGuard:
         try:
             if self.over():
                 self._restart(dbapi_conn)
-        except Exception as exc:
-            self.failures += 1
-            log.warning("storage.wal_checkpoint_failed", error=str(exc) or type(exc).__name__)
+        except Exception as exc:  # the next pass tries again
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        log.warning("storage.wal_checkpoint_failed", error=str(exc) or type(exc).__name__)
 
     def _restart(self, dbapi_conn: sqlite3.Connection) -> None:
         started = time.monotonic()

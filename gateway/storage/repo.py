@@ -85,6 +85,13 @@ class OpenPart:
     raw_pdu: bytes
 
 
+def _driver(conn: Connection) -> Any:
+    """The writer's sqlite3 connection under SQLAlchemy's (PRAGMAs, checkpoints)."""
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    return raw
+
+
 class Store:
     """All database access of the daemon and the CLI."""
 
@@ -227,9 +234,7 @@ class Store:
         if durable != self._sync_durable and self._synchronous == "FULL":
             # On the driver connection: through SQLAlchemy it would autobegin a
             # transaction, and SQLite refuses to change the level inside one.
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            raw.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            _driver(conn).execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._sync_durable = durable
         try:
             with conn.begin():
@@ -238,9 +243,7 @@ class Store:
             self._close_sync()
             raise
         if self.wal is not None:
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            self.wal.after_write(raw)
+            self.wal.after_write(_driver(conn))
         return result
 
     async def read(self, fn: Callable[Concatenate[Connection, P], T],
@@ -276,9 +279,7 @@ class Store:
 
     def _after_passive(self) -> None:
         assert self.wal is not None
-        raw = self._writer().connection.driver_connection
-        assert raw is not None
-        self.wal.after_passive(raw)
+        self.wal.after_passive(_driver(self._writer()))
 
     # -- intake -----------------------------------------------------------------------
     async def write_intake(
