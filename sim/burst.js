@@ -31,6 +31,7 @@ class Burst {
 		this.startedAt = Date.now();
 		this.finishedAt = null;
 		this.timers = new Set();
+		this.pumpScheduled = false;
 	}
 
 	status() {
@@ -111,6 +112,18 @@ class Burst {
 					}
 				}
 			}
+			// Never straight back into pump(): a send that fails at once would re-pick
+			// the same session in a loop of promise callbacks that starves the event
+			// loop (the socket's 'close' and the control API never get their turn).
+			this.schedulePump();
+		});
+	}
+
+	schedulePump() {
+		if (this.pumpScheduled) return;
+		this.pumpScheduled = true;
+		setImmediate(() => {
+			this.pumpScheduled = false;
 			this.pump();
 		});
 	}

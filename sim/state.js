@@ -75,7 +75,9 @@ function isBound(s) {
 }
 
 function canReceive(s) {
-	return isBound(s) && s.sim.bind_type !== 'bind_transmitter';
+	// A peer's FIN ends the socket before it closes: no longer writable, not yet
+	// destroyed. Nothing sent to it can arrive, so it is no receiver.
+	return isBound(s) && s.socket.writable && s.sim.bind_type !== 'bind_transmitter';
 }
 
 function boundSessions() {

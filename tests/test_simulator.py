@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -310,3 +311,26 @@ def test_burst_small(fresh: Simulator, esme: Esme) -> None:
     assert sorted(st["acked_ok"]) == [f"b-{i}" for i in range(5)]
     assert st["acked_error"] == 1
     assert sorted(texts) == sorted([*(f"b-{i}" for i in range(5)), texts[0]])
+
+
+def test_burst_survives_a_client_that_half_closes_while_the_simulator_still_writes() -> None:
+    """A client that sends its FIN while the simulator still has deliver_sm to write
+    leaves the socket ended but not closed: no longer writable, not yet destroyed.
+    The burst counted such a session as a receiver, every send to it failed at once,
+    and the redelivery re-picked it in a loop of promise callbacks that never let the
+    event loop run again: the control API went silent (a CI timeout after a SIGKILL)."""
+    with Simulator.start(quiet=True) as sim:
+        e = Esme(sim.smpp_port)
+        e.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        assert e.bind() == 0
+        sim.wait_bound()
+        # More deliver_sm than the two socket buffers hold, none read, none acked.
+        sim.burst(count=50_000, window=50_000, redeliver=True, timeout_ms=300)
+        time.sleep(0.5)
+        e.sock.shutdown(socket.SHUT_WR)
+        time.sleep(1.0)  # the 300 ms timeouts fire while the socket is half-closed
+        st = sim.request("GET", "/burst", timeout=5)
+        assert st["pending"] == 50_000
+        assert st["acked_ok"] == []
+        e.close()
+        sim.wait_for(lambda: sim.request("GET", "/health", timeout=5) is not None, timeout=5)
