@@ -26,7 +26,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import structlog
@@ -144,8 +143,7 @@ def _plan(ctx: Context, r: Routed) -> tuple[Decision, str | None, dict[str, Any]
         # Routing is a pure function of the text, the destination and the time of
         # receipt: the intake's decision, unless the configuration was reloaded since
         # (then the running one decides, as for an MO found in the database).
-        d = ctx.router.route(mo.recipient, mo.text,
-                             datetime.fromtimestamp(mo.created_at, UTC))
+        d = ctx.router.route(mo.recipient, mo.text, mo.created_at)
     # STOP/START/HELP: the MO event goes to MQTT only; `[optout] callback_profile`
     # hears the `opt` event of the change (see actions/opt.py).
     webhook = target(d.action) if d.route in (Route.KEYWORD, Route.DEFAULT) else None

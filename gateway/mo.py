@@ -187,11 +187,11 @@ def dedup_key(smsc: str, pdu: DeliverSm | DataSm) -> str:
     and the SAR reference. The sequence number is deliberately left out: a redelivery
     gets a new one. Not the identity of a message: a person who sends the same text
     twice sends two (only a suspect key folds a copy, see gateway/redelivery.py)."""
-    h = hashlib.blake2b(digest_size=16)
-    h.update(f"{smsc}\0{pdu.source_addr}\0{pdu.destination_addr}\0{pdu.esm_class}\0"
-             f"{pdu.data_coding}\0".encode())
+    head = (f"{smsc}\0{pdu.source_addr}\0{pdu.destination_addr}\0{pdu.esm_class}\0"
+            f"{pdu.data_coding}\0").encode()
     if isinstance(pdu, DeliverSm):
-        h.update(pdu.short_message)
+        head += pdu.short_message
+    h = hashlib.blake2b(head, digest_size=16)  # one call: the same digest as updates
     for tlv in pdu.tlvs:
         if tlv.tag in _DEDUP_TLVS:
             h.update(b"\0%d=" % tlv.tag)

@@ -31,7 +31,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from itertools import pairwise
 
 import structlog
@@ -296,7 +295,7 @@ class Intake:
         router = self.router
         if router is None:
             return _UNROUTED
-        return router.route(destination, text, datetime.fromtimestamp(at, UTC))
+        return router.route(destination, text, at)
 
     def _fanout_flag(self, d: Decision) -> int:
         """1 when the MO has something to do after it is stored."""

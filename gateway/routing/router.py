@@ -18,7 +18,7 @@ path with a few dict lookups and no regex. The rules, in order (SPEC §3):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from gateway.config import (
@@ -170,10 +170,12 @@ class Router:
         """The configured VMNs."""
         return self._vmns
 
-    def route(self, destination_addr: str, text: str, now: datetime) -> Decision:
+    def route(self, destination_addr: str, text: str, now: datetime | float) -> Decision:
         """Route one MO sent to `destination_addr` with (decoded, reassembled) `text`.
 
-        `now` must be timezone-aware (keyword windows are aware datetimes).
+        `now`: a timezone-aware datetime (keyword windows are aware datetimes), or UNIX
+        seconds, made a datetime only for a keyword with a window (the MO hot path
+        spent ~0.7 us a MO making one that nothing read).
         """
         entry = self._by_address.get(destination_addr)
         if entry is None:
@@ -190,8 +192,10 @@ class Router:
         if hit is None:
             return entry.default
         (keyword, name, windowed), length = hit
+        expired = windowed and not keyword.in_window(
+            now if isinstance(now, datetime) else datetime.fromtimestamp(now, UTC))
         return _decision(
-            Route.EXPIRED if windowed and not keyword.in_window(now) else Route.KEYWORD,
+            Route.EXPIRED if expired else Route.KEYWORD,
             entry.vmn,
             name,
             keyword,
