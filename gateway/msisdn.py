@@ -144,11 +144,23 @@ def _by_library(raw: str, digits: str, international: bool, country_code: str) -
         f" code {country_code}, international ones need their country code)")
 
 
-@functools.lru_cache(maxsize=CACHED)
 def canonical_or_raw(raw: str, country_code: str = "1", *, ton: int | None = None) -> str:
     """For addresses a person sent from (MO intake): the canonical form when `raw` is a
     phone number, else `raw` unchanged (an alphanumeric sender ID, a short code, an
-    address the SMSC mangled). A person's message is never dropped for its address."""
+    address the SMSC mangled). A person's message is never dropped for its address.
+
+    A full NANP number in plain digits is answered without the cache (~0.3 us, less
+    than a cache miss, and a burst from many senders misses it every time); any other
+    spelling goes through `_canonical_or_raw`, cached."""
+    if ton != TON_ALPHANUMERIC and raw.isascii() and raw.isdigit() and len(raw) <= _MAX_CHARS:
+        nanp = _nanp(raw, ton == TON_INTERNATIONAL, country_code)
+        if nanp is not None:
+            return nanp
+    return _canonical_or_raw(raw, country_code, ton)
+
+
+@functools.lru_cache(maxsize=CACHED)
+def _canonical_or_raw(raw: str, country_code: str, ton: int | None) -> str:
     if ton == TON_ALPHANUMERIC:
         return raw
     try:

@@ -16,6 +16,7 @@ from gateway.msisdn import (
     CACHED,
     InvalidNumber,
     _canonical_by_library,
+    _canonical_or_raw,
     canonical,
     canonical_or_raw,
 )
@@ -86,24 +87,30 @@ def test_the_spellings_cached_stay_bounded() -> None:
     ~40 MB of the daemon's memory once that many people had written. The intake's call
     caches a sender once, and at most CACHED of them."""
     canonical.cache_clear()
-    canonical_or_raw.cache_clear()
+    _canonical_or_raw.cache_clear()
 
     def cached() -> int:
-        return canonical.cache_info().currsize + canonical_or_raw.cache_info().currsize
+        return canonical.cache_info().currsize + _canonical_or_raw.cache_info().currsize
 
     for i in range(100):  # as the intake calls it: one entry per sender
-        assert canonical_or_raw(f"1555{i:07d}", "1", ton=1) == f"1555{i:07d}"
+        assert canonical_or_raw(f"4477009{i:05d}", "1", ton=1) == f"4477009{i:05d}"
     assert cached() == 100
     for i in range(100, 2 * CACHED):
-        canonical_or_raw(f"1555{i:07d}", "1", ton=1)
+        canonical_or_raw(f"4477009{i:05d}", "1", ton=1)
     assert cached() <= CACHED <= 4096
     for i in range(2 * CACHED):
         canonical(f"1666{i:07d}", "1")
     assert canonical.cache_info().currsize <= CACHED
     # a repeat sender is still a cache hit
-    hits = canonical_or_raw.cache_info().hits
-    assert canonical_or_raw(f"1555{2 * CACHED - 1:07d}", "1", ton=1) == f"1555{2 * CACHED - 1:07d}"
-    assert canonical_or_raw.cache_info().hits == hits + 1
+    hits = _canonical_or_raw.cache_info().hits
+    assert canonical_or_raw(f"4477009{2 * CACHED - 1:05d}", "1", ton=1) == (
+        f"4477009{2 * CACHED - 1:05d}")
+    assert _canonical_or_raw.cache_info().hits == hits + 1
+    # a full NANP number in plain digits (most senders here) takes no entry at all
+    before = cached()
+    for i in range(1000):
+        assert canonical_or_raw(f"1555{i:07d}", "1", ton=1) == f"1555{i:07d}"
+    assert cached() == before
 
 
 def test_local_only_numbers_have_no_e164_form() -> None:
@@ -153,6 +160,14 @@ def test_nanp_fast_path_answers_as_phonenumbers(raw: str, cc: str, ton: int | No
         _canonical_by_library, raw, cc, ton)
 
 
+@given(st.one_of(_spellings(), st.text(max_size=24)), st.sampled_from(["1", "44", "86"]),
+       st.sampled_from([None, 0, 1, 2, 5]))
+def test_the_intakes_uncached_path_answers_as_the_cached_one(
+        raw: str, cc: str, ton: int | None) -> None:
+    """`canonical_or_raw` answers plain NANP digits before its cache: the same answer."""
+    assert canonical_or_raw(raw, cc, ton=ton) == _canonical_or_raw.__wrapped__(raw, cc, ton)
+
+
 def test_nanp_sweep_answers_as_phonenumbers() -> None:
     """Every area code 000-999, ten exchanges each (first digit 0-9: N11, 555, 800 and
     unassigned codes among them), in the spellings the fast path takes and beside them
@@ -189,7 +204,7 @@ def test_nanp_senders_skip_phonenumbers(monkeypatch: pytest.MonkeyPatch) -> None
     assert f("+1 (555) 123-4567", "44") == "15551234567"
     assert f("555.123.4567", "1", ton=0) == "15551234567"
     assert f("1-555-123-4567", "1") == "15551234567"
-    assert canonical_or_raw.__wrapped__("15551234567", "1", ton=1) == "15551234567"
+    assert canonical_or_raw("15551234567", "1", ton=1) == "15551234567"
     for other, cc, ton in [("5551234567", "44", None), ("1555123456", "1", None),
                            ("10551234567", "1", 1), ("447700900123", "44", 1),
                            ("5551234567", "1", 1)]:
