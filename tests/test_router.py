@@ -182,6 +182,15 @@ def test_keyword_window(now: datetime, route: Route) -> None:
     assert d.action is kw(LONG, "SALE")  # the caller sends its expiry_reply when expired
 
 
+@pytest.mark.parametrize(("now", "route"), WINDOW_CASES)
+def test_keyword_window_in_unix_seconds(now: datetime, route: Route) -> None:
+    """The intake and the fan-out pass the MO's receipt time as UNIX seconds (a datetime
+    is made only for a keyword with a window): the same decision, to the microsecond."""
+    d = ROUTER.route(LONG, "SALE today", now.timestamp())
+    assert (d.route, d.keyword, d.args) == (route, "SALE", "today")
+    assert ROUTER.route(LONG, "zzz no keyword", now.timestamp()).route is Route.DEFAULT
+
+
 # ------------------------------------------------------------------ destinations
 
 DESTINATION_CASES = [
