@@ -80,13 +80,10 @@ def storable_row(row: R, lim: Limits) -> R | None:
     those values in their safe form."""
     for i, length in lim:
         v = row[i]
-        if v.__class__ is str:
-            # `_bad` inlined for the common case (ASCII, short enough): the MO path
-            # runs this over ~10 columns a MO.
-            if (length is not None and len(v) > length) or "\0" in v or (
-                    not v.isascii() and _bad(v, length)):
-                break
-        elif isinstance(v, str) and _bad(v, length):
+        # `_bad` called only for a non-ASCII value: the MO path runs this over ~10
+        # columns a MO, and an ASCII value needs only its two cheap checks.
+        if isinstance(v, str) and ((length is not None and len(v) > length) or "\0" in v
+                                   or (not v.isascii() and _bad(v, length))):
             break
     else:
         return None
